@@ -1,0 +1,30 @@
+"""Storage: checkpoint savers and the exceptions every layer shares."""
+
+from graphloop.checkpointers.errors import (
+    ConfigurationError,
+    GraphloopError,
+    InvalidDecisionError,
+    ModelCallError,
+    NotPausedError,
+    ResumeError,
+    RunError,
+    ThreadPausedError,
+    UnknownThreadError,
+)
+from graphloop.checkpointers.savers import DbLike, memory_saver, open_async_saver, open_saver
+
+__all__ = [
+    "ConfigurationError",
+    "DbLike",
+    "GraphloopError",
+    "InvalidDecisionError",
+    "ModelCallError",
+    "NotPausedError",
+    "ResumeError",
+    "RunError",
+    "ThreadPausedError",
+    "UnknownThreadError",
+    "memory_saver",
+    "open_async_saver",
+    "open_saver",
+]

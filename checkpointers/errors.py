@@ -1,0 +1,68 @@
+"""Every exception graphloop raises.
+
+The tree::
+
+    GraphloopError                  root: catch this to catch anything of ours
+    ├── ConfigurationError          misuse found before a run starts (bad model config, role, tool)
+    └── RunError                    a run could not go on
+        ├── ModelCallError          the model endpoint failed or answered something unusable
+        ├── ThreadPausedError       a new task for a thread that waits for a decision
+        └── ResumeError             a resume that cannot be applied; nothing was stored
+            ├── UnknownThreadError      no thread with that id in the database
+            ├── NotPausedError          the thread is not waiting for a decision
+            └── InvalidDecisionError    decisions that do not fit the pending calls
+
+Tool failures are not exceptions for the caller: they become tool messages the model reads.
+This module sits at the bottom of the import chain (graph → nodes → checkpointers) so every
+layer can raise these.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigurationError",
+    "GraphloopError",
+    "InvalidDecisionError",
+    "ModelCallError",
+    "NotPausedError",
+    "ResumeError",
+    "RunError",
+    "ThreadPausedError",
+    "UnknownThreadError",
+]
+
+
+class GraphloopError(Exception):
+    """Root of every graphloop exception."""
+
+
+class ConfigurationError(GraphloopError):
+    """Build-time misuse: a bad model config, an unknown role or tool name, a wrong argument."""
+
+
+class RunError(GraphloopError):
+    """A run could not continue; its thread stays resumable from the last checkpoint."""
+
+
+class ModelCallError(RunError):
+    """The model endpoint failed (HTTP error, connection error) or its reply was unusable."""
+
+
+class ThreadPausedError(RunError):
+    """A new task was given to a thread that is waiting for a decision; resume it first."""
+
+
+class ResumeError(RunError):
+    """A resume that cannot be applied. Raised before anything is stored."""
+
+
+class UnknownThreadError(ResumeError):
+    """The thread id names no thread in the database."""
+
+
+class NotPausedError(ResumeError):
+    """The thread exists but is not waiting for a decision."""
+
+
+class InvalidDecisionError(ResumeError):
+    """The decisions do not fit the pending calls (count, type, or edited tool)."""

@@ -1,0 +1,71 @@
+"""Checkpoint saver factories: a SQLite file by default, memory for throwaway runs.
+
+SQLite runs in WAL mode (set by langgraph's saver on setup) so readers never block the writer.
+
+Example:
+    >>> async with open_async_saver("graphloop.db") as saver:  # doctest: +SKIP
+    ...     graph = compile_graph(checkpointer=saver)
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from os import PathLike
+from pathlib import Path
+
+import aiosqlite
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.checkpoint.sqlite import SqliteSaver
+from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+from graphloop.checkpointers.errors import ConfigurationError
+
+__all__ = ["DbLike", "memory_saver", "open_async_saver", "open_saver"]
+
+DbLike = str | PathLike[str] | BaseCheckpointSaver[str]
+"""A SQLite file path, or a saver you opened yourself (any langgraph checkpointer)."""
+
+_BUSY_TIMEOUT_S = 30.0
+
+
+def memory_saver() -> InMemorySaver:
+    """A saver that keeps checkpoints in this process only (tests, notebooks)."""
+    return InMemorySaver()
+
+
+def _sqlite_path(db: str | PathLike[str]) -> str:
+    text = str(db)
+    if text.startswith(("postgres://", "postgresql://")):
+        raise ConfigurationError(
+            f"db={text!r}: PostgreSQL is not supported yet; pass a SQLite file path "
+            "or an opened langgraph checkpointer"
+        )
+    if text != ":memory:":
+        Path(text).parent.mkdir(parents=True, exist_ok=True)
+    return text
+
+
+@contextmanager
+def open_saver(db: DbLike) -> Iterator[BaseCheckpointSaver[str]]:
+    """Open a synchronous saver for `db`; a saver passed in is yielded as is (not closed)."""
+    if isinstance(db, BaseCheckpointSaver):
+        yield db
+        return
+    conn = sqlite3.connect(_sqlite_path(db), check_same_thread=False, timeout=_BUSY_TIMEOUT_S)
+    try:
+        yield SqliteSaver(conn)
+    finally:
+        conn.close()
+
+
+@asynccontextmanager
+async def open_async_saver(db: DbLike) -> AsyncIterator[BaseCheckpointSaver[str]]:
+    """Open an asyncio saver for `db`; a saver passed in is yielded as is (not closed)."""
+    if isinstance(db, BaseCheckpointSaver):
+        yield db
+        return
+    async with aiosqlite.connect(_sqlite_path(db), timeout=_BUSY_TIMEOUT_S) as conn:
+        yield AsyncSqliteSaver(conn)

@@ -1,0 +1,89 @@
+"""`build_graph` wires the nodes; `compile_graph` adds a checkpointer.
+
+Example:
+    >>> graph = compile_graph()
+    >>> sorted(n for n in graph.get_graph().nodes if not n.startswith("__"))
+    ['ask_confirmation', 'call_model', 'compact', 'execute_tools', 'finalize', 'interrupt_for_confirm']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from langchain_core.runnables import RunnableLambda
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph import START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.runtime import Runtime, get_runtime
+
+from graphloop.nodes import (
+    LoopContext,
+    LoopState,
+    ask_confirmation,
+    call_model,
+    compact,
+    execute_tools,
+    finalize,
+    interrupt_for_confirm,
+    route_after_model,
+    route_after_tools,
+    run_sync,
+)
+from graphloop.nodes.names import (
+    ASK_CONFIRMATION,
+    CALL_MODEL,
+    COMPACT,
+    EXECUTE_TOOLS,
+    FINALIZE,
+    INTERRUPT_FOR_CONFIRM,
+)
+
+__all__ = ["LoopGraph", "build_graph", "compile_graph"]
+
+Update = dict[str, Any]
+AsyncNode = Callable[[LoopState, Runtime[LoopContext]], Awaitable[Update]]
+LoopGraph = CompiledStateGraph[LoopState, LoopContext, LoopState, LoopState]
+
+
+def _sync_and_async(node: AsyncNode) -> RunnableLambda[LoopState, Update]:
+    """Serve an async node to both `invoke` and `ainvoke` without a second copy of it."""
+
+    def run(state: LoopState) -> Update:
+        return run_sync(node(state, get_runtime(LoopContext)))
+
+    async def arun(state: LoopState) -> Update:
+        return await node(state, get_runtime(LoopContext))
+
+    return RunnableLambda(run, afunc=arun, name=node.__name__)
+
+
+def build_graph() -> StateGraph[LoopState, LoopContext, LoopState, LoopState]:
+    """The loop as an uncompiled `StateGraph`, for you to extend or compile.
+
+    Run it with a `LoopContext` as `context=`: the models, their keys and the tools travel
+    there, never in the checkpoint.
+    """
+    builder = StateGraph(LoopState, context_schema=LoopContext)
+    builder.add_node(COMPACT, compact)
+    builder.add_node(CALL_MODEL, _sync_and_async(call_model))
+    builder.add_node(EXECUTE_TOOLS, _sync_and_async(execute_tools))
+    builder.add_node(ASK_CONFIRMATION, _sync_and_async(ask_confirmation))
+    builder.add_node(INTERRUPT_FOR_CONFIRM, interrupt_for_confirm)
+    builder.add_node(FINALIZE, _sync_and_async(finalize))
+
+    builder.add_edge(START, COMPACT)
+    builder.add_edge(COMPACT, CALL_MODEL)
+    builder.add_conditional_edges(CALL_MODEL, route_after_model, [EXECUTE_TOOLS, FINALIZE])
+    builder.add_conditional_edges(
+        EXECUTE_TOOLS, route_after_tools, [ASK_CONFIRMATION, INTERRUPT_FOR_CONFIRM, COMPACT, FINALIZE]
+    )
+    builder.add_edge(ASK_CONFIRMATION, INTERRUPT_FOR_CONFIRM)
+    builder.add_edge(INTERRUPT_FOR_CONFIRM, EXECUTE_TOOLS)
+    builder.set_finish_point(FINALIZE)
+    return builder
+
+
+def compile_graph(checkpointer: BaseCheckpointSaver[str] | None = None) -> LoopGraph:
+    """`build_graph()` compiled; pass a checkpointer to pause and resume across processes."""
+    return build_graph().compile(checkpointer=checkpointer)

@@ -1,0 +1,282 @@
+"""The original loop's interface on top of the graph: `run(task)`, `resume(decision)`.
+
+Example:
+    >>> orch = Orchestrator([get_weather, send_email], confirm_required=["send_email"],
+    ...                     db="graphloop.db", models=[model_cfg])       # doctest: +SKIP
+    >>> result = orch.run_sync("Mail Ann the weather")                  # doctest: +SKIP
+    >>> result.checkpoint.question                                       # doctest: +SKIP
+    'May I send the email to ann@example.com?'
+    >>> orch.resume_sync(result.thread_id, confirmed=True).response      # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypedDict
+from uuid import uuid4
+
+from langchain_core.messages import (
+    AIMessage,
+    AnyMessage,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+    convert_to_messages,
+)
+from langchain_core.runnables import RunnableConfig
+from langgraph.types import Command, Interrupt
+
+from graphloop.checkpointers import (
+    ConfigurationError,
+    DbLike,
+    InvalidDecisionError,
+    NotPausedError,
+    ThreadPausedError,
+    UnknownThreadError,
+    open_async_saver,
+)
+from graphloop.graph.builder import compile_graph
+from graphloop.nodes import (
+    Decision,
+    HITLRequest,
+    LoopContext,
+    ModelLike,
+    Policy,
+    check_decisions,
+    requested_calls,
+    run_sync,
+)
+from graphloop.nodes.config import RoleTools
+from graphloop.nodes.state import DEFAULT_MAX_ROUNDS
+from graphloop.nodes.toolbox import ToolLike
+
+__all__ = [
+    "SESSION_MESSAGES_KEPT",
+    "TOOL_INSTRUCTION",
+    "Orchestrator",
+    "OrchestratorResult",
+    "PendingConfirmation",
+    "ToolCallRecord",
+]
+
+TOOL_INSTRUCTION = (
+    "\n\nYou have access to tools. Use them when you need current information, need to read "
+    "files, or need to take actions on the user's behalf. Respond naturally once you have "
+    "what you need."
+)
+"""Appended to the system prompt so the model knows it has tools (as the original loop did)."""
+
+SESSION_MESSAGES_KEPT = 6
+AWAITING = "[awaiting confirmation]"
+
+
+class ToolCallRecord(TypedDict):
+    """One tool call of the run, as the original loop's `tool_call_log` had it."""
+
+    tool: str
+    args: dict[str, object]
+    result: str
+
+
+@dataclass(frozen=True)
+class PendingConfirmation:
+    """A run paused at the confirmation gate. Pass it (or its `thread_id`) to `resume`."""
+
+    thread_id: str
+    interrupt_id: str
+    question: str
+    request: HITLRequest
+    """The interrupt payload: `action_requests` and `review_configs`."""
+
+
+@dataclass(frozen=True)
+class OrchestratorResult:
+    """What a run or resume returns. `checkpoint` is set only while waiting for a decision."""
+
+    response: str
+    tool_calls: list[ToolCallRecord]
+    backend: str
+    """Label of the model that produced `response` ("graphloop" for the limit summary)."""
+    checkpoint: PendingConfirmation | None
+    thread_id: str
+
+
+def _records(messages: Sequence[AnyMessage]) -> list[ToolCallRecord]:
+    start = max((i for i, m in enumerate(messages) if isinstance(m, HumanMessage)), default=-1)
+    run = messages[start + 1:]
+    results = {m.tool_call_id: m.text for m in run if isinstance(m, ToolMessage)}
+    return [
+        ToolCallRecord(tool=c.name, args=c.args, result=results.get(c.id, AWAITING))
+        for m in run if isinstance(m, AIMessage)
+        for c in requested_calls(m)
+    ]
+
+
+def _result(output: Mapping[str, Any], thread_id: str) -> OrchestratorResult:
+    messages: list[AnyMessage] = output["messages"]
+    interrupts: list[Interrupt] = output.get("__interrupt__") or []
+    checkpoint = None
+    response = messages[-1].text if messages else ""
+    if interrupts:
+        request: HITLRequest = interrupts[0].value
+        response = request["action_requests"][0]["description"]
+        checkpoint = PendingConfirmation(thread_id, interrupts[0].id, response, request)
+    return OrchestratorResult(response=response, tool_calls=_records(messages),
+                              backend=output.get("answered_by", ""), checkpoint=checkpoint,
+                              thread_id=thread_id)
+
+
+def _config(thread_id: str) -> RunnableConfig:
+    return {"configurable": {"thread_id": thread_id}}
+
+
+class Orchestrator:
+    """The tool loop with the original orchestrator's arguments, backed by a checkpointed graph.
+
+    Args:
+        tools: LangChain tools or plain functions (with docstrings).
+        confirm_required: Tools that need the user's confirmation before running.
+        roles: Tool names per role, or `"*"` for all; None lets every role use every tool.
+        db: SQLite file for the checkpoints, or an opened async-capable langgraph saver.
+        models: Default model chain (primary first); `run(model_cfg=...)` overrides it.
+        max_rounds: Model calls per run before the loop asks for a final answer.
+        ask_model_to_confirm: Let the model phrase the confirmation question (tools disabled).
+        tool_instruction: Appended to every new thread's system prompt.
+    """
+
+    def __init__(
+        self,
+        tools: Iterable[ToolLike] = (),
+        *,
+        confirm_required: Iterable[str] = (),
+        roles: Mapping[str, RoleTools] | None = None,
+        db: DbLike = "graphloop.db",
+        models: ModelLike | Iterable[ModelLike] | None = None,
+        max_rounds: int = DEFAULT_MAX_ROUNDS,
+        ask_model_to_confirm: bool = True,
+        tool_instruction: str = TOOL_INSTRUCTION,
+    ) -> None:
+        if max_rounds < 1:
+            raise ConfigurationError(f"max_rounds must be at least 1, got {max_rounds!r}")
+        self.db = db
+        self.max_rounds = max_rounds
+        self.ask_model_to_confirm = ask_model_to_confirm
+        self.tool_instruction = tool_instruction
+        self.context = LoopContext.create(models=models or (), tools=tools,
+                                          confirm_required=confirm_required, roles=roles)
+
+    def _context(self, model_cfg: ModelLike | Iterable[ModelLike] | None) -> LoopContext:
+        context = self.context if model_cfg is None else self.context.with_models(model_cfg)
+        context.primary  # raises ConfigurationError when no model is configured
+        return context
+
+    async def run(
+        self,
+        task: str,
+        *,
+        system_prompt: str = "",
+        session_messages: Sequence[Mapping[str, Any]] | None = None,
+        model_cfg: ModelLike | Iterable[ModelLike] | None = None,
+        respond_with_final: bool = True,
+        user_role: str = "user",
+        tool_list: Sequence[str] | None = None,
+        confirm_allow: Iterable[str] | None = None,
+        confirm_deny: Iterable[str] | None = None,
+        thread_id: str | None = None,
+    ) -> OrchestratorResult:
+        """Run `task`; the result has `checkpoint` set if it waits for confirmation.
+
+        A `thread_id` of a finished thread continues that conversation; the system prompt
+        and `session_messages` are used only when the thread is new (the last six are kept).
+        """
+        context = self._context(model_cfg)
+        policy = Policy(
+            user_role=user_role,
+            tool_list=list(tool_list) if tool_list is not None else None,
+            confirm_allow=sorted(confirm_allow or ()),
+            confirm_deny=sorted(confirm_deny or ()),
+            max_rounds=self.max_rounds,
+            respond_with_final=respond_with_final,
+            ask_model_to_confirm=self.ask_model_to_confirm,
+        )
+        context.check_policy(policy)
+        thread_id = thread_id or uuid4().hex
+        async with open_async_saver(self.db) as saver:
+            graph = compile_graph(saver)
+            config = _config(thread_id)
+            snapshot = await graph.aget_state(config)
+            if snapshot.interrupts:
+                raise ThreadPausedError(
+                    f"thread {thread_id!r} is waiting for a decision; resume it first, "
+                    "or run this task with another thread_id"
+                )
+            messages: list[BaseMessage] = []
+            if not snapshot.values.get("messages"):
+                messages.append(SystemMessage((system_prompt or "") + self.tool_instruction))
+                recent = list(session_messages or ())[-SESSION_MESSAGES_KEPT:]
+                messages += convert_to_messages(
+                    [{"role": m["role"], "content": m["content"]} for m in recent])
+            messages.append(HumanMessage(task))
+            state = {"messages": messages, "rounds": 0, "policy": policy, "pending": [],
+                     "question": ""}
+            output = await graph.ainvoke(state, config, context=context)
+        return _result(output, thread_id)
+
+    async def resume(
+        self,
+        checkpoint_or_thread_id: PendingConfirmation | str,
+        *,
+        confirmed: bool | None = None,
+        decisions: Sequence[Decision] | None = None,
+        model_cfg: ModelLike | Iterable[ModelLike] | None = None,
+    ) -> OrchestratorResult:
+        """Continue a paused run, here or in another process using the same database.
+
+        Give `confirmed=True/False` (every pending call approved or rejected) or `decisions`
+        (one per pending call: approve, edit or reject). Everything is checked before
+        anything is stored; a wrong resume raises a `ResumeError` and the thread stays paused.
+        """
+        if (confirmed is None) == (decisions is None):
+            raise ConfigurationError("pass exactly one of confirmed=True/False or decisions=[...]")
+        context = self._context(model_cfg)
+        if isinstance(checkpoint_or_thread_id, PendingConfirmation):
+            thread_id = checkpoint_or_thread_id.thread_id
+            expected: str | None = checkpoint_or_thread_id.interrupt_id
+        else:
+            thread_id, expected = checkpoint_or_thread_id, None
+        async with open_async_saver(self.db) as saver:
+            graph = compile_graph(saver)
+            config = _config(thread_id)
+            snapshot = await graph.aget_state(config)
+            if not snapshot.values:
+                raise UnknownThreadError(
+                    f"no thread {thread_id!r} in the database {self.db!r}; check the id and "
+                    "that this Orchestrator uses the same db as the run"
+                )
+            if not snapshot.interrupts:
+                raise NotPausedError(f"thread {thread_id!r} is not waiting for a decision")
+            if expected is not None and expected != snapshot.interrupts[0].id:
+                raise InvalidDecisionError(
+                    f"this checkpoint answers pause {expected!r}, but thread {thread_id!r} now "
+                    f"waits at pause {snapshot.interrupts[0].id!r}; use the latest checkpoint"
+                )
+            pending = snapshot.values.get("pending", [])
+            policy: Policy = snapshot.values["policy"]
+            context.check_policy(policy)
+            answer: Sequence[Decision] = decisions if decisions is not None else [
+                Decision(type="approve" if confirmed else "reject") for _ in pending]
+            check_decisions({"decisions": list(answer)}, pending, context.allowed_tools(policy))
+            output = await graph.ainvoke(Command(resume={"decisions": list(answer)}), config,
+                                         context=context)
+        return _result(output, thread_id)
+
+    def run_sync(self, task: str, **kwargs: Any) -> OrchestratorResult:
+        """`run` for synchronous code (also works inside a running event loop, e.g. Jupyter)."""
+        return run_sync(self.run(task, **kwargs))
+
+    def resume_sync(self, checkpoint_or_thread_id: PendingConfirmation | str,
+                    **kwargs: Any) -> OrchestratorResult:
+        """`resume` for synchronous code."""
+        return run_sync(self.resume(checkpoint_or_thread_id, **kwargs))

@@ -1,0 +1,290 @@
+"""A scripted OpenAI-compatible server for tests: real HTTP on 127.0.0.1, JSON and SSE.
+
+Give it the replies the "model" should send, in order; point a `ModelConfig` at it; run your
+graph; then look at the requests it received and check every reply was used.
+
+Example:
+    >>> with ScriptedServer([reply("Hello!")]) as server:
+    ...     cfg = server.model_config()
+    ...     # ... run the graph with models=[cfg] ...
+    ...     # server.requests[0].body["messages"] is what the model saw
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from graphloop.nodes import ModelConfig
+
+__all__ = [
+    "RecordedRequest",
+    "ReplyFn",
+    "ScriptedReply",
+    "ScriptedServer",
+    "ScriptedToolCall",
+    "error",
+    "reply",
+    "tool_call",
+]
+
+_AUTO = "auto"
+
+
+@dataclass(frozen=True)
+class ScriptedToolCall:
+    """One tool call in a scripted reply. `arguments` may be a dict or raw (even broken) text."""
+
+    name: str
+    arguments: str | Mapping[str, Any] = field(default_factory=dict[str, Any])
+    id: str | None = None
+
+    def raw_arguments(self) -> str:
+        if isinstance(self.arguments, str):
+            return self.arguments
+        return json.dumps(self.arguments)
+
+
+@dataclass(frozen=True)
+class ScriptedReply:
+    """What the server answers to one request.
+
+    `finish_reason` defaults to `"tool_calls"` or `"stop"`; pass None to leave it out (null).
+    A `status` other than 200 answers with an OpenAI-style error body carrying `error`.
+    """
+
+    content: str | None = None
+    tool_calls: tuple[ScriptedToolCall, ...] = ()
+    finish_reason: str | None = _AUTO
+    status: int = 200
+    error: str = "scripted error"
+    delay: float = 0.0
+
+
+ReplyFn = Callable[[dict[str, Any]], ScriptedReply]
+"""A reply computed from the request body, for scripts that depend on what was sent."""
+
+
+def reply(content: str | None = None, *calls: ScriptedToolCall, finish_reason: str | None = _AUTO,
+          delay: float = 0.0) -> ScriptedReply:
+    """A 200 reply with text and/or tool calls."""
+    return ScriptedReply(content=content, tool_calls=calls, finish_reason=finish_reason, delay=delay)
+
+
+def tool_call(name: str, arguments: str | Mapping[str, Any] | None = None, *, id: str | None = None,
+              **kwargs: Any) -> ScriptedToolCall:
+    """A tool call; arguments as a dict, as keywords, or as raw text (to script broken JSON)."""
+    return ScriptedToolCall(name=name, arguments=arguments if arguments is not None else kwargs, id=id)
+
+
+def error(status: int, message: str = "scripted error") -> ScriptedReply:
+    """An HTTP error reply, e.g. `error(500)` or `error(400, "context_length_exceeded")`."""
+    return ScriptedReply(status=status, error=message)
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request the server received."""
+
+    path: str
+    body: dict[str, Any]
+    headers: dict[str, str]
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        return list(self.body.get("messages", []))
+
+    @property
+    def tool_names(self) -> list[str]:
+        return [t["function"]["name"] for t in self.body.get("tools", [])]
+
+
+class ScriptedServer:
+    """Serves scripted chat completions at `<any prefix>/chat/completions` on 127.0.0.1."""
+
+    def __init__(self, replies: Iterable[ScriptedReply | ReplyFn] = (), *, model: str = "scripted") -> None:
+        self.model = model
+        self.requests: list[RecordedRequest] = []
+        self._replies: list[ScriptedReply | ReplyFn] = list(replies)
+        self._used = 0
+        self._unexpected: list[int] = []
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._httpd.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    # lifecycle
+    def start(self) -> ScriptedServer:
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def __enter__(self) -> ScriptedServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # script
+    @property
+    def root_url(self) -> str:
+        """`http://127.0.0.1:PORT`, without a path."""
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    @property
+    def url(self) -> str:
+        """The OpenAI API root to give a client: `http://127.0.0.1:PORT/v1`."""
+        return f"{self.root_url}/v1"
+
+    def model_config(self, label: str = "scripted", **overrides: Any) -> ModelConfig:
+        """A `ModelConfig` pointing at this server (no retries, so failures show at once)."""
+        values: dict[str, Any] = {"label": label, "api_url": self.url, "model_name": self.model,
+                                  "api_key": "sk-scripted", "max_retries": 0, **overrides}
+        return ModelConfig(**values)
+
+    def add(self, *replies: ScriptedReply | ReplyFn) -> None:
+        """Append replies to the script."""
+        with self._lock:
+            self._replies.extend(replies)
+
+    @property
+    def remaining(self) -> int:
+        """Scripted replies not used yet."""
+        return len(self._replies) - self._used
+
+    def assert_all_used(self) -> None:
+        """Fail if a scripted reply was never requested, or a request found no reply."""
+        problems: list[str] = []
+        if self.remaining:
+            problems.append(f"{self.remaining} scripted repl(ies) never requested")
+        if self._unexpected:
+            problems.append(f"request(s) #{self._unexpected} arrived with no reply left")
+        if problems:
+            raise AssertionError("; ".join(problems))
+
+    def _next_reply(self, body: dict[str, Any]) -> ScriptedReply | None:
+        with self._lock:
+            index = len(self.requests) - 1
+            if self._used >= len(self._replies):
+                self._unexpected.append(index)
+                return None
+            item = self._replies[self._used]
+            self._used += 1
+        return item(body) if callable(item) else item
+
+    def _completion(self, scripted: ScriptedReply) -> dict[str, Any]:
+        n = next(self._ids)
+        calls = [
+            {"id": c.id if c.id is not None else f"call_{n}_{i}", "type": "function",
+             "function": {"name": c.name, "arguments": c.raw_arguments()}}
+            for i, c in enumerate(scripted.tool_calls)
+        ]
+        message: dict[str, Any] = {"role": "assistant", "content": scripted.content}
+        if calls:
+            message["tool_calls"] = calls
+        finish = scripted.finish_reason
+        if finish == _AUTO:
+            finish = "tool_calls" if calls else "stop"
+        return {
+            "id": f"chatcmpl-{n}", "object": "chat.completion", "created": int(time.time()),
+            "model": self.model,
+            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+            "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+        }
+
+
+def _chunks(completion: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The SSE chunks of `completion`: role, text pieces, tool-call pieces, finish."""
+    choice = completion["choices"][0]
+    message = choice["message"]
+    base = {k: completion[k] for k in ("id", "created", "model")} | {"object": "chat.completion.chunk"}
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        return base | {"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+    yield chunk({"role": "assistant", "content": ""})
+    text = message.get("content") or ""
+    for start in range(0, len(text), 8):
+        yield chunk({"content": text[start:start + 8]})
+    for index, call in enumerate(message.get("tool_calls", [])):
+        fn = call["function"]
+        yield chunk({"tool_calls": [{"index": index, "id": call["id"], "type": "function",
+                                     "function": {"name": fn["name"], "arguments": ""}}]})
+        args = fn["arguments"]
+        for start in range(0, len(args), 16):
+            yield chunk({"tool_calls": [{"index": index,
+                                         "function": {"arguments": args[start:start + 16]}}]})
+    yield chunk({}, choice["finish_reason"])
+
+
+def _handler_for(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:  # quiet
+            pass
+
+        def _send_json(self, status: int, payload: dict[str, Any]) -> None:
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body: dict[str, Any] = json.loads(self.rfile.read(length) or b"{}")
+            if not self.path.rstrip("/").endswith("/chat/completions"):
+                self._send_json(404, {"error": {"message": f"no route {self.path}"}})
+                return
+            with server._lock:  # pyright: ignore[reportPrivateUsage]
+                server.requests.append(RecordedRequest(self.path, body, dict(self.headers)))
+            scripted = server._next_reply(body)  # pyright: ignore[reportPrivateUsage]
+            if scripted is None:
+                self._send_json(500, {"error": {"message": "scripted server: no reply left",
+                                                "type": "server_error"}})
+                return
+            if scripted.delay:
+                time.sleep(scripted.delay)
+            if scripted.status != 200:
+                self._send_json(scripted.status, {"error": {
+                    "message": scripted.error, "type": "invalid_request_error",
+                    "code": scripted.error if scripted.status == 400 else None}})
+                return
+            completion = server._completion(scripted)  # pyright: ignore[reportPrivateUsage]
+            if body.get("stream"):
+                self._stream(completion, bool((body.get("stream_options") or {}).get("include_usage")))
+            else:
+                self._send_json(200, completion)
+
+        def _stream(self, completion: dict[str, Any], usage: bool) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            events = list(_chunks(completion))
+            if usage:
+                events.append({k: completion[k] for k in ("id", "created", "model")}
+                              | {"object": "chat.completion.chunk", "choices": [],
+                                 "usage": completion["usage"]})
+            for event in events:
+                self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
+                self.wfile.flush()
+            self.wfile.write(b"data: [DONE]\n\n")
+            self.wfile.flush()
+            self.close_connection = True
+
+    return Handler

@@ -1,0 +1,51 @@
+"""The loop's nodes, its state schema, its runtime context, and the helpers they share."""
+
+from graphloop.nodes.aio import run_sync
+from graphloop.nodes.call_model import call_model
+from graphloop.nodes.calls import RequestedCall, requested_calls, unanswered_calls
+from graphloop.nodes.compact import compact
+from graphloop.nodes.config import LoopContext, ModelConfig, ModelLike
+from graphloop.nodes.confirm import (
+    HITLRequest,
+    ask_confirmation,
+    check_decisions,
+    hitl_request,
+    interrupt_for_confirm,
+)
+from graphloop.nodes.execute_tools import execute_tools
+from graphloop.nodes.finalize import finalize
+from graphloop.nodes.names import NodeName
+from graphloop.nodes.route import route_after_model, route_after_tools
+from graphloop.nodes.state import CompactionRecord, Decision, LoopState, PendingCall, Policy
+from graphloop.nodes.tokens import estimate_tokens
+from graphloop.nodes.toolbox import ToolBox, ToolLike
+
+__all__ = [
+    "CompactionRecord",
+    "Decision",
+    "HITLRequest",
+    "LoopContext",
+    "LoopState",
+    "ModelConfig",
+    "ModelLike",
+    "NodeName",
+    "PendingCall",
+    "Policy",
+    "RequestedCall",
+    "ToolBox",
+    "ToolLike",
+    "ask_confirmation",
+    "call_model",
+    "check_decisions",
+    "compact",
+    "estimate_tokens",
+    "execute_tools",
+    "finalize",
+    "hitl_request",
+    "interrupt_for_confirm",
+    "requested_calls",
+    "route_after_model",
+    "route_after_tools",
+    "run_sync",
+    "unanswered_calls",
+]

@@ -1,0 +1,205 @@
+"""Runtime context: what nodes need but a checkpoint must never hold.
+
+`ModelConfig` keeps the original loop's `model_cfg` keys. `LoopContext` carries the model chain
+(with API keys), the tools and the gate settings; pass it as `context=` on every invoke or
+resume. Nothing here is ever written to state.
+
+Example:
+    >>> cfg = ModelConfig.coerce({"label": "local", "api_url": "http://127.0.0.1:11434/v1",
+    ...                           "model_name": "qwen3", "api_key": "sk-secret"})
+    >>> cfg
+    ModelConfig(label='local', api_url='http://127.0.0.1:11434/v1', model_name='qwen3', host_type='openai', context_k=32, timeout=60.0, max_retries=2)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, get_args
+
+from graphloop.checkpointers.errors import ConfigurationError
+from graphloop.nodes.state import Policy
+from graphloop.nodes.toolbox import ToolBox, ToolLike
+
+__all__ = ["ALL_TOOLS", "HostType", "LoopContext", "ModelConfig", "ModelLike", "RoleTools"]
+
+HostType = Literal["openai", "openwebui", "openrouter", "litellm", "ollama", "vllm", "llamacpp"]
+"""Where the model is served. Only `openwebui` changes the URL: its API lives under `/api`."""
+
+ALL_TOOLS: Literal["*"] = "*"
+RoleTools = Literal["*"] | Sequence[str]
+"""A role's tools: a list of names, or `"*"` for every tool."""
+
+_MIN_BUDGET_TOKENS = 16_000
+_BUDGET_FRACTION = 0.75
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """One OpenAI-compatible model endpoint. The key is kept out of `repr` and out of state."""
+
+    label: str
+    api_url: str
+    model_name: str
+    api_key: str = field(default="", repr=False)
+    host_type: HostType = "openai"
+    context_k: int = 32
+    """Context window in thousands of tokens."""
+    timeout: float = 60.0
+    """Seconds for one HTTP request."""
+    max_retries: int = 2
+    """Retries the openai client makes on connection errors, 429 and 5xx."""
+
+    def __post_init__(self) -> None:
+        if not self.api_url or not self.model_name:
+            raise ConfigurationError(
+                f"model {self.label!r}: api_url and model_name are required "
+                f"(got api_url={self.api_url!r}, model_name={self.model_name!r})"
+            )
+        if self.host_type not in get_args(HostType):
+            raise ConfigurationError(
+                f"model {self.label!r}: host_type={self.host_type!r} is not one of "
+                f"{', '.join(get_args(HostType))}"
+            )
+        if self.context_k <= 0:
+            raise ConfigurationError(f"model {self.label!r}: context_k must be > 0, got {self.context_k!r}")
+
+    @property
+    def base_url(self) -> str:
+        """The OpenAI API root: `api_url`, plus `/api` for Open WebUI."""
+        root = self.api_url.rstrip("/")
+        return f"{root}/api" if self.host_type == "openwebui" else root
+
+    @property
+    def budget_tokens(self) -> int:
+        """Tokens a request may use: 75% of the window, at least 16k (the original loop's rule)."""
+        return max(_MIN_BUDGET_TOKENS, int(self.context_k * 1000 * _BUDGET_FRACTION))
+
+    @classmethod
+    def coerce(cls, value: ModelLike) -> ModelConfig:
+        """Accept a `ModelConfig` or an original-style `model_cfg` dict."""
+        if isinstance(value, ModelConfig):
+            return value
+        known = {"label", "api_url", "model_name", "api_key", "host_type", "context_k",
+                 "timeout", "max_retries"}
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise ConfigurationError(
+                f"model_cfg has unknown keys {unknown!r}; known keys: {sorted(known)!r}"
+            )
+        data: dict[str, Any] = {k: v for k, v in value.items() if v is not None}
+        data.setdefault("label", data.get("model_name", ""))
+        data["api_key"] = data.get("api_key") or ""
+        return cls(**data)
+
+
+ModelLike = ModelConfig | Mapping[str, Any]
+
+
+def _chain(models: ModelLike | Iterable[ModelLike]) -> tuple[ModelConfig, ...]:
+    if isinstance(models, ModelConfig | Mapping):
+        return (ModelConfig.coerce(models),)
+    return tuple(ModelConfig.coerce(m) for m in models)
+
+
+@dataclass(frozen=True)
+class LoopContext:
+    """Everything the nodes use that is not checkpointed. Build it with `LoopContext.create`.
+
+    The same context (or one with the same tools and settings) must be passed again on
+    resume: keys are never stored, so the thread cannot supply them.
+    """
+
+    models: tuple[ModelConfig, ...]
+    """The model chain, primary first."""
+    tools: ToolBox
+    confirm_required: frozenset[str] = frozenset()
+    roles: Mapping[str, frozenset[str]] | None = None
+    """Tool names per role; None lets every role use every tool."""
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        models: ModelLike | Iterable[ModelLike] = (),
+        tools: Iterable[ToolLike] | ToolBox = (),
+        confirm_required: Iterable[str] = (),
+        roles: Mapping[str, RoleTools] | None = None,
+    ) -> LoopContext:
+        """Check and normalise the settings; every mistake is a `ConfigurationError`.
+
+        Example:
+            >>> ctx = LoopContext.create(models={"api_url": "http://127.0.0.1:1/v1",
+            ...                                  "model_name": "m"}, roles={"admin": "*"})
+            >>> ctx.models[0].label
+            'm'
+        """
+        box = tools if isinstance(tools, ToolBox) else ToolBox(tools)
+        chain = _chain(models)
+        gated = frozenset(confirm_required)
+        _check_names(box, gated, "confirm_required")
+        role_sets = None
+        if roles is not None:
+            role_sets = {}
+            for role, names in roles.items():
+                if names == ALL_TOOLS:
+                    role_sets[role] = frozenset(box.names)
+                elif isinstance(names, str):
+                    raise ConfigurationError(
+                        f"roles[{role!r}]={names!r}: give a list of tool names or '*'"
+                    )
+                else:
+                    _check_names(box, names, f"roles[{role!r}]")
+                    role_sets[role] = frozenset(names)
+        return cls(models=chain, tools=box, confirm_required=gated, roles=role_sets)
+
+    def with_models(self, models: ModelLike | Iterable[ModelLike]) -> LoopContext:
+        """This context with another model chain (primary first)."""
+        return replace(self, models=_chain(models))
+
+    @property
+    def primary(self) -> ModelConfig:
+        """The first model of the chain; `ConfigurationError` when there is none."""
+        if not self.models:
+            raise ConfigurationError(
+                "no model configured: give models=[...] (a model_cfg dict or ModelConfig) "
+                "to LoopContext.create, the Orchestrator, or run(model_cfg=...)"
+            )
+        return self.models[0]
+
+    def check_policy(self, policy: Policy) -> None:
+        """Raise `ConfigurationError` for an unknown role or tool name in `policy`."""
+        if self.roles is not None and policy["user_role"] not in self.roles:
+            raise ConfigurationError(
+                f"user_role={policy['user_role']!r} is not a configured role; "
+                f"known roles: {sorted(self.roles)!r}"
+            )
+        _check_names(self.tools, policy["tool_list"] or (), "tool_list")
+
+    def allowed_tools(self, policy: Policy) -> tuple[str, ...]:
+        """Tools this run may see and call: the role's set, narrowed by `tool_list`."""
+        names = self.tools.names
+        if self.roles is not None:
+            role_set = self.roles.get(policy["user_role"], frozenset())
+            names = tuple(n for n in names if n in role_set)
+        if policy["tool_list"] is not None:
+            wanted = set(policy["tool_list"])
+            names = tuple(n for n in names if n in wanted)
+        return names
+
+    def gated_tools(self, policy: Policy) -> frozenset[str]:
+        """(confirm_required − confirm_allow) ∪ confirm_deny, as in the original loop."""
+        return (self.confirm_required - set(policy["confirm_allow"])) | set(policy["confirm_deny"])
+
+    @property
+    def budget_tokens(self) -> int:
+        """The smallest budget in the chain, so the view fits whichever model answers."""
+        return min((m.budget_tokens for m in self.models), default=self.primary.budget_tokens)
+
+
+def _check_names(box: ToolBox, names: Iterable[str], where: str) -> None:
+    unknown = sorted(set(names) - set(box.names))
+    if unknown:
+        raise ConfigurationError(
+            f"{where} names unknown tools {unknown!r}; known tools: {list(box.names)!r}"
+        )

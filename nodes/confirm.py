@@ -1,0 +1,158 @@
+"""The confirmation gate: `ask_confirmation` phrases the question, `interrupt_for_confirm` pauses.
+
+The pause uses LangChain's human-in-the-loop request shape, and is resumed with
+`Command(resume={"decisions": [...]})`, one decision per pending call, in order::
+
+    {"type": "approve"}
+    {"type": "edit", "edited_action": {"name": "send_email", "args": {...}}}
+    {"type": "reject", "message": "optional text for the model"}
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Collection, Sequence
+from typing import Any, TypedDict, cast, get_args
+
+from langchain_core.messages import AnyMessage, ToolMessage
+from langgraph.runtime import Runtime
+from langgraph.types import interrupt
+
+from graphloop.checkpointers.errors import InvalidDecisionError, ModelCallError
+from graphloop.nodes.chat import call_chat_model
+from graphloop.nodes.config import LoopContext
+from graphloop.nodes.state import Decision, DecisionType, LoopState, PendingCall
+from graphloop.nodes.view import render_view
+
+__all__ = [
+    "ActionRequest",
+    "HITLRequest",
+    "ReviewConfig",
+    "ask_confirmation",
+    "check_decisions",
+    "default_question",
+    "hitl_request",
+    "interrupt_for_confirm",
+]
+
+logger = logging.getLogger(__name__)
+
+DECISION_TYPES: tuple[DecisionType, ...] = get_args(DecisionType)
+
+
+class ActionRequest(TypedDict):
+    name: str
+    args: dict[str, object]
+    description: str
+
+
+class ReviewConfig(TypedDict):
+    action_name: str
+    allowed_decisions: list[DecisionType]
+
+
+class HITLRequest(TypedDict):
+    """The interrupt payload: what is asked, and which answers are allowed."""
+
+    action_requests: list[ActionRequest]
+    review_configs: list[ReviewConfig]
+
+
+def _describe(call: PendingCall) -> str:
+    return f"{call['name']}({json.dumps(call['args'], ensure_ascii=False, default=str)})"
+
+
+def default_question(pending: Sequence[PendingCall]) -> str:
+    """The question used when the model is not asked, or fails to phrase one."""
+    actions = "; ".join(_describe(p) for p in pending)
+    return f"This action requires your explicit confirmation before it can proceed: {actions}"
+
+
+def hitl_request(pending: Sequence[PendingCall], question: str) -> HITLRequest:
+    """The interrupt payload for `pending`, each described by `question`."""
+    return HITLRequest(
+        action_requests=[
+            ActionRequest(name=p["name"], args=p["args"], description=question) for p in pending
+        ],
+        review_configs=[
+            ReviewConfig(action_name=p["name"], allowed_decisions=list(DECISION_TYPES))
+            for p in pending
+        ],
+    )
+
+
+async def ask_confirmation(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, str]:
+    """Ask the model, tools disabled, to phrase the confirmation question for the user."""
+    pending = state.get("pending", [])
+    record = state.get("compaction")
+    view: list[AnyMessage] = render_view(state["messages"], set(record["cleared"]) if record else ())
+    view += [ToolMessage(f"[AWAITING USER CONFIRMATION for {p['name']}]", tool_call_id=p["id"])
+             for p in pending]
+    model = runtime.context.primary
+    try:
+        reply = await call_chat_model(model, view)
+    except ModelCallError as exc:
+        logger.warning("could not get a confirmation question from the model: %s", exc)
+        return {"question": default_question(pending)}
+    return {"question": reply.text.strip() or default_question(pending)}
+
+
+def check_decisions(
+    response: object, pending: Sequence[PendingCall], allowed: Collection[str] | None = None
+) -> list[Decision]:
+    """Validate a resume value against the pending calls; raise `InvalidDecisionError`.
+
+    `allowed`, when given, is the run's tool set: an edit may not switch to a tool outside it.
+    """
+    if not isinstance(response, dict) or "decisions" not in response:
+        raise InvalidDecisionError(
+            f"resume value {response!r} is not of the form {{'decisions': [...]}}; "
+            "resume with Command(resume={'decisions': [{'type': 'approve'}, ...]})"
+        )
+    decisions = cast(dict[str, Any], response)["decisions"]
+    if not isinstance(decisions, list) or len(cast(list[Any], decisions)) != len(pending):
+        names = [p["name"] for p in pending]
+        raise InvalidDecisionError(
+            f"expected {len(pending)} decision(s), one per pending call {names!r}, "
+            f"got {decisions!r}"
+        )
+    return [_check_one(d, p, allowed) for d, p in zip(cast(list[Any], decisions), pending)]
+
+
+def _check_one(decision: Any, call: PendingCall, allowed: Collection[str] | None) -> Decision:
+    kind = decision.get("type") if isinstance(decision, dict) else None
+    if kind not in DECISION_TYPES:
+        raise InvalidDecisionError(
+            f"decision {decision!r} for {call['name']!r} has no valid 'type'; "
+            f"use one of {list(DECISION_TYPES)!r}"
+        )
+    if kind == "edit":
+        action = cast(dict[str, Any], decision).get("edited_action")
+        if not isinstance(action, dict) or not isinstance(action.get("name"), str) or not isinstance(
+            action.get("args"), dict
+        ):
+            raise InvalidDecisionError(
+                f"edit for {call['name']!r} needs edited_action={{'name': str, 'args': dict}}, "
+                f"got {action!r}"
+            )
+        if allowed is not None and action["name"] not in allowed:
+            raise InvalidDecisionError(
+                f"edit for {call['name']!r} switches to tool {action['name']!r}, which this run "
+                f"may not use; allowed tools: {sorted(allowed)!r}"
+            )
+    return cast(Decision, decision)
+
+
+def interrupt_for_confirm(state: LoopState) -> dict[str, Any]:
+    """Pause with the HITL request; on resume, attach one decision to each pending call.
+
+    `interrupt()` comes first: on resume the node runs again from its start.
+    """
+    pending = state.get("pending", [])
+    question = state.get("question") or default_question(pending)
+    response = interrupt(hitl_request(pending, question))
+    decisions = check_decisions(response, pending)
+    decided = [PendingCall(id=p["id"], name=p["name"], args=p["args"], decision=d)
+               for p, d in zip(pending, decisions)]
+    return {"pending": decided, "question": ""}

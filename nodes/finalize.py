@@ -1,0 +1,67 @@
+"""The `finalize` node: end the run with an answer, also when the round limit cut it short."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
+from langgraph.runtime import Runtime
+
+from graphloop.checkpointers.errors import ModelCallError
+from graphloop.nodes.chat import call_chat_model
+from graphloop.nodes.config import LoopContext
+from graphloop.nodes.state import LoopState, policy_of
+from graphloop.nodes.view import render_view
+
+__all__ = ["LIMIT_NOTE", "finalize", "limit_summary"]
+
+logger = logging.getLogger(__name__)
+
+LIMIT_NOTE = (
+    "You have used every tool round this task allows. Using only what the tools returned "
+    "above, answer the user's request now."
+)
+"""Sent (not stored) with the final request, so the model knows it must answer now."""
+
+
+def _this_run(messages: Sequence[AnyMessage]) -> Sequence[AnyMessage]:
+    for index in range(len(messages) - 1, -1, -1):
+        if isinstance(messages[index], HumanMessage):
+            return messages[index + 1:]
+    return messages
+
+
+def limit_summary(messages: Sequence[AnyMessage], max_rounds: int) -> str:
+    """The original loop's answer at the limit: what each tool of this run returned."""
+    gathered = "\n\n".join(
+        f"**{m.name}**: {m.text[:500]}" for m in _this_run(messages) if isinstance(m, ToolMessage)
+    )
+    return (
+        f"Reached the tool iteration limit ({max_rounds} rounds). "
+        f"Here is what was gathered:\n\n{gathered}"
+    )
+
+
+async def finalize(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, Any]:
+    """Pass an answer through; at the round limit, ask for one without tools, or summarise."""
+    messages = state["messages"]
+    last = messages[-1] if messages else None
+    if isinstance(last, AIMessage) and not last.tool_calls and not last.invalid_tool_calls:
+        return {}
+    policy = policy_of(state)
+    limit = policy["max_rounds"]
+    logger.warning("hit the round limit (%d)", limit)
+    if policy["respond_with_final"]:
+        model = runtime.context.primary
+        record = state.get("compaction")
+        view = render_view(messages, set(record["cleared"]) if record else ())
+        try:
+            reply = await call_chat_model(model, [*view, HumanMessage(LIMIT_NOTE)])
+        except ModelCallError as exc:
+            logger.warning("final answer at the round limit failed: %s", exc)
+        else:
+            if reply.text.strip():
+                return {"messages": [reply], "answered_by": model.label}
+    return {"messages": [AIMessage(limit_summary(messages, limit))], "answered_by": "graphloop"}

@@ -1,0 +1,41 @@
+"""The graph's node names, defined once. Routers return these `Literal` types."""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+__all__ = [
+    "ASK_CONFIRMATION",
+    "CALL_MODEL",
+    "COMPACT",
+    "EXECUTE_TOOLS",
+    "FINALIZE",
+    "INTERRUPT_FOR_CONFIRM",
+    "NODE_NAMES",
+    "NodeName",
+]
+
+NodeName = Literal[
+    "compact",
+    "call_model",
+    "execute_tools",
+    "ask_confirmation",
+    "interrupt_for_confirm",
+    "finalize",
+]
+
+COMPACT: Final = "compact"
+CALL_MODEL: Final = "call_model"
+EXECUTE_TOOLS: Final = "execute_tools"
+ASK_CONFIRMATION: Final = "ask_confirmation"
+INTERRUPT_FOR_CONFIRM: Final = "interrupt_for_confirm"
+FINALIZE: Final = "finalize"
+
+NODE_NAMES: Final[tuple[NodeName, ...]] = (
+    COMPACT,
+    CALL_MODEL,
+    EXECUTE_TOOLS,
+    ASK_CONFIRMATION,
+    INTERRUPT_FOR_CONFIRM,
+    FINALIZE,
+)

@@ -1,0 +1,109 @@
+"""The checkpointed state of a run, and the run's policy.
+
+Only what must survive a restart lives here. Model configs (with their API keys) and tool
+callables are runtime context (`graphloop.nodes.config.LoopContext`), never state.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, NotRequired, Required, TypedDict
+
+from langchain_core.messages import AnyMessage
+from langgraph.channels import DeltaChannel
+
+# langgraph's batch form of the add-messages reducer, made for DeltaChannel: it is
+# batching-invariant, and langgraph stamps stable ids on every message written to it.
+from langgraph.graph.message import _messages_delta_reducer  # pyright: ignore[reportPrivateUsage]
+
+__all__ = [
+    "DEFAULT_MAX_ROUNDS",
+    "CompactionRecord",
+    "Decision",
+    "DecisionType",
+    "LoopState",
+    "PendingCall",
+    "Policy",
+    "policy_of",
+]
+
+DEFAULT_MAX_ROUNDS = 10
+
+DecisionType = Literal["approve", "edit", "reject"]
+
+
+class Policy(TypedDict):
+    """What a run may do, fixed when it starts so a resume needs only the thread id."""
+
+    user_role: str
+    """Role whose tool set applies (a key of `roles`)."""
+    tool_list: list[str] | None
+    """Further narrows the role's tools for this run; None means the role's whole set."""
+    confirm_allow: list[str]
+    """Tools exempt from confirmation for this user."""
+    confirm_deny: list[str]
+    """Tools that always need confirmation for this user."""
+    max_rounds: int
+    """Model calls allowed before `finalize` asks for an answer without tools."""
+    respond_with_final: bool
+    """At the round limit, ask the model for a final answer (True) or return the summary."""
+    ask_model_to_confirm: bool
+    """Ask the model (tools disabled) to phrase the confirmation question before pausing."""
+
+
+def policy_of(state: LoopState) -> Policy:
+    """The run's policy, with defaults for a graph invoked without one."""
+    return state.get("policy") or Policy(
+        user_role="user",
+        tool_list=None,
+        confirm_allow=[],
+        confirm_deny=[],
+        max_rounds=DEFAULT_MAX_ROUNDS,
+        respond_with_final=True,
+        ask_model_to_confirm=True,
+    )
+
+
+class Decision(TypedDict):
+    """A person's answer for one gated call (LangChain's HITL decision shape)."""
+
+    type: DecisionType
+    edited_action: NotRequired[dict[str, object]]
+    """For `edit`: `{"name": ..., "args": {...}}`."""
+    message: NotRequired[str]
+    """For `reject`: told to the model instead of the default denial text."""
+
+
+class PendingCall(TypedDict):
+    """A gated tool call waiting for, or carrying, a decision."""
+
+    id: str
+    name: str
+    args: dict[str, object]
+    decision: NotRequired[Decision]
+
+
+class CompactionRecord(TypedDict):
+    """What `compact` decided for the latest model call. History itself is never changed."""
+
+    cleared: list[str]
+    """Ids of tool messages shown truncated; once cleared, always cleared (stable prefix)."""
+    budget: int
+    tokens_before: int
+    tokens_after: int
+
+
+class LoopState(TypedDict, total=False):
+    """The graph's state. `messages` is the whole, lossless conversation."""
+
+    messages: Required[Annotated[list[AnyMessage], DeltaChannel(_messages_delta_reducer)]]
+    """Every message of the thread; stored as per-step deltas, so storage grows linearly."""
+    rounds: int
+    """Model calls made in this run."""
+    policy: Policy
+    pending: list[PendingCall]
+    """Gated calls of the latest turn: waiting for decisions, or decided and about to run."""
+    question: str
+    """The confirmation question shown while paused."""
+    compaction: CompactionRecord
+    answered_by: str
+    """Label of the model that produced the latest reply (never its key)."""
