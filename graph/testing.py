@@ -95,6 +95,7 @@ class RecordedRequest:
     path: str
     body: dict[str, Any]
     headers: dict[str, str]
+    """Header names in lower case."""
 
     @property
     def messages(self) -> list[dict[str, Any]]:
@@ -122,7 +123,7 @@ class ScriptedServer:
 
     # lifecycle
     def start(self) -> ScriptedServer:
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.02,), daemon=True)
         self._thread.start()
         return self
 
@@ -251,7 +252,8 @@ def _handler_for(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
                 self._send_json(404, {"error": {"message": f"no route {self.path}"}})
                 return
             with server._lock:  # pyright: ignore[reportPrivateUsage]
-                server.requests.append(RecordedRequest(self.path, body, dict(self.headers)))
+                server.requests.append(RecordedRequest(
+                    self.path, body, {k.lower(): v for k, v in self.headers.items()}))
             scripted = server._next_reply(body)  # pyright: ignore[reportPrivateUsage]
             if scripted is None:
                 self._send_json(500, {"error": {"message": "scripted server: no reply left",

@@ -7,7 +7,7 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from graphloop.nodes.chat import call_chat_model
+from graphloop.nodes.chat import call_chat_model, with_unique_id
 from graphloop.nodes.config import LoopContext
 from graphloop.nodes.state import LoopState, policy_of
 from graphloop.nodes.view import render_view
@@ -30,5 +30,5 @@ async def call_model(state: LoopState, runtime: Runtime[LoopContext]) -> dict[st
         "round %d / %d model=%s ~%d tokens",
         rounds, policy["max_rounds"], model.label, record["tokens_after"] if record else -1,
     )
-    reply = await call_chat_model(model, view, tools)
+    reply = with_unique_id(await call_chat_model(model, view, tools), state["messages"])
     return {"messages": [reply], "rounds": rounds, "answered_by": model.label}

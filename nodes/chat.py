@@ -21,7 +21,7 @@ from pydantic import SecretStr
 from graphloop.checkpointers.errors import ModelCallError
 from graphloop.nodes.config import ModelConfig
 
-__all__ = ["call_chat_model", "chat_model"]
+__all__ = ["call_chat_model", "chat_model", "with_unique_id"]
 
 _JSON_TYPE_NAMES = {list: "an array", str: "a string", int: "a number", float: "a number",
                     bool: "a boolean", type(None): "null"}
@@ -103,7 +103,7 @@ async def call_chat_model(
     messages: Sequence[BaseMessage],
     tools: Sequence[dict[str, Any]] = (),
 ) -> AIMessage:
-    """Send `messages` (and `tools`, if any) to `model`; return its reply with a fresh id.
+    """Send `messages` (and `tools`, if any) to `model`; return its reply.
 
     Tool calls are taken from the reply whatever its `finish_reason` says.
     """
@@ -123,5 +123,15 @@ async def call_chat_model(
             f"{where} sent a reply that is not a chat completion: {exc}", model)) from exc
     if not isinstance(reply, AIMessage):
         raise ModelCallError(f"{where} returned {type(reply).__name__}, not an assistant message")
-    # Servers differ in how unique their completion ids are; the thread needs unique ones.
+    return reply
+
+
+def with_unique_id(reply: AIMessage, history: Sequence[BaseMessage]) -> AIMessage:
+    """`reply`, re-identified if its id is missing or already in `history`.
+
+    Some servers reuse completion ids; the add-messages reducer would then overwrite an
+    earlier reply. A unique server id is kept, so streamed tokens and the final message match.
+    """
+    if reply.id and all(m.id != reply.id for m in history):
+        return reply
     return reply.model_copy(update={"id": f"ai-{uuid4().hex}"})

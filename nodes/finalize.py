@@ -10,7 +10,7 @@ from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMes
 from langgraph.runtime import Runtime
 
 from graphloop.checkpointers.errors import ModelCallError
-from graphloop.nodes.chat import call_chat_model
+from graphloop.nodes.chat import call_chat_model, with_unique_id
 from graphloop.nodes.config import LoopContext
 from graphloop.nodes.state import LoopState, policy_of
 from graphloop.nodes.view import render_view
@@ -63,5 +63,5 @@ async def finalize(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str,
             logger.warning("final answer at the round limit failed: %s", exc)
         else:
             if reply.text.strip():
-                return {"messages": [reply], "answered_by": model.label}
+                return {"messages": [with_unique_id(reply, messages)], "answered_by": model.label}
     return {"messages": [AIMessage(limit_summary(messages, limit))], "answered_by": "graphloop"}

@@ -1,0 +1,193 @@
+"""The Orchestrator facade: run, pause, resume (also from another process), wrong resumes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import CALLS, SECRET, TOOLS
+from graphloop.graph import (
+    ConfigurationError,
+    InvalidDecisionError,
+    ModelConfig,
+    NotPausedError,
+    Orchestrator,
+    OrchestratorResult,
+    ThreadPausedError,
+    UnknownThreadError,
+)
+from graphloop.graph.testing import ScriptedServer, reply, tool_call
+
+HERE = Path(__file__).parent
+QUESTION = "Shall I delete /tmp/x?"
+
+
+@pytest.fixture
+def orch(model: ModelConfig, db: Path) -> Orchestrator:
+    return Orchestrator(TOOLS, confirm_required=["delete_file"], db=db, models=[model],
+                        roles={"user": ["add", "get_weather", "delete_file"], "admin": "*"})
+
+
+def paused(server: ScriptedServer, orch: Orchestrator) -> OrchestratorResult:
+    server.add(reply(None, tool_call("get_weather", city="Rome"), tool_call("delete_file", path="/tmp/x")),
+               reply(QUESTION))
+    return orch.run_sync("weather, then delete", system_prompt="You are careful.")
+
+
+def test_run_returns_the_question_and_a_checkpoint_while_paused(server: ScriptedServer, orch: Orchestrator) -> None:
+    result = paused(server, orch)
+    assert result.response == QUESTION
+    assert result.backend == "primary"
+    assert result.tool_calls == [
+        {"tool": "get_weather", "args": {"city": "Rome"}, "result": "Rome: sunny"},
+        {"tool": "delete_file", "args": {"path": "/tmp/x"}, "result": "[awaiting confirmation]"},
+    ]
+    assert result.checkpoint is not None
+    assert result.checkpoint.thread_id == result.thread_id
+    assert result.checkpoint.question == QUESTION
+    assert result.checkpoint.request["action_requests"][0]["name"] == "delete_file"
+
+
+def test_first_request_has_system_prompt_instruction_and_last_six_session_messages(
+    server: ScriptedServer, orch: Orchestrator
+) -> None:
+    server.add(reply("hi"))
+    session = [{"role": "user" if i % 2 == 0 else "assistant", "content": f"m{i}"} for i in range(8)]
+    orch.run_sync("now", system_prompt="Persona.", session_messages=session)
+    sent = server.requests[0].messages
+    assert sent[0]["role"] == "system"
+    assert sent[0]["content"].startswith("Persona.\n\nYou have access to tools.")
+    assert [m["content"] for m in sent[1:]] == ["m2", "m3", "m4", "m5", "m6", "m7", "now"]
+
+
+def test_resume_confirmed_runs_the_call_and_answers(server: ScriptedServer, orch: Orchestrator) -> None:
+    result = paused(server, orch)
+    server.add(reply("Deleted."))
+    done = orch.resume_sync(result.checkpoint, confirmed=True)  # type: ignore[arg-type]
+    assert done.checkpoint is None and done.response == "Deleted."
+    assert done.tool_calls[1] == {"tool": "delete_file", "args": {"path": "/tmp/x"}, "result": "deleted /tmp/x"}
+    assert CALLS[-1] == ("delete_file", {"path": "/tmp/x"})
+
+
+def test_resume_not_confirmed_rejects_every_pending_call(server: ScriptedServer, orch: Orchestrator) -> None:
+    result = paused(server, orch)
+    server.add(reply("Not deleted."))
+    done = orch.resume_sync(result.thread_id, confirmed=False)
+    assert done.tool_calls[1]["result"] == "Action denied by user."
+    assert "delete_file" not in [c[0] for c in CALLS]
+
+
+def test_resume_in_a_second_process_from_the_sqlite_file(server: ScriptedServer, orch: Orchestrator, db: Path) -> None:
+    result = paused(server, orch)
+    server.add(reply("Deleted, from the other process."))
+    edit = [{"type": "edit", "edited_action": {"name": "delete_file", "args": {"path": "/tmp/z"}}}]
+    child = subprocess.run(
+        [sys.executable, str(HERE / "resume_child.py"), str(db), result.thread_id, server.url,
+         json.dumps(edit)],
+        capture_output=True, text=True, cwd=HERE, timeout=120,
+    )
+    assert child.returncode == 0, child.stderr
+    done = json.loads(child.stdout)
+    assert done["response"] == "Deleted, from the other process."
+    assert done["checkpoint"] is None
+    assert done["tool_calls"][1] == {"tool": "delete_file", "args": {"path": "/tmp/z"},
+                                     "result": "deleted /tmp/z"}
+    assert server.requests[-1].headers["authorization"] == "Bearer sk-child"
+    assert "delete_file" not in [c[0] for c in CALLS]  # it ran in the child, not here
+
+
+def test_api_key_is_absent_from_every_byte_of_the_database(
+    server: ScriptedServer, orch: Orchestrator, db: Path
+) -> None:
+    result = paused(server, orch)
+    server.add(reply("Deleted."))
+    orch.resume_sync(result.thread_id, confirmed=True)
+    files = [p for p in db.parent.iterdir() if p.name.startswith(db.name)]
+    assert db in files
+    for path in files:
+        data = path.read_bytes()
+        assert SECRET.encode() not in data, path
+        assert b"SECRET-0123456789" not in data, path
+    assert server.requests[0].headers["authorization"] == f"Bearer {SECRET}"
+
+
+def test_resume_of_an_unknown_thread_is_refused(orch: Orchestrator) -> None:
+    with pytest.raises(UnknownThreadError, match=r"no thread 'nope' in the database"):
+        orch.resume_sync("nope", confirmed=True)
+
+
+def test_resume_of_a_finished_thread_is_refused(server: ScriptedServer, orch: Orchestrator) -> None:
+    server.add(reply("done"))
+    result = orch.run_sync("hi")
+    with pytest.raises(NotPausedError, match="is not waiting for a decision"):
+        orch.resume_sync(result.thread_id, confirmed=True)
+
+
+def test_a_wrong_resume_stores_nothing_and_a_right_one_still_works(server: ScriptedServer, orch: Orchestrator) -> None:
+    result = paused(server, orch)
+    with pytest.raises(InvalidDecisionError, match=r"expected 1 decision"):
+        orch.resume_sync(result.thread_id, decisions=[{"type": "approve"}, {"type": "approve"}])
+    with pytest.raises(InvalidDecisionError, match=r"has no valid 'type'"):
+        orch.resume_sync(result.thread_id, decisions=[{"type": "maybe"}])  # type: ignore[typeddict-item]
+    with pytest.raises(InvalidDecisionError, match=r"switches to tool 'fail', which this run may not use"):
+        orch.resume_sync(result.thread_id, decisions=[
+            {"type": "edit", "edited_action": {"name": "fail", "args": {"reason": "x"}}}])
+    server.add(reply("Deleted."))
+    assert orch.resume_sync(result.thread_id, confirmed=True).response == "Deleted."
+
+
+def test_a_checkpoint_from_an_earlier_pause_is_refused(server: ScriptedServer, orch: Orchestrator) -> None:
+    first = paused(server, orch)
+    server.add(reply(None, tool_call("delete_file", path="/tmp/again")), reply("Again?"))
+    second = orch.resume_sync(first.checkpoint, confirmed=True)  # type: ignore[arg-type]
+    assert second.checkpoint is not None
+    with pytest.raises(InvalidDecisionError, match="answers pause"):
+        orch.resume_sync(first.checkpoint, confirmed=True)  # type: ignore[arg-type]
+    server.add(reply("Deleted again."))
+    assert orch.resume_sync(second.checkpoint, confirmed=True).response == "Deleted again."
+
+
+def test_a_new_task_on_a_paused_thread_is_refused(server: ScriptedServer, orch: Orchestrator) -> None:
+    result = paused(server, orch)
+    with pytest.raises(ThreadPausedError, match="resume it first"):
+        orch.run_sync("something else", thread_id=result.thread_id)
+
+
+def test_a_finished_thread_continues_the_conversation(server: ScriptedServer, orch: Orchestrator) -> None:
+    server.add(reply("first"), reply("second"))
+    first = orch.run_sync("one", system_prompt="S")
+    orch.run_sync("two", thread_id=first.thread_id, system_prompt="ignored")
+    assert [m["content"] for m in server.requests[1].messages][1:] == ["one", "first", "two"]
+
+
+def test_unknown_role_and_tool_names_are_configuration_errors(orch: Orchestrator) -> None:
+    with pytest.raises(ConfigurationError, match=r"user_role='guest' is not a configured role; known roles: \['admin', 'user'\]"):
+        orch.run_sync("x", user_role="guest")
+    with pytest.raises(ConfigurationError, match=r"tool_list names unknown tools \['ad'\]"):
+        orch.run_sync("x", tool_list=["ad"])
+    with pytest.raises(ConfigurationError, match=r"confirm_required names unknown tools \['rm'\]"):
+        Orchestrator(TOOLS, confirm_required=["rm"])
+
+
+def test_model_cfg_dict_per_run_overrides_the_default(server: ScriptedServer, db: Path) -> None:
+    orch = Orchestrator(TOOLS, db=db)
+    server.add(reply("hi"))
+    cfg = {"label": "dict-model", "api_url": server.url, "model_name": "scripted",
+           "api_key": SECRET, "host_type": "openai", "context_k": 64, "max_retries": 0}
+    assert orch.run_sync("hi", model_cfg=cfg).backend == "dict-model"
+    with pytest.raises(ConfigurationError, match="no model configured"):
+        orch.run_sync("hi")
+
+
+def test_sync_wrapper_works_inside_a_running_event_loop(server: ScriptedServer, orch: Orchestrator) -> None:
+    server.add(reply("from inside a loop"))
+
+    async def notebook_cell() -> str:
+        return orch.run_sync("hi").response
+
+    assert asyncio.run(notebook_cell()) == "from inside a loop"
