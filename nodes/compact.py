@@ -31,18 +31,20 @@ def compact(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, Compac
     budget = runtime.context.budget_tokens
     previous = state.get("compaction")
     cleared = list(previous["cleared"]) if previous else []
-    before = estimate_tokens(render_view(messages, set(cleared)))
-    after = before
-    if before > budget:
+    whole = estimate_tokens(messages)
+    sent = estimate_tokens(render_view(messages, set(cleared))) if cleared else whole
+    if sent > budget:
         tool_results = [m for m in messages if isinstance(m, ToolMessage)]
         old = tool_results[: max(0, len(tool_results) - KEEP_RECENT_TOOL_RESULTS)]
         already = set(cleared)
-        cleared += [m.id for m in old
-                    if m.id and m.id not in already and len(m.text) > TRUNCATED_CHARS]
-        after = estimate_tokens(render_view(messages, set(cleared)))
-        logger.info(
-            "context compaction: saved ~%d tokens (%d chars), now ~%d / %d tokens",
-            before - after, (before - after) * CHARS_PER_TOKEN, after, budget,
-        )
+        fresh = [m.id for m in old
+                 if m.id and m.id not in already and len(m.text) > TRUNCATED_CHARS]
+        if fresh:
+            cleared += fresh
+            sent = estimate_tokens(render_view(messages, set(cleared)))
+            logger.info(
+                "context compaction: saved ~%d tokens (%d chars), now ~%d / %d tokens",
+                whole - sent, (whole - sent) * CHARS_PER_TOKEN, sent, budget,
+            )
     return {"compaction": CompactionRecord(
-        cleared=cleared, budget=budget, tokens_before=before, tokens_after=after)}
+        cleared=cleared, budget=budget, tokens_before=whole, tokens_after=sent)}

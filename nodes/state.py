@@ -88,8 +88,11 @@ class CompactionRecord(TypedDict):
     cleared: list[str]
     """Ids of tool messages shown truncated; once cleared, always cleared (stable prefix)."""
     budget: int
+    """Token budget of the smallest-window model in the chain."""
     tokens_before: int
+    """Estimated tokens of the whole history, as if nothing were cleared."""
     tokens_after: int
+    """Estimated tokens of the view actually sent."""
 
 
 class LoopState(TypedDict, total=False):
