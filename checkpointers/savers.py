@@ -10,7 +10,7 @@ Example:
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Generator
 from contextlib import asynccontextmanager, contextmanager
 from os import PathLike
 from pathlib import Path
@@ -49,7 +49,7 @@ def _sqlite_path(db: str | PathLike[str]) -> str:
 
 
 @contextmanager
-def open_saver(db: DbLike) -> Iterator[BaseCheckpointSaver[str]]:
+def open_saver(db: DbLike) -> Generator[BaseCheckpointSaver[str], None, None]:
     """Open a synchronous saver for `db`; a saver passed in is yielded as is (not closed)."""
     if isinstance(db, BaseCheckpointSaver):
         yield db
@@ -62,7 +62,7 @@ def open_saver(db: DbLike) -> Iterator[BaseCheckpointSaver[str]]:
 
 
 @asynccontextmanager
-async def open_async_saver(db: DbLike) -> AsyncIterator[BaseCheckpointSaver[str]]:
+async def open_async_saver(db: DbLike) -> AsyncGenerator[BaseCheckpointSaver[str], None]:
     """Open an asyncio saver for `db`; a saver passed in is yielded as is (not closed)."""
     if isinstance(db, BaseCheckpointSaver):
         yield db

@@ -8,7 +8,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from langchain_core.runnables import RunnableLambda
@@ -42,7 +42,7 @@ from graphloop.nodes.names import (
 __all__ = ["LoopGraph", "build_graph", "compile_graph"]
 
 Update = dict[str, Any]
-AsyncNode = Callable[[LoopState, Runtime[LoopContext]], Awaitable[Update]]
+AsyncNode = Callable[[LoopState, Runtime[LoopContext]], Coroutine[Any, Any, Update]]
 LoopGraph = CompiledStateGraph[LoopState, LoopContext, LoopState, LoopState]
 
 
@@ -65,12 +65,14 @@ def build_graph() -> StateGraph[LoopState, LoopContext, LoopState, LoopState]:
     there, never in the checkpoint.
     """
     builder = StateGraph(LoopState, context_schema=LoopContext)
-    builder.add_node(COMPACT, compact)
-    builder.add_node(CALL_MODEL, _sync_and_async(call_model))
-    builder.add_node(EXECUTE_TOOLS, _sync_and_async(execute_tools))
-    builder.add_node(ASK_CONFIRMATION, _sync_and_async(ask_confirmation))
-    builder.add_node(INTERRUPT_FOR_CONFIRM, interrupt_for_confirm)
-    builder.add_node(FINALIZE, _sync_and_async(finalize))
+    # add_node's overloads are partly untyped in langgraph; the nodes themselves are typed.
+    add_node: Callable[[str, Any], object] = builder.add_node  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
+    add_node(COMPACT, compact)
+    add_node(CALL_MODEL, _sync_and_async(call_model))
+    add_node(EXECUTE_TOOLS, _sync_and_async(execute_tools))
+    add_node(ASK_CONFIRMATION, _sync_and_async(ask_confirmation))
+    add_node(INTERRUPT_FOR_CONFIRM, interrupt_for_confirm)
+    add_node(FINALIZE, _sync_and_async(finalize))
 
     builder.add_edge(START, COMPACT)
     builder.add_edge(COMPACT, CALL_MODEL)
@@ -86,4 +88,4 @@ def build_graph() -> StateGraph[LoopState, LoopContext, LoopState, LoopState]:
 
 def compile_graph(checkpointer: BaseCheckpointSaver[str] | None = None) -> LoopGraph:
     """`build_graph()` compiled; pass a checkpointer to pause and resume across processes."""
-    return build_graph().compile(checkpointer=checkpointer)
+    return build_graph().compile(checkpointer=checkpointer)  # pyright: ignore[reportUnknownMemberType]  # langgraph's compile() is partly untyped

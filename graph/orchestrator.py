@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypedDict
+from typing import Any, TypedDict, cast
 from uuid import uuid4
 
 from langchain_core.messages import (
@@ -42,6 +42,7 @@ from graphloop.nodes import (
     Decision,
     HITLRequest,
     LoopContext,
+    LoopState,
     ModelLike,
     Policy,
     check_decisions,
@@ -219,9 +220,9 @@ class Orchestrator:
                 messages += convert_to_messages(
                     [{"role": m["role"], "content": m["content"]} for m in recent])
             messages.append(HumanMessage(task))
-            state = {"messages": messages, "rounds": 0, "policy": policy, "pending": [],
-                     "question": ""}
-            output = await graph.ainvoke(state, config, context=context)
+            state = LoopState(messages=cast(list[AnyMessage], messages), rounds=0, policy=policy,
+                              pending=[], question="")
+            output = await graph.ainvoke(state, config, context=context)  # pyright: ignore[reportUnknownMemberType]  # langgraph's ainvoke is partly untyped
         return _result(output, thread_id)
 
     async def resume(
@@ -268,8 +269,8 @@ class Orchestrator:
             answer: Sequence[Decision] = decisions if decisions is not None else [
                 Decision(type="approve" if confirmed else "reject") for _ in pending]
             check_decisions({"decisions": list(answer)}, pending, context.allowed_tools(policy))
-            output = await graph.ainvoke(Command(resume={"decisions": list(answer)}), config,
-                                         context=context)
+            resume = Command(resume={"decisions": list(answer)})
+            output = await graph.ainvoke(resume, config, context=context)  # pyright: ignore[reportUnknownMemberType]  # langgraph's ainvoke is partly untyped
         return _result(output, thread_id)
 
     def run_sync(self, task: str, **kwargs: Any) -> OrchestratorResult:

@@ -267,8 +267,9 @@ def _handler_for(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
                     "code": scripted.error if scripted.status == 400 else None}})
                 return
             completion = server._completion(scripted)  # pyright: ignore[reportPrivateUsage]
+            options: dict[str, Any] = body.get("stream_options") or {}
             if body.get("stream"):
-                self._stream(completion, bool((body.get("stream_options") or {}).get("include_usage")))
+                self._stream(completion, bool(options.get("include_usage")))
             else:
                 self._send_json(200, completion)
 

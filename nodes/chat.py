@@ -23,7 +23,7 @@ from graphloop.nodes.config import ModelConfig
 
 __all__ = ["call_chat_model", "chat_model", "with_unique_id"]
 
-_JSON_TYPE_NAMES = {list: "an array", str: "a string", int: "a number", float: "a number",
+_JSON_TYPE_NAMES: dict[type, str] = {list: "an array", str: "a string", int: "a number", float: "a number",
                     bool: "a boolean", type(None): "null"}
 
 
@@ -34,14 +34,16 @@ def _split_non_object_calls(response: dict[str, Any]) -> list[InvalidToolCall]:
     all; we keep them as invalid calls so the model can be told what was wrong.
     """
     moved: list[InvalidToolCall] = []
-    for choice in response.get("choices") or ():
-        message = choice.get("message") or {}
+    choices: list[dict[str, Any]] = response.get("choices") or []
+    for choice in choices:
+        message: dict[str, Any] = choice.get("message") or {}
+        calls: list[dict[str, Any]] = message.get("tool_calls") or []
         kept: list[dict[str, Any]] = []
-        for call in message.get("tool_calls") or ():
-            function = call.get("function") or {}
-            raw = function.get("arguments") or ""
+        for call in calls:
+            function: dict[str, Any] = call.get("function") or {}
+            raw: str = function.get("arguments") or ""
             try:
-                value = json.loads(raw) if raw else {}
+                value: object = json.loads(raw) if raw else {}
             except json.JSONDecodeError:
                 value = {}  # langchain reports broken JSON itself
             if isinstance(value, dict):
@@ -64,7 +66,7 @@ class _ChatOpenAI(ChatOpenAI):
     ) -> ChatResult:
         data = response if isinstance(response, dict) else response.model_dump(warnings=False)
         moved = _split_non_object_calls(data)
-        result = super()._create_chat_result(data, generation_info)
+        result = super()._create_chat_result(data, generation_info)  # pyright: ignore[reportUnknownMemberType]  # untyped dict in langchain-openai's signature
         message = result.generations[0].message if result.generations else None
         if moved and isinstance(message, AIMessage):
             message.invalid_tool_calls.extend(moved)
@@ -107,7 +109,8 @@ async def call_chat_model(
 
     Tool calls are taken from the reply whatever its `finish_reason` says.
     """
-    runnable = chat_model(model).bind_tools(list(tools)) if tools else chat_model(model)
+    llm = chat_model(model)
+    runnable = llm.bind_tools(list(tools)) if tools else llm  # pyright: ignore[reportUnknownMemberType]  # bind_tools' union is partly untyped
     where = f"model {model.label!r} ({model.model_name} at {model.base_url})"
     try:
         reply = await runnable.ainvoke(list(messages))
@@ -121,8 +124,6 @@ async def call_chat_model(
     except (ValueError, KeyError, TypeError) as exc:
         raise ModelCallError(_redact(
             f"{where} sent a reply that is not a chat completion: {exc}", model)) from exc
-    if not isinstance(reply, AIMessage):
-        raise ModelCallError(f"{where} returned {type(reply).__name__}, not an assistant message")
     return reply
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, get_args
+from typing import Any, Literal, cast, get_args
 
 from graphloop.checkpointers.errors import ConfigurationError
 from graphloop.nodes.state import Policy
@@ -97,8 +97,8 @@ ModelLike = ModelConfig | Mapping[str, Any]
 
 
 def _chain(models: ModelLike | Iterable[ModelLike]) -> tuple[ModelConfig, ...]:
-    if isinstance(models, ModelConfig | Mapping):
-        return (ModelConfig.coerce(models),)
+    if isinstance(models, ModelConfig) or isinstance(models, Mapping):
+        return (ModelConfig.coerce(cast(ModelLike, models)),)
     return tuple(ModelConfig.coerce(m) for m in models)
 
 
@@ -138,7 +138,7 @@ class LoopContext:
         chain = _chain(models)
         gated = frozenset(confirm_required)
         _check_names(box, gated, "confirm_required")
-        role_sets = None
+        role_sets: dict[str, frozenset[str]] | None = None
         if roles is not None:
             role_sets = {}
             for role, names in roles.items():

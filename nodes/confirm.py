@@ -120,25 +120,25 @@ def check_decisions(
     return [_check_one(d, p, allowed) for d, p in zip(cast(list[Any], decisions), pending)]
 
 
-def _check_one(decision: Any, call: PendingCall, allowed: Collection[str] | None) -> Decision:
-    kind = decision.get("type") if isinstance(decision, dict) else None
+def _check_one(decision: object, call: PendingCall, allowed: Collection[str] | None) -> Decision:
+    fields = cast(dict[str, Any], decision) if isinstance(decision, dict) else {}
+    kind = fields.get("type")
     if kind not in DECISION_TYPES:
         raise InvalidDecisionError(
             f"decision {decision!r} for {call['name']!r} has no valid 'type'; "
             f"use one of {list(DECISION_TYPES)!r}"
         )
     if kind == "edit":
-        action = cast(dict[str, Any], decision).get("edited_action")
-        if not isinstance(action, dict) or not isinstance(action.get("name"), str) or not isinstance(
-            action.get("args"), dict
-        ):
+        action = fields.get("edited_action")
+        edited = cast(dict[str, Any], action) if isinstance(action, dict) else {}
+        if not isinstance(edited.get("name"), str) or not isinstance(edited.get("args"), dict):
             raise InvalidDecisionError(
                 f"edit for {call['name']!r} needs edited_action={{'name': str, 'args': dict}}, "
                 f"got {action!r}"
             )
-        if allowed is not None and action["name"] not in allowed:
+        if allowed is not None and edited["name"] not in allowed:
             raise InvalidDecisionError(
-                f"edit for {call['name']!r} switches to tool {action['name']!r}, which this run "
+                f"edit for {call['name']!r} switches to tool {edited['name']!r}, which this run "
                 f"may not use; allowed tools: {sorted(allowed)!r}"
             )
     return cast(Decision, decision)

@@ -98,7 +98,11 @@ class CompactionRecord(TypedDict):
 class LoopState(TypedDict, total=False):
     """The graph's state. `messages` is the whole, lossless conversation."""
 
-    messages: Required[Annotated[list[AnyMessage], DeltaChannel(_messages_delta_reducer)]]
+    messages: Required[Annotated[
+        list[AnyMessage],
+        # langgraph types this reducer narrower than DeltaChannel's parameter; they match at run time
+        DeltaChannel(_messages_delta_reducer),  # pyright: ignore[reportArgumentType]
+    ]]
     """Every message of the thread; stored as per-step deltas, so storage grows linearly."""
     rounds: int
     """Model calls made in this run."""
