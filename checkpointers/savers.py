@@ -65,6 +65,13 @@ def open_saver(db: DbLike) -> Generator[BaseCheckpointSaver[str], None, None]:
 async def open_async_saver(db: DbLike) -> AsyncGenerator[BaseCheckpointSaver[str], None]:
     """Open an asyncio saver for `db`; a saver passed in is yielded as is (not closed)."""
     if isinstance(db, BaseCheckpointSaver):
+        # SqliteSaver's async methods only raise; a bare subclass may not have them at all.
+        sync_only = type(db).aget_tuple is BaseCheckpointSaver.aget_tuple  # pyright: ignore[reportUnknownMemberType]
+        if isinstance(db, SqliteSaver) or sync_only:
+            raise ConfigurationError(
+                f"db={type(db).__name__} has no async methods; pass a SQLite path, "
+                "or an async-capable saver such as AsyncSqliteSaver or InMemorySaver"
+            )
         yield db
         return
     async with aiosqlite.connect(_sqlite_path(db), timeout=_BUSY_TIMEOUT_S) as conn:

@@ -23,8 +23,10 @@ from graphloop.nodes.config import ModelConfig
 
 __all__ = ["call_chat_model", "chat_model", "with_unique_id"]
 
-_JSON_TYPE_NAMES: dict[type, str] = {list: "an array", str: "a string", int: "a number", float: "a number",
-                    bool: "a boolean", type(None): "null"}
+_JSON_TYPE_NAMES: dict[type, str] = {
+    list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean",
+    type(None): "null",
+}
 
 
 def _split_non_object_calls(response: dict[str, Any]) -> list[InvalidToolCall]:
@@ -39,6 +41,7 @@ def _split_non_object_calls(response: dict[str, Any]) -> list[InvalidToolCall]:
         message: dict[str, Any] = choice.get("message") or {}
         calls: list[dict[str, Any]] = message.get("tool_calls") or []
         kept: list[dict[str, Any]] = []
+        moved_before = len(moved)
         for call in calls:
             function: dict[str, Any] = call.get("function") or {}
             raw: str = function.get("arguments") or ""
@@ -53,7 +56,7 @@ def _split_non_object_calls(response: dict[str, Any]) -> list[InvalidToolCall]:
             moved.append(InvalidToolCall(
                 type="invalid_tool_call", id=call.get("id"), name=function.get("name"),
                 args=raw, error=f"the arguments must be a JSON object, got {kind}"))
-        if moved:
+        if len(moved) > moved_before:
             message["tool_calls"] = kept or None
     return moved
 

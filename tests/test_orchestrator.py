@@ -191,3 +191,21 @@ def test_sync_wrapper_works_inside_a_running_event_loop(server: ScriptedServer, 
         return orch.run_sync("hi").response
 
     assert asyncio.run(notebook_cell()) == "from inside a loop"
+
+
+def test_a_sync_only_saver_is_refused_with_what_to_pass_instead(model: ModelConfig, db: Path) -> None:
+    from graphloop.graph import open_saver
+
+    with open_saver(db) as saver:
+        orch = Orchestrator(TOOLS, db=saver, models=[model])
+        with pytest.raises(ConfigurationError, match=r"db=SqliteSaver has no async methods"):
+            orch.run_sync("hi")
+
+
+def test_an_in_memory_saver_serves_run_and_resume(server: ScriptedServer, model: ModelConfig) -> None:
+    from graphloop.graph import memory_saver
+
+    orch = Orchestrator(TOOLS, confirm_required=["delete_file"], db=memory_saver(), models=[model])
+    result = paused(server, orch)
+    server.add(reply("Deleted."))
+    assert orch.resume_sync(result.thread_id, confirmed=True).response == "Deleted."
