@@ -30,6 +30,7 @@ from graphloop.nodes import (
     PendingCall,
     Policy,
     ToolBox,
+    check_decisions,
 )
 
 __all__ = [
@@ -56,6 +57,7 @@ __all__ = [
     "ToolBox",
     "UnknownThreadError",
     "build_graph",
+    "check_decisions",
     "compile_graph",
     "memory_saver",
     "open_async_saver",
