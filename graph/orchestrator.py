@@ -48,6 +48,7 @@ from graphloop.nodes import (
     check_decisions,
     requested_calls,
     run_sync,
+    this_run,
 )
 from graphloop.nodes.config import RoleTools
 from graphloop.nodes.state import DEFAULT_MAX_ROUNDS
@@ -105,8 +106,7 @@ class OrchestratorResult:
 
 
 def _records(messages: Sequence[AnyMessage]) -> list[ToolCallRecord]:
-    start = max((i for i, m in enumerate(messages) if isinstance(m, HumanMessage)), default=-1)
-    run = messages[start + 1:]
+    run = this_run(messages)
     results = {m.tool_call_id: m.text for m in run if isinstance(m, ToolMessage)}
     return [
         ToolCallRecord(tool=c.name, args=c.args, result=results.get(c.id, AWAITING))

@@ -2,7 +2,7 @@
 
 from graphloop.nodes.aio import run_sync
 from graphloop.nodes.call_model import call_model
-from graphloop.nodes.calls import RequestedCall, requested_calls, unanswered_calls
+from graphloop.nodes.calls import RequestedCall, requested_calls, this_run, unanswered_calls
 from graphloop.nodes.compact import compact
 from graphloop.nodes.config import LoopContext, ModelConfig, ModelLike
 from graphloop.nodes.confirm import (
@@ -47,5 +47,6 @@ __all__ = [
     "route_after_model",
     "route_after_tools",
     "run_sync",
+    "this_run",
     "unanswered_calls",
 ]

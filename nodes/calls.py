@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from langchain_core.messages import AIMessage, AnyMessage, ToolMessage
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
 
-__all__ = ["RequestedCall", "last_turn", "requested_calls", "unanswered_calls"]
+__all__ = ["RequestedCall", "last_turn", "requested_calls", "this_run", "unanswered_calls"]
 
 
 @dataclass(frozen=True)
@@ -58,3 +58,11 @@ def unanswered_calls(messages: Sequence[AnyMessage]) -> list[RequestedCall]:
         return []
     answered = {r.tool_call_id for r in replies}
     return [c for c in requested_calls(ai) if c.id not in answered]
+
+
+def this_run(messages: Sequence[AnyMessage]) -> Sequence[AnyMessage]:
+    """The messages after the latest user message: the current task's turns."""
+    for index in range(len(messages) - 1, -1, -1):
+        if isinstance(messages[index], HumanMessage):
+            return messages[index + 1:]
+    return messages

@@ -10,6 +10,7 @@ from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMes
 from langgraph.runtime import Runtime
 
 from graphloop.checkpointers.errors import ModelCallError
+from graphloop.nodes.calls import this_run
 from graphloop.nodes.chat import call_chat_model, with_unique_id
 from graphloop.nodes.config import LoopContext
 from graphloop.nodes.state import LoopState, policy_of
@@ -26,17 +27,10 @@ LIMIT_NOTE = (
 """Sent (not stored) with the final request, so the model knows it must answer now."""
 
 
-def _this_run(messages: Sequence[AnyMessage]) -> Sequence[AnyMessage]:
-    for index in range(len(messages) - 1, -1, -1):
-        if isinstance(messages[index], HumanMessage):
-            return messages[index + 1:]
-    return messages
-
-
 def limit_summary(messages: Sequence[AnyMessage], max_rounds: int) -> str:
     """The original loop's answer at the limit: what each tool of this run returned."""
     gathered = "\n\n".join(
-        f"**{m.name}**: {m.text[:500]}" for m in _this_run(messages) if isinstance(m, ToolMessage)
+        f"**{m.name}**: {m.text[:500]}" for m in this_run(messages) if isinstance(m, ToolMessage)
     )
     return (
         f"Reached the tool iteration limit ({max_rounds} rounds). "
