@@ -2,6 +2,8 @@
 
 from graphloop.checkpointers.errors import (
     ConfigurationError,
+    ContextBudgetError,
+    ContextOverflowError,
     GraphloopError,
     InvalidDecisionError,
     ModelCallError,
@@ -15,6 +17,8 @@ from graphloop.checkpointers.savers import DbLike, memory_saver, open_async_save
 
 __all__ = [
     "ConfigurationError",
+    "ContextBudgetError",
+    "ContextOverflowError",
     "DbLike",
     "GraphloopError",
     "InvalidDecisionError",

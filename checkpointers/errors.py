@@ -5,7 +5,9 @@ The tree::
     GraphloopError                  root: catch this to catch anything of ours
     ├── ConfigurationError          misuse found before a run starts (bad model config, role, tool)
     └── RunError                    a run could not go on
+        ├── ContextBudgetError      the fixed part of the request alone exceeds the budget
         ├── ModelCallError          the model endpoint failed or answered something unusable
+        │   └── ContextOverflowError    the server said the request exceeds its context window
         ├── ThreadPausedError       a new task for a thread that waits for a decision
         └── ResumeError             a resume that cannot be applied; nothing was stored
             ├── UnknownThreadError      no thread with that id in the database
@@ -21,6 +23,8 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigurationError",
+    "ContextBudgetError",
+    "ContextOverflowError",
     "GraphloopError",
     "InvalidDecisionError",
     "ModelCallError",
@@ -46,6 +50,17 @@ class RunError(GraphloopError):
 
 class ModelCallError(RunError):
     """The model endpoint failed (HTTP error, connection error) or its reply was unusable."""
+
+
+class ContextBudgetError(RunError):
+    """What must be sent (system prompt, task, tool schemas, latest round) exceeds the budget.
+
+    Raised before anything is sent; the message names each size and the budget.
+    """
+
+
+class ContextOverflowError(ModelCallError):
+    """The server rejected the request as longer than its context window."""
 
 
 class ThreadPausedError(RunError):

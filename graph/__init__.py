@@ -2,6 +2,8 @@
 
 from graphloop.checkpointers import (
     ConfigurationError,
+    ContextBudgetError,
+    ContextOverflowError,
     GraphloopError,
     InvalidDecisionError,
     ModelCallError,
@@ -22,6 +24,8 @@ from graphloop.graph.orchestrator import (
     ToolCallRecord,
 )
 from graphloop.nodes import (
+    CompactionRecord,
+    CompactionSettings,
     Decision,
     HITLRequest,
     LoopContext,
@@ -31,10 +35,15 @@ from graphloop.nodes import (
     Policy,
     ToolBox,
     check_decisions,
+    count_tokens,
 )
 
 __all__ = [
+    "CompactionRecord",
+    "CompactionSettings",
     "ConfigurationError",
+    "ContextBudgetError",
+    "ContextOverflowError",
     "Decision",
     "GraphloopError",
     "HITLRequest",
@@ -58,6 +67,7 @@ __all__ = [
     "UnknownThreadError",
     "build_graph",
     "check_decisions",
+    "count_tokens",
     "compile_graph",
     "memory_saver",
     "open_async_saver",

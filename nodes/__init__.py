@@ -4,7 +4,7 @@ from graphloop.nodes.aio import run_sync
 from graphloop.nodes.call_model import call_model
 from graphloop.nodes.calls import RequestedCall, requested_calls, this_run, unanswered_calls
 from graphloop.nodes.compact import compact
-from graphloop.nodes.config import LoopContext, ModelConfig, ModelLike
+from graphloop.nodes.config import CompactionSettings, LoopContext, ModelConfig, ModelLike
 from graphloop.nodes.confirm import (
     HITLRequest,
     ask_confirmation,
@@ -16,12 +16,21 @@ from graphloop.nodes.execute_tools import execute_tools
 from graphloop.nodes.finalize import finalize
 from graphloop.nodes.names import NodeName
 from graphloop.nodes.route import route_after_model, route_after_tools
-from graphloop.nodes.state import CompactionRecord, Decision, LoopState, PendingCall, Policy
-from graphloop.nodes.tokens import estimate_tokens
+from graphloop.nodes.state import (
+    CompactionEvent,
+    CompactionRecord,
+    Decision,
+    LoopState,
+    PendingCall,
+    Policy,
+)
+from graphloop.nodes.tokens import TokenCounter, count_tokens
 from graphloop.nodes.toolbox import ToolBox, ToolLike
 
 __all__ = [
+    "CompactionEvent",
     "CompactionRecord",
+    "CompactionSettings",
     "Decision",
     "HITLRequest",
     "LoopContext",
@@ -32,13 +41,14 @@ __all__ = [
     "PendingCall",
     "Policy",
     "RequestedCall",
+    "TokenCounter",
     "ToolBox",
     "ToolLike",
     "ask_confirmation",
     "call_model",
     "check_decisions",
     "compact",
-    "estimate_tokens",
+    "count_tokens",
     "execute_tools",
     "finalize",
     "hitl_request",

@@ -3,32 +3,66 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from langgraph.runtime import Runtime
 
+from graphloop.checkpointers.errors import ContextOverflowError
 from graphloop.nodes.chat import call_chat_model, with_unique_id
+from graphloop.nodes.compaction import plan_compaction
 from graphloop.nodes.config import LoopContext
 from graphloop.nodes.state import LoopState, policy_of
-from graphloop.nodes.view import render_view
+from graphloop.nodes.view import decisions, render_view, state_view
 
-__all__ = ["call_model"]
+__all__ = ["OVERFLOW_SHRINK", "call_model", "tighter_budget"]
 
 logger = logging.getLogger(__name__)
 
+OVERFLOW_SHRINK = 0.7
+"""After a context-length error, the retry must fit this share of the budget that failed."""
+
+_STATED_LIMIT = re.compile(r"maximum context length is (\d+)", re.IGNORECASE)
+
+
+def tighter_budget(failed: int, error: str, context: LoopContext) -> int:
+    """The budget for the retry: 70% of the one that failed, or less if the server named its limit.
+
+    Example:
+        >>> from graphloop.nodes.config import LoopContext
+        >>> tighter_budget(10_000, "This model's maximum context length is 8192 tokens",
+        ...                LoopContext.create())
+        6144
+    """
+    budget = int(failed * OVERFLOW_SHRINK)
+    if match := _STATED_LIMIT.search(error):
+        budget = min(budget, int(int(match.group(1)) * context.compaction.trigger_fraction))
+    return budget
+
 
 async def call_model(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, Any]:
-    """Send the compacted view and the run's tool schemas; append the model's reply."""
+    """Send the compacted view and the run's tool schemas; append the model's reply.
+
+    A context-length error from the server is answered once, within the round, by compacting
+    to a tighter budget and sending again to the same model.
+    """
     context = runtime.context
     policy = policy_of(state)
-    record = state.get("compaction")
-    view = render_view(state["messages"], set(record["cleared"]) if record else ())
     tools = context.tools.schemas(context.allowed_tools(policy))
     model = context.primary
     rounds = state.get("rounds", 0) + 1
-    logger.info(
-        "round %d / %d model=%s ~%d tokens",
-        rounds, policy["max_rounds"], model.label, record["tokens_after"] if record else -1,
-    )
-    reply = with_unique_id(await call_chat_model(model, view, tools), state["messages"])
-    return {"messages": [reply], "rounds": rounds, "answered_by": model.label}
+    record = state.get("compaction")
+    logger.info("round %d / %d model=%s %d tokens", rounds, policy["max_rounds"], model.label,
+                record["tokens_after"] if record else -1)
+    update: dict[str, Any] = {}
+    try:
+        reply = await call_chat_model(model, state_view(state, context.compaction), tools)
+    except ContextOverflowError as exc:
+        budget = tighter_budget(record["budget"] if record else context.budget_tokens, str(exc), context)
+        logger.warning("%s; compacting to %d tokens and retrying once", exc, budget)
+        update = plan_compaction(state, context, budget)
+        chosen = decisions([*state.get("compacted", []), *update.get("compacted", [])])
+        view = render_view(state["messages"], chosen, context.compaction)
+        reply = await call_chat_model(model, view, tools)
+    reply = with_unique_id(reply, state["messages"])
+    return {**update, "messages": [reply], "rounds": rounds, "answered_by": model.label}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import weakref
 from collections.abc import Sequence
 from typing import Any
@@ -18,10 +19,17 @@ from langchain_core.outputs import ChatResult
 from langchain_openai import ChatOpenAI
 from pydantic import SecretStr
 
-from graphloop.checkpointers.errors import ModelCallError
+from graphloop.checkpointers.errors import ContextOverflowError, ModelCallError
 from graphloop.nodes.config import ModelConfig
 
 __all__ = ["call_chat_model", "chat_model", "with_unique_id"]
+
+_OVERFLOW = re.compile(
+    r"context[_ ]length[_ ]exceeded|maximum context length|context (?:length|window)|"
+    r"too many tokens|prompt is too long|input is too long|reduce the length",
+    re.IGNORECASE,
+)
+"""How OpenAI, vLLM, llama.cpp, LiteLLM and others word "the request is too long"."""
 
 _JSON_TYPE_NAMES: dict[type, str] = {
     list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean",
@@ -118,8 +126,10 @@ async def call_chat_model(
     try:
         reply = await runnable.ainvoke(list(messages))
     except openai.APIStatusError as exc:
-        raise ModelCallError(_redact(
-            f"{where} answered HTTP {exc.status_code}: {exc.message}", model)) from exc
+        text = _redact(f"{where} answered HTTP {exc.status_code}: {exc.message}", model)
+        if exc.status_code in (400, 413) and _OVERFLOW.search(f"{exc.message} {exc.code or ''}"):
+            raise ContextOverflowError(text) from exc
+        raise ModelCallError(text) from exc
     except openai.APIConnectionError as exc:
         raise ModelCallError(_redact(
             f"{where} could not be reached: {exc}; check api_url and that the server is up",

@@ -8,7 +8,7 @@ Example:
     >>> cfg = ModelConfig.coerce({"label": "local", "api_url": "http://127.0.0.1:11434/v1",
     ...                           "model_name": "qwen3", "api_key": "sk-secret"})
     >>> cfg
-    ModelConfig(label='local', api_url='http://127.0.0.1:11434/v1', model_name='qwen3', host_type='openai', context_k=32, timeout=60.0, max_retries=2)
+    ModelConfig(label='local', api_url='http://127.0.0.1:11434/v1', model_name='qwen3', host_type='openai', context_k=32, max_output_tokens=None, timeout=60.0, max_retries=2)
 """
 
 from __future__ import annotations
@@ -19,9 +19,18 @@ from typing import Any, Literal, cast, get_args
 
 from graphloop.checkpointers.errors import ConfigurationError
 from graphloop.nodes.state import Policy
+from graphloop.nodes.tokens import TokenCounter, counter_for
 from graphloop.nodes.toolbox import ToolBox, ToolLike
 
-__all__ = ["ALL_TOOLS", "HostType", "LoopContext", "ModelConfig", "ModelLike", "RoleTools"]
+__all__ = [
+    "ALL_TOOLS",
+    "CompactionSettings",
+    "HostType",
+    "LoopContext",
+    "ModelConfig",
+    "ModelLike",
+    "RoleTools",
+]
 
 HostType = Literal["openai", "openwebui", "openrouter", "litellm", "ollama", "vllm", "llamacpp"]
 """Where the model is served. Only `openwebui` changes the URL: its API lives under `/api`."""
@@ -30,8 +39,35 @@ ALL_TOOLS: Literal["*"] = "*"
 RoleTools = Literal["*"] | Sequence[str]
 """A role's tools: a list of names, or `"*"` for every tool."""
 
-_MIN_BUDGET_TOKENS = 16_000
-_BUDGET_FRACTION = 0.75
+
+
+@dataclass(frozen=True)
+class CompactionSettings:
+    """How the request is made to fit (names follow LangChain's `ClearToolUsesEdit`).
+
+    Example:
+        >>> CompactionSettings(keep=4, exclude_tools=frozenset({"read_plan"})).keep
+        4
+    """
+
+    trigger_fraction: float = 0.75
+    """Share of each model's window a request may use (before the reserved output)."""
+    keep: int = 6
+    """The newest tool results are never cleared."""
+    exclude_tools: frozenset[str] = frozenset()
+    """Results of these tools are never cleared (they may still go with a dropped round)."""
+    keep_chars: int = 400
+    """Characters of a cleared tool result still shown."""
+    placeholder: str = "…[{omitted} chars omitted]"
+    """Shown after the kept characters; `{omitted}` is the number of characters left out."""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.trigger_fraction <= 1:
+            raise ConfigurationError(
+                f"trigger_fraction={self.trigger_fraction!r} must be in (0, 1]")
+        if self.keep < 0 or self.keep_chars < 0:
+            raise ConfigurationError(
+                f"keep={self.keep!r} and keep_chars={self.keep_chars!r} must not be negative")
 
 
 @dataclass(frozen=True)
@@ -45,6 +81,8 @@ class ModelConfig:
     host_type: HostType = "openai"
     context_k: int = 32
     """Context window in thousands of tokens."""
+    max_output_tokens: int | None = None
+    """Tokens reserved for the reply; subtracted from the budget."""
     timeout: float = 60.0
     """Seconds for one HTTP request."""
     max_retries: int = 2
@@ -70,10 +108,14 @@ class ModelConfig:
         root = self.api_url.rstrip("/")
         return f"{root}/api" if self.host_type == "openwebui" else root
 
-    @property
-    def budget_tokens(self) -> int:
-        """Tokens a request may use: 75% of the window, at least 16k (the original loop's rule)."""
-        return max(_MIN_BUDGET_TOKENS, int(self.context_k * 1000 * _BUDGET_FRACTION))
+    def budget(self, trigger_fraction: float = 0.75) -> int:
+        """Tokens a request may use: `trigger_fraction` of the window minus the reserved output.
+
+        Example:
+            >>> ModelConfig("m", "http://h/v1", "m", context_k=8, max_output_tokens=1000).budget()
+            5000
+        """
+        return int(self.context_k * 1000 * trigger_fraction) - (self.max_output_tokens or 0)
 
     @classmethod
     def coerce(cls, value: ModelLike) -> ModelConfig:
@@ -81,7 +123,7 @@ class ModelConfig:
         if isinstance(value, ModelConfig):
             return value
         known = {"label", "api_url", "model_name", "api_key", "host_type", "context_k",
-                 "timeout", "max_retries"}
+                 "max_output_tokens", "timeout", "max_retries"}
         unknown = sorted(set(value) - known)
         if unknown:
             raise ConfigurationError(
@@ -116,6 +158,7 @@ class LoopContext:
     confirm_required: frozenset[str] = frozenset()
     roles: Mapping[str, frozenset[str]] | None = None
     """Tool names per role; None lets every role use every tool."""
+    compaction: CompactionSettings = CompactionSettings()
 
     @classmethod
     def create(
@@ -125,6 +168,7 @@ class LoopContext:
         tools: Iterable[ToolLike] | ToolBox = (),
         confirm_required: Iterable[str] = (),
         roles: Mapping[str, RoleTools] | None = None,
+        compaction: CompactionSettings | None = None,
     ) -> LoopContext:
         """Check and normalise the settings; every mistake is a `ConfigurationError`.
 
@@ -151,11 +195,16 @@ class LoopContext:
                 else:
                     _check_names(box, names, f"roles[{role!r}]")
                     role_sets[role] = frozenset(names)
-        return cls(models=chain, tools=box, confirm_required=gated, roles=role_sets)
+        settings = compaction or CompactionSettings()
+        _check_budgets(chain, settings)
+        return cls(models=chain, tools=box, confirm_required=gated, roles=role_sets,
+                   compaction=settings)
 
     def with_models(self, models: ModelLike | Iterable[ModelLike]) -> LoopContext:
         """This context with another model chain (primary first)."""
-        return replace(self, models=_chain(models))
+        chain = _chain(models)
+        _check_budgets(chain, self.compaction)
+        return replace(self, models=chain)
 
     @property
     def primary(self) -> ModelConfig:
@@ -194,7 +243,24 @@ class LoopContext:
     @property
     def budget_tokens(self) -> int:
         """The smallest budget in the chain, so the view fits whichever model answers."""
-        return min((m.budget_tokens for m in self.models), default=self.primary.budget_tokens)
+        fraction = self.compaction.trigger_fraction
+        return min((m.budget(fraction) for m in self.models), default=self.primary.budget(fraction))
+
+    @property
+    def counter(self) -> TokenCounter:
+        """Token counter for the primary model's encoding (offline)."""
+        return counter_for(self.primary.model_name)
+
+
+def _check_budgets(chain: Iterable[ModelConfig], settings: CompactionSettings) -> None:
+    for model in chain:
+        if model.budget(settings.trigger_fraction) <= 0:
+            raise ConfigurationError(
+                f"model {model.label!r}: context_k={model.context_k!r} with "
+                f"trigger_fraction={settings.trigger_fraction!r} leaves no room after "
+                f"max_output_tokens={model.max_output_tokens!r}; raise context_k or lower "
+                "max_output_tokens"
+            )
 
 
 def _check_names(box: ToolBox, names: Iterable[str], where: str) -> None:

@@ -23,7 +23,7 @@ from graphloop.checkpointers.errors import InvalidDecisionError, ModelCallError
 from graphloop.nodes.chat import call_chat_model
 from graphloop.nodes.config import LoopContext
 from graphloop.nodes.state import Decision, DecisionType, LoopState, PendingCall
-from graphloop.nodes.view import render_view
+from graphloop.nodes.view import state_view
 
 __all__ = [
     "ActionRequest",
@@ -85,8 +85,7 @@ def hitl_request(pending: Sequence[PendingCall], question: str) -> HITLRequest:
 async def ask_confirmation(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, str]:
     """Ask the model, tools disabled, to phrase the confirmation question for the user."""
     pending = state.get("pending", [])
-    record = state.get("compaction")
-    view: list[AnyMessage] = render_view(state["messages"], set(record["cleared"]) if record else ())
+    view: list[AnyMessage] = state_view(state, runtime.context.compaction)
     view += [ToolMessage(f"[AWAITING USER CONFIRMATION for {p['name']}]", tool_call_id=p["id"])
              for p in pending]
     model = runtime.context.primary

@@ -14,7 +14,7 @@ from graphloop.nodes.calls import this_run
 from graphloop.nodes.chat import call_chat_model, with_unique_id
 from graphloop.nodes.config import LoopContext
 from graphloop.nodes.state import LoopState, policy_of
-from graphloop.nodes.view import render_view
+from graphloop.nodes.view import state_view
 
 __all__ = ["LIMIT_NOTE", "finalize", "limit_summary"]
 
@@ -49,8 +49,7 @@ async def finalize(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str,
     logger.warning("hit the round limit (%d)", limit)
     if policy["respond_with_final"]:
         model = runtime.context.primary
-        record = state.get("compaction")
-        view = render_view(messages, set(record["cleared"]) if record else ())
+        view = state_view(state, runtime.context.compaction)
         try:
             reply = await call_chat_model(model, [*view, HumanMessage(LIMIT_NOTE)])
         except ModelCallError as exc:

@@ -6,6 +6,7 @@ callables are runtime context (`graphloop.nodes.config.LoopContext`), never stat
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Literal, NotRequired, Required, TypedDict
 
 from langchain_core.messages import AnyMessage
@@ -17,6 +18,8 @@ from langgraph.graph.message import _messages_delta_reducer  # pyright: ignore[r
 
 __all__ = [
     "DEFAULT_MAX_ROUNDS",
+    "CompactionAction",
+    "CompactionEvent",
     "CompactionRecord",
     "Decision",
     "DecisionType",
@@ -82,17 +85,39 @@ class PendingCall(TypedDict):
     decision: NotRequired[Decision]
 
 
-class CompactionRecord(TypedDict):
-    """What `compact` decided for the latest model call. History itself is never changed."""
+CompactionAction = Literal["cleared", "dropped", "shortened"]
 
-    cleared: list[str]
-    """Ids of tool messages shown truncated; once cleared, always cleared (stable prefix)."""
+
+class CompactionEvent(TypedDict):
+    """One decision about what the model sees of one message. Decisions are never undone."""
+
+    id: str
+    """The message's id."""
+    action: CompactionAction
+    """`cleared`: an old tool result cut short; `dropped`: left out with its whole round;
+    `shortened`: a result of the latest round cut to fit."""
+    chars: int
+    """Characters of the original content still shown (0 when dropped)."""
+
+
+def _append_events(events: list[CompactionEvent], writes: Sequence[list[CompactionEvent]]) -> list[CompactionEvent]:
+    """DeltaChannel reducer: the log only grows (batching-invariant by construction)."""
+    return [*events, *(event for write in writes for event in write)]
+
+
+class CompactionRecord(TypedDict):
+    """What compaction decided for the latest request. History itself is never changed."""
+
     budget: int
-    """Token budget of the smallest-window model in the chain."""
+    """Tokens the request may use: the smallest budget in the model chain."""
     tokens_before: int
-    """Estimated tokens of the whole history, as if nothing were cleared."""
+    """Tokens the request would cost with nothing compacted (whole history, schemas)."""
     tokens_after: int
-    """Estimated tokens of the view actually sent."""
+    """Tokens of the request as sent."""
+    cleared: list[str]
+    """Ids cleared for this request (earlier decisions are in `compacted`)."""
+    dropped: list[str]
+    shortened: list[str]
 
 
 class LoopState(TypedDict, total=False):
@@ -112,5 +137,8 @@ class LoopState(TypedDict, total=False):
     question: str
     """The confirmation question shown while paused."""
     compaction: CompactionRecord
+    """The latest compaction decision and its token counts."""
+    compacted: Annotated[list[CompactionEvent], DeltaChannel(_append_events)]
+    """Every compaction decision of the thread, oldest first; the view is rebuilt from it."""
     answered_by: str
     """Label of the model that produced the latest reply (never its key)."""

@@ -1,34 +1,70 @@
-"""What the model sees: the history with cleared tool results shown truncated.
+"""What the model sees: the history with compaction decisions applied.
 
-The state keeps every message whole; the view is rebuilt for each request from the compaction
-record, so the same cleared set always renders the same prompt prefix.
+The state keeps every message whole; the view is rebuilt for each request from the decision
+log (`compacted`), so the same decisions always render the same prompt prefix.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
-from langchain_core.messages import AnyMessage, ToolMessage
+from langchain_core.messages import AnyMessage
 
-__all__ = ["TRUNCATED_CHARS", "render_view", "truncate"]
+from graphloop.nodes.config import CompactionSettings
+from graphloop.nodes.state import CompactionEvent, LoopState
 
-TRUNCATED_CHARS = 400
+__all__ = ["DROPPED", "decisions", "render_view", "shown", "state_view"]
+
+DROPPED = -1
+"""Marker in `decisions` for a message left out of the view."""
 
 
-def truncate(text: str, keep: int = TRUNCATED_CHARS) -> str:
-    """The first `keep` characters and a note of how many were omitted."""
-    if len(text) <= keep:
+def shown(text: str, chars: int, settings: CompactionSettings) -> str:
+    """The first `chars` characters of `text` and the placeholder naming what was omitted.
+
+    Example:
+        >>> shown("a" * 1000, 400, CompactionSettings())[-22:]
+        'a …[600 chars omitted]'
+    """
+    if chars >= len(text):
         return text
-    return f"{text[:keep]} …[{len(text) - keep} chars omitted]"
+    note = settings.placeholder.format(omitted=len(text) - chars)
+    return f"{text[:chars]} {note}" if chars else note
 
 
-def render_view(messages: Sequence[AnyMessage], cleared: Collection[str]) -> list[AnyMessage]:
-    """`messages` with each tool message whose id is in `cleared` truncated."""
-    if not cleared:
+def decisions(events: Iterable[CompactionEvent]) -> dict[str, int]:
+    """Characters shown per compacted message id (`DROPPED` when left out)."""
+    out: dict[str, int] = {}
+    for event in events:
+        previous = out.get(event["id"])
+        if event["action"] == "dropped" or previous == DROPPED:
+            out[event["id"]] = DROPPED
+        else:
+            out[event["id"]] = event["chars"] if previous is None else min(previous, event["chars"])
+    return out
+
+
+def render(message: AnyMessage, chars: int, settings: CompactionSettings) -> AnyMessage:
+    """`message` with its text cut to `chars` characters (and the placeholder)."""
+    return message.model_copy(update={"content": shown(message.text, chars, settings)})
+
+
+def render_view(
+    messages: Sequence[AnyMessage], chosen: Mapping[str, int], settings: CompactionSettings
+) -> list[AnyMessage]:
+    """`messages` with the decisions in `chosen` applied."""
+    if not chosen:
         return list(messages)
     view: list[AnyMessage] = []
     for message in messages:
-        if isinstance(message, ToolMessage) and message.id in cleared:
-            message = message.model_copy(update={"content": truncate(message.text)})
-        view.append(message)
+        chars = chosen.get(message.id or "")
+        if chars is None:
+            view.append(message)
+        elif chars != DROPPED:
+            view.append(render(message, chars, settings))
     return view
+
+
+def state_view(state: LoopState, settings: CompactionSettings) -> list[AnyMessage]:
+    """The view of `state`'s messages under its decision log."""
+    return render_view(state["messages"], decisions(state.get("compacted", [])), settings)
