@@ -39,6 +39,7 @@ from graphloop.checkpointers import (
 )
 from graphloop.graph.builder import compile_graph
 from graphloop.nodes import (
+    CompactionSettings,
     Decision,
     HITLRequest,
     LoopContext,
@@ -145,6 +146,7 @@ class Orchestrator:
         max_rounds: Model calls per run before the loop asks for a final answer.
         ask_model_to_confirm: Let the model phrase the confirmation question (tools disabled).
         tool_instruction: Appended to every new thread's system prompt.
+        compaction: How requests are made to fit the context budget.
     """
 
     def __init__(
@@ -158,6 +160,7 @@ class Orchestrator:
         max_rounds: int = DEFAULT_MAX_ROUNDS,
         ask_model_to_confirm: bool = True,
         tool_instruction: str = TOOL_INSTRUCTION,
+        compaction: CompactionSettings | None = None,
     ) -> None:
         if max_rounds < 1:
             raise ConfigurationError(f"max_rounds must be at least 1, got {max_rounds!r}")
@@ -166,7 +169,8 @@ class Orchestrator:
         self.ask_model_to_confirm = ask_model_to_confirm
         self.tool_instruction = tool_instruction
         self.context = LoopContext.create(models=models or (), tools=tools,
-                                          confirm_required=confirm_required, roles=roles)
+                                          confirm_required=confirm_required, roles=roles,
+                                          compaction=compaction)
 
     def _context(self, model_cfg: ModelLike | Iterable[ModelLike] | None) -> LoopContext:
         context = self.context if model_cfg is None else self.context.with_models(model_cfg)

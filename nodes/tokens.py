@@ -137,15 +137,18 @@ class TokenCounter:
 
 
 _counters: dict[str, TokenCounter] = {}
+_by_model: dict[str, TokenCounter] = {}
 
 
 def counter_for(model_name: str) -> TokenCounter:
     """The shared counter for `model_name`'s encoding."""
+    if (counter := _by_model.get(model_name)) is not None:
+        return counter
     encoding = encoding_for(model_name)
     with _lock:
-        if encoding.name not in _counters:
-            _counters[encoding.name] = TokenCounter(encoding)
-        return _counters[encoding.name]
+        counter = _counters.setdefault(encoding.name, TokenCounter(encoding))
+        _by_model[model_name] = counter
+        return counter
 
 
 def count_tokens(
