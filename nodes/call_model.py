@@ -10,10 +10,10 @@ from langgraph.runtime import Runtime
 
 from graphloop.checkpointers.errors import ContextOverflowError
 from graphloop.nodes.chat import call_chat_model, with_unique_id
-from graphloop.nodes.compaction import plan_compaction
+from graphloop.nodes.compaction import fitted_view
 from graphloop.nodes.config import LoopContext
 from graphloop.nodes.state import LoopState, policy_of
-from graphloop.nodes.view import decisions, render_view, state_view
+from graphloop.nodes.view import state_view
 
 __all__ = ["OVERFLOW_SHRINK", "call_model", "tighter_budget"]
 
@@ -60,9 +60,7 @@ async def call_model(state: LoopState, runtime: Runtime[LoopContext]) -> dict[st
     except ContextOverflowError as exc:
         budget = tighter_budget(record["budget"] if record else context.budget_tokens, str(exc), context)
         logger.warning("%s; compacting to %d tokens and retrying once", exc, budget)
-        update = plan_compaction(state, context, budget)
-        chosen = decisions([*state.get("compacted", []), *update.get("compacted", [])])
-        view = render_view(state["messages"], chosen, context.compaction)
+        update, view = fitted_view(state, context, budget=budget)
         reply = await call_chat_model(model, view, tools)
     reply = with_unique_id(reply, state["messages"])
     return {**update, "messages": [reply], "rounds": rounds, "answered_by": model.label}

@@ -23,7 +23,7 @@ from collections import OrderedDict, deque
 from collections.abc import Sequence
 from typing import Any
 
-from langchain_core.messages import AnyMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.messages import AnyMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 from langgraph.config import get_config
 
 from graphloop.checkpointers.errors import ContextBudgetError
@@ -36,9 +36,9 @@ from graphloop.nodes.state import (
     policy_of,
 )
 from graphloop.nodes.tokens import REPLY_PRIMING, TokenCounter
-from graphloop.nodes.view import DROPPED, render
+from graphloop.nodes.view import DROPPED, decisions, render, render_view
 
-__all__ = ["Ledger", "plan_compaction"]
+__all__ = ["Ledger", "fitted_view", "plan_compaction"]
 
 logger = logging.getLogger(__name__)
 
@@ -261,3 +261,20 @@ def plan_compaction(state: LoopState, context: LoopContext, budget: int | None =
     if events:
         update["compacted"] = events
     return update
+
+
+def fitted_view(
+    state: LoopState,
+    context: LoopContext,
+    extra: Sequence[BaseMessage] = (),
+    budget: int | None = None,
+) -> tuple[dict[str, Any], list[BaseMessage]]:
+    """Compact so that the view plus `extra` fits; return the state update and what to send.
+
+    For requests beyond the round's main one: the confirmation question (with placeholders for
+    the pending calls), the final answer at the round limit, a retry after an overflow.
+    """
+    room = (budget or context.budget_tokens) - sum(map(context.counter.message, extra))
+    update = plan_compaction(state, context, room)
+    chosen = decisions([*state.get("compacted", []), *update.get("compacted", [])])
+    return update, [*render_view(state["messages"], chosen, context.compaction), *extra]

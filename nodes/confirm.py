@@ -15,15 +15,15 @@ import logging
 from collections.abc import Collection, Sequence
 from typing import Any, TypedDict, cast, get_args
 
-from langchain_core.messages import AnyMessage, ToolMessage
+from langchain_core.messages import ToolMessage
 from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 
-from graphloop.checkpointers.errors import InvalidDecisionError, ModelCallError
+from graphloop.checkpointers.errors import ContextBudgetError, InvalidDecisionError, ModelCallError
 from graphloop.nodes.chat import call_chat_model
+from graphloop.nodes.compaction import fitted_view
 from graphloop.nodes.config import LoopContext
 from graphloop.nodes.state import Decision, DecisionType, LoopState, PendingCall
-from graphloop.nodes.view import state_view
 
 __all__ = [
     "ActionRequest",
@@ -82,19 +82,18 @@ def hitl_request(pending: Sequence[PendingCall], question: str) -> HITLRequest:
     )
 
 
-async def ask_confirmation(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, str]:
+async def ask_confirmation(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, Any]:
     """Ask the model, tools disabled, to phrase the confirmation question for the user."""
     pending = state.get("pending", [])
-    view: list[AnyMessage] = state_view(state, runtime.context.compaction)
-    view += [ToolMessage(f"[AWAITING USER CONFIRMATION for {p['name']}]", tool_call_id=p["id"])
-             for p in pending]
-    model = runtime.context.primary
+    placeholders = [ToolMessage(f"[AWAITING USER CONFIRMATION for {p['name']}]", tool_call_id=p["id"])
+                    for p in pending]
     try:
-        reply = await call_chat_model(model, view)
-    except ModelCallError as exc:
+        update, view = fitted_view(state, runtime.context, placeholders)
+        reply = await call_chat_model(runtime.context.primary, view)
+    except (ModelCallError, ContextBudgetError) as exc:
         logger.warning("could not get a confirmation question from the model: %s", exc)
         return {"question": default_question(pending)}
-    return {"question": reply.text.strip() or default_question(pending)}
+    return {**update, "question": reply.text.strip() or default_question(pending)}
 
 
 def check_decisions(

@@ -9,12 +9,12 @@ from typing import Any
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
 from langgraph.runtime import Runtime
 
-from graphloop.checkpointers.errors import ModelCallError
+from graphloop.checkpointers.errors import ContextBudgetError, ModelCallError
 from graphloop.nodes.calls import this_run
 from graphloop.nodes.chat import call_chat_model, with_unique_id
 from graphloop.nodes.config import LoopContext
 from graphloop.nodes.state import LoopState, policy_of
-from graphloop.nodes.view import state_view
+from graphloop.nodes.compaction import fitted_view
 
 __all__ = ["LIMIT_NOTE", "finalize", "limit_summary"]
 
@@ -49,12 +49,13 @@ async def finalize(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str,
     logger.warning("hit the round limit (%d)", limit)
     if policy["respond_with_final"]:
         model = runtime.context.primary
-        view = state_view(state, runtime.context.compaction)
         try:
-            reply = await call_chat_model(model, [*view, HumanMessage(LIMIT_NOTE)])
-        except ModelCallError as exc:
+            update, view = fitted_view(state, runtime.context, [HumanMessage(LIMIT_NOTE)])
+            reply = await call_chat_model(model, view)
+        except (ModelCallError, ContextBudgetError) as exc:
             logger.warning("final answer at the round limit failed: %s", exc)
         else:
             if reply.text.strip():
-                return {"messages": [with_unique_id(reply, messages)], "answered_by": model.label}
+                return {**update, "messages": [with_unique_id(reply, messages)],
+                        "answered_by": model.label}
     return {"messages": [AIMessage(limit_summary(messages, limit))], "answered_by": "graphloop"}

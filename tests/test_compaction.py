@@ -226,3 +226,26 @@ def test_history_with_messages_of_every_kind_keeps_system_and_task(server: Scrip
     assert {"role": "user", "content": "the task"} in last
     assert {"role": "user", "content": "earlier question"} not in last  # an old unit, dropped
     assert sent_tokens(server.requests[-1]) <= 1500
+
+
+def test_the_final_answer_and_the_confirmation_question_requests_fit_too(server: ScriptedServer) -> None:
+    def wipe(path: str) -> str:
+        """Wipe a path."""
+        return path
+
+    context = LoopContext.create(models=[server.model_config(context_k=4)], tools=[big, wipe],
+                                 confirm_required=["wipe"])
+    server.add(*[reply(None, tool_call("big", i=i, size=6000)) for i in range(3)],
+               reply("final"))
+    compile_graph().invoke(start("go", max_rounds=3), context=context)
+    final = server.requests[-1]
+    assert "tools" not in final.body and final.messages[-1]["role"] == "user"
+    assert sent_tokens(final) <= 3000
+
+    server.add(reply(None, tool_call("big", i=9, size=20000), tool_call("wipe", path="/x")),
+               reply("May I wipe /x?"))
+    compile_graph().invoke(start("go"), context=context)
+    question = server.requests[-1]
+    assert question.messages[-1]["content"] == "[AWAITING USER CONFIRMATION for wipe]"
+    assert " chars omitted]" in question.messages[-3]["content"]  # shortened to make room
+    assert sent_tokens(question) <= 3000
