@@ -7,7 +7,8 @@ The tree::
     └── RunError                    a run could not go on
         ├── ContextBudgetError      the fixed part of the request alone exceeds the budget
         ├── ModelCallError          the model endpoint failed or answered something unusable
-        │   └── ContextOverflowError    the server said the request exceeds its context window
+        │   ├── ContextOverflowError    the server said the request exceeds its context window
+        │   └── ModelUnavailableError   every model of the chain failed (each one's last error)
         ├── ThreadPausedError       a new task for a thread that waits for a decision
         └── ResumeError             a resume that cannot be applied; nothing was stored
             ├── UnknownThreadError      no thread with that id in the database
@@ -28,6 +29,7 @@ __all__ = [
     "GraphloopError",
     "InvalidDecisionError",
     "ModelCallError",
+    "ModelUnavailableError",
     "NotPausedError",
     "ResumeError",
     "RunError",
@@ -49,7 +51,20 @@ class RunError(GraphloopError):
 
 
 class ModelCallError(RunError):
-    """The model endpoint failed (HTTP error, connection error) or its reply was unusable."""
+    """The model endpoint failed (HTTP error, connection error) or its reply was unusable.
+
+    Attributes:
+        label: The failing model's label.
+        status: The HTTP status, or None for connection errors, timeouts and bad replies.
+        retry_after: Seconds the server asked to wait (`Retry-After`), if it said.
+    """
+
+    def __init__(self, message: str, *, label: str = "", status: int | None = None,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.label = label
+        self.status = status
+        self.retry_after = retry_after
 
 
 class ContextBudgetError(RunError):
@@ -61,6 +76,10 @@ class ContextBudgetError(RunError):
 
 class ContextOverflowError(ModelCallError):
     """The server rejected the request as longer than its context window."""
+
+
+class ModelUnavailableError(ModelCallError):
+    """Every model of the chain failed; the message lists each model's last error."""
 
 
 class ThreadPausedError(RunError):

@@ -3,13 +3,13 @@
 Example:
     >>> graph = compile_graph()
     >>> sorted(n for n in graph.get_graph().nodes if not n.startswith("__"))
-    ['ask_confirmation', 'call_model', 'compact', 'execute_tools', 'finalize', 'interrupt_for_confirm']
+    ['ask_confirmation', 'call_model', 'compact', 'execute_tools', 'finalize', 'interrupt_for_confirm', 'run_tool']
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, TypeVar
 
 from langchain_core.runnables import RunnableLambda
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -26,9 +26,10 @@ from graphloop.nodes import (
     execute_tools,
     finalize,
     interrupt_for_confirm,
+    route_after_execute,
     route_after_model,
-    route_after_tools,
     run_sync,
+    run_tool,
 )
 from graphloop.nodes.names import (
     ASK_CONFIRMATION,
@@ -37,22 +38,23 @@ from graphloop.nodes.names import (
     EXECUTE_TOOLS,
     FINALIZE,
     INTERRUPT_FOR_CONFIRM,
+    RUN_TOOL,
 )
 
 __all__ = ["LoopGraph", "build_graph", "compile_graph"]
 
-Update = dict[str, Any]
-AsyncNode = Callable[[LoopState, Runtime[LoopContext]], Coroutine[Any, Any, Update]]
+In = TypeVar("In")
+Out = TypeVar("Out")
 LoopGraph = CompiledStateGraph[LoopState, LoopContext, LoopState, LoopState]
 
 
-def _sync_and_async(node: AsyncNode) -> RunnableLambda[LoopState, Update]:
+def _sync_and_async(node: Callable[[In, Runtime[LoopContext]], Coroutine[Any, Any, Out]]) -> RunnableLambda[In, Out]:
     """Serve an async node to both `invoke` and `ainvoke` without a second copy of it."""
 
-    def run(state: LoopState) -> Update:
+    def run(state: In) -> Out:
         return run_sync(node(state, get_runtime(LoopContext)))
 
-    async def arun(state: LoopState) -> Update:
+    async def arun(state: In) -> Out:
         return await node(state, get_runtime(LoopContext))
 
     return RunnableLambda(run, afunc=arun, name=node.__name__)
@@ -69,7 +71,8 @@ def build_graph() -> StateGraph[LoopState, LoopContext, LoopState, LoopState]:
     add_node: Callable[[str, Any], object] = builder.add_node  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
     add_node(COMPACT, compact)
     add_node(CALL_MODEL, _sync_and_async(call_model))
-    add_node(EXECUTE_TOOLS, _sync_and_async(execute_tools))
+    add_node(EXECUTE_TOOLS, execute_tools)
+    add_node(RUN_TOOL, _sync_and_async(run_tool))
     add_node(ASK_CONFIRMATION, _sync_and_async(ask_confirmation))
     add_node(INTERRUPT_FOR_CONFIRM, interrupt_for_confirm)
     add_node(FINALIZE, _sync_and_async(finalize))
@@ -78,8 +81,10 @@ def build_graph() -> StateGraph[LoopState, LoopContext, LoopState, LoopState]:
     builder.add_edge(COMPACT, CALL_MODEL)
     builder.add_conditional_edges(CALL_MODEL, route_after_model, [EXECUTE_TOOLS, FINALIZE])
     builder.add_conditional_edges(
-        EXECUTE_TOOLS, route_after_tools, [ASK_CONFIRMATION, INTERRUPT_FOR_CONFIRM, COMPACT, FINALIZE]
+        EXECUTE_TOOLS, route_after_execute,
+        [RUN_TOOL, ASK_CONFIRMATION, INTERRUPT_FOR_CONFIRM, COMPACT, FINALIZE],
     )
+    builder.add_edge(RUN_TOOL, EXECUTE_TOOLS)
     builder.add_edge(ASK_CONFIRMATION, INTERRUPT_FOR_CONFIRM)
     builder.add_edge(INTERRUPT_FOR_CONFIRM, EXECUTE_TOOLS)
     builder.set_finish_point(FINALIZE)

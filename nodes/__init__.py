@@ -12,7 +12,7 @@ from graphloop.nodes.confirm import (
     hitl_request,
     interrupt_for_confirm,
 )
-from graphloop.nodes.execute_tools import execute_tools
+from graphloop.nodes.execute_tools import ToolJob, execute_tools, route_after_execute, run_tool
 from graphloop.nodes.finalize import finalize
 from graphloop.nodes.names import NodeName
 from graphloop.nodes.route import route_after_model, route_after_tools
@@ -42,6 +42,7 @@ __all__ = [
     "Policy",
     "RequestedCall",
     "TokenCounter",
+    "ToolJob",
     "ToolBox",
     "ToolLike",
     "ask_confirmation",
@@ -54,9 +55,11 @@ __all__ = [
     "hitl_request",
     "interrupt_for_confirm",
     "requested_calls",
+    "route_after_execute",
     "route_after_model",
     "route_after_tools",
     "run_sync",
+    "run_tool",
     "this_run",
     "unanswered_calls",
 ]

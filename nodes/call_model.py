@@ -9,9 +9,11 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from graphloop.checkpointers.errors import ContextOverflowError
-from graphloop.nodes.chat import call_chat_model, with_unique_id
+from graphloop.nodes.calls import normalize_reply
+from graphloop.nodes.chat import with_unique_id
 from graphloop.nodes.compaction import fitted_view
 from graphloop.nodes.config import LoopContext
+from graphloop.nodes.fallback import call_models
 from graphloop.nodes.state import LoopState, policy_of
 from graphloop.nodes.view import state_view
 
@@ -43,8 +45,9 @@ def tighter_budget(failed: int, error: str, context: LoopContext) -> int:
 async def call_model(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, Any]:
     """Send the compacted view and the run's tool schemas; append the model's reply.
 
-    A context-length error from the server is answered once, within the round, by compacting
-    to a tighter budget and sending again to the same model.
+    Models are tried along the chain (see `graphloop.nodes.fallback`). A context-length error
+    is answered once, within the round, by compacting to a tighter budget and sending again to
+    the same model.
     """
     context = runtime.context
     policy = policy_of(state)
@@ -56,11 +59,13 @@ async def call_model(state: LoopState, runtime: Runtime[LoopContext]) -> dict[st
                 record["tokens_after"] if record else -1)
     update: dict[str, Any] = {}
     try:
-        reply = await call_chat_model(model, state_view(state, context.compaction), tools)
+        reply, model = await call_models(context.models, state_view(state, context.compaction), tools)
     except ContextOverflowError as exc:
         budget = tighter_budget(record["budget"] if record else context.budget_tokens, str(exc), context)
         logger.warning("%s; compacting to %d tokens and retrying once", exc, budget)
         update, view = fitted_view(state, context, budget=budget)
-        reply = await call_chat_model(model, view, tools)
-    reply = with_unique_id(reply, state["messages"])
+        same = [m for m in context.models if m.label == exc.label] or [model]
+        reply, model = await call_models(same, view, tools)
+    history = state["messages"]
+    reply = normalize_reply(with_unique_id(reply, history), history, context.tools.names)
     return {**update, "messages": [reply], "rounds": rounds, "answered_by": model.label}

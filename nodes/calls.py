@@ -1,13 +1,42 @@
-"""Tool calls as the loop sees them: parsed or broken, answered or not."""
+"""Tool calls as the loop sees them: repaired, parsed or broken, answered or not.
+
+`normalize_reply` makes a model's reply safe to keep and to send back: every call gets a
+unique id, a name with stray characters is matched to a real tool when that is unambiguous,
+and broken arguments are replaced by a valid object carrying the raw text
+(`{"unparsed_arguments": "..."}`), so no later request replays invalid JSON (vLLM rejects that).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import re
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolCall, ToolMessage
 
-__all__ = ["RequestedCall", "last_turn", "requested_calls", "this_run", "unanswered_calls"]
+__all__ = [
+    "CALL_ORDER",
+    "UNPARSED",
+    "RequestedCall",
+    "arguments_error",
+    "last_turn",
+    "match_tool_name",
+    "normalize_reply",
+    "requested_calls",
+    "this_run",
+    "unanswered_calls",
+]
+
+CALL_ORDER = "tool_call_ids"
+"""`response_metadata` key: the reply's tool call ids in the order the server sent them."""
+
+UNPARSED = "unparsed_arguments"
+"""The key under which broken arguments are kept, as text, in the repaired call."""
+
+_JSON_KINDS: dict[type, str] = {list: "an array", str: "a string", int: "a number",
+                                float: "a number", bool: "a boolean", type(None): "null"}
+_STRAY = re.compile(r"<[^>]*>|[\"'`\s]")
 
 
 @dataclass(frozen=True)
@@ -21,21 +50,75 @@ class RequestedCall:
     raw_args: str | None = None
 
 
+def arguments_error(raw: str) -> str | None:
+    """Why `raw` is not usable as tool arguments (a JSON object), or None if it is."""
+    try:
+        value: object = json.loads(raw) if raw.strip() else {}
+    except json.JSONDecodeError as exc:
+        return f"the arguments are not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+    if not isinstance(value, dict):
+        return f"the arguments must be a JSON object, got {_JSON_KINDS.get(type(value), 'a value')}"
+    return None
+
+
+def _unparsed(args: dict[str, object]) -> str | None:
+    raw = args.get(UNPARSED)
+    return raw if len(args) == 1 and isinstance(raw, str) else None
+
+
 def requested_calls(message: AIMessage) -> list[RequestedCall]:
-    """Every call in `message`: the parsed ones, then those whose arguments were broken."""
-    calls = [RequestedCall(id=c["id"] or "", name=c["name"], args=dict(c["args"]))
-             for c in message.tool_calls]
-    for bad in message.invalid_tool_calls:
-        calls.append(
-            RequestedCall(
-                id=bad["id"] or "",
-                name=bad["name"] or "",
-                args={},
-                error=bad["error"] or "the arguments are not valid JSON",
-                raw_args=bad["args"],
-            )
-        )
+    """Every call in `message`, with the reason its arguments are unusable where they are."""
+    calls: list[RequestedCall] = []
+    for call in message.tool_calls:
+        args = dict(call["args"])
+        raw = _unparsed(args)
+        error = arguments_error(raw) if raw is not None else None
+        calls.append(RequestedCall(id=call["id"] or "", name=call["name"], args={} if error else args,
+                                   error=error, raw_args=raw))
+    for bad in message.invalid_tool_calls:  # replies not (yet) normalised
+        calls.append(RequestedCall(id=bad["id"] or "", name=bad["name"] or "", args={},
+                                   error=arguments_error(bad["args"] or "") or bad["error"],
+                                   raw_args=bad["args"]))
     return calls
+
+
+def match_tool_name(name: str, known: Collection[str]) -> str:
+    """`name`, or the one known tool it means once quotes, tags and spaces are taken out.
+
+    Example:
+        >>> match_tool_name('"get_weather"', ["get_weather", "send_email"])
+        'get_weather'
+        >>> match_tool_name("<tool>Send_Email</tool>", ["get_weather", "send_email"])
+        'send_email'
+    """
+    if name in known:
+        return name
+    cleaned = _STRAY.sub("", name)
+    exact = [k for k in known if k == cleaned]
+    matches = exact or [k for k in known if k.lower() == cleaned.lower()]
+    return matches[0] if len(matches) == 1 else name  # none or ambiguous: unknown-tool message
+
+
+def normalize_reply(reply: AIMessage, history: Sequence[AnyMessage], known: Collection[str]) -> AIMessage:
+    """`reply` with unique stable call ids, matched tool names and broken arguments repaired."""
+    if not reply.tool_calls and not reply.invalid_tool_calls:
+        return reply
+    taken = {c["id"] for m in history if isinstance(m, AIMessage) for c in m.tool_calls}
+    calls: list[ToolCall] = []
+    raw_calls = [(c["id"], c["name"], dict(c["args"])) for c in reply.tool_calls]
+    raw_calls += [(b["id"], b["name"] or "", {UNPARSED: b["args"] or ""})
+                  for b in reply.invalid_tool_calls]
+    # LangChain lists broken calls after the good ones; restore the order the model used
+    order: list[str] = reply.response_metadata.get(CALL_ORDER) or []
+    position = {call_id: i for i, call_id in enumerate(order)}
+    raw_calls.sort(key=lambda c: position.get(c[0] or "", len(position)))
+    for index, (call_id, name, args) in enumerate(raw_calls):
+        if not call_id or call_id in taken:
+            call_id = f"{reply.id}-call-{index}"  # stable: the reply id is unique in the thread
+        taken.add(call_id)
+        calls.append(ToolCall(name=match_tool_name(name, known), args=args, id=call_id,
+                              type="tool_call"))
+    return reply.model_copy(update={"tool_calls": calls, "invalid_tool_calls": []})
 
 
 def last_turn(messages: Sequence[AnyMessage]) -> tuple[AIMessage | None, list[ToolMessage]]:

@@ -8,7 +8,7 @@ Example:
     >>> cfg = ModelConfig.coerce({"label": "local", "api_url": "http://127.0.0.1:11434/v1",
     ...                           "model_name": "qwen3", "api_key": "sk-secret"})
     >>> cfg
-    ModelConfig(label='local', api_url='http://127.0.0.1:11434/v1', model_name='qwen3', host_type='openai', context_k=32, max_output_tokens=None, timeout=60.0, max_retries=2)
+    ModelConfig(label='local', api_url='http://127.0.0.1:11434/v1', model_name='qwen3', host_type='openai', context_k=32, max_output_tokens=None, timeout=60.0, max_retries=2, retry_base_delay=0.5, retry_max_delay=8.0)
 """
 
 from __future__ import annotations
@@ -86,7 +86,11 @@ class ModelConfig:
     timeout: float = 60.0
     """Seconds for one HTTP request."""
     max_retries: int = 2
-    """Retries the openai client makes on connection errors, 429 and 5xx."""
+    """Retries after a connection error, timeout, 408, 409, 429 or 5xx, before the next model."""
+    retry_base_delay: float = 0.5
+    """Seconds before the first retry; doubled each time, with jitter."""
+    retry_max_delay: float = 8.0
+    """Longest wait between retries (a longer `Retry-After` is cut to this)."""
 
     def __post_init__(self) -> None:
         if not self.api_url or not self.model_name:
@@ -123,7 +127,8 @@ class ModelConfig:
         if isinstance(value, ModelConfig):
             return value
         known = {"label", "api_url", "model_name", "api_key", "host_type", "context_k",
-                 "max_output_tokens", "timeout", "max_retries"}
+                 "max_output_tokens", "timeout", "max_retries", "retry_base_delay",
+                 "retry_max_delay"}
         unknown = sorted(set(value) - known)
         if unknown:
             raise ConfigurationError(
@@ -159,6 +164,12 @@ class LoopContext:
     roles: Mapping[str, frozenset[str]] | None = None
     """Tool names per role; None lets every role use every tool."""
     compaction: CompactionSettings = CompactionSettings()
+    tool_timeout: float = 60.0
+    """Seconds a tool may run before its call is abandoned with an error message."""
+    tool_timeouts: Mapping[str, float] = field(default_factory=dict[str, float])
+    """Per-tool timeouts, overriding `tool_timeout`."""
+    repeat_limit: int = 3
+    """The same call (tool and arguments) this many turns in a row is refused as a loop; 0: never."""
 
     @classmethod
     def create(
@@ -169,6 +180,9 @@ class LoopContext:
         confirm_required: Iterable[str] = (),
         roles: Mapping[str, RoleTools] | None = None,
         compaction: CompactionSettings | None = None,
+        tool_timeout: float = 60.0,
+        tool_timeouts: Mapping[str, float] | None = None,
+        repeat_limit: int = 3,
     ) -> LoopContext:
         """Check and normalise the settings; every mistake is a `ConfigurationError`.
 
@@ -197,8 +211,14 @@ class LoopContext:
                     role_sets[role] = frozenset(names)
         settings = compaction or CompactionSettings()
         _check_budgets(chain, settings)
+        timeouts = dict(tool_timeouts or {})
+        _check_names(box, timeouts, "tool_timeouts")
+        if tool_timeout <= 0 or any(t <= 0 for t in timeouts.values()):
+            raise ConfigurationError(
+                f"tool timeouts must be positive seconds, got {tool_timeout!r} and {timeouts!r}")
         return cls(models=chain, tools=box, confirm_required=gated, roles=role_sets,
-                   compaction=settings)
+                   compaction=settings, tool_timeout=tool_timeout, tool_timeouts=timeouts,
+                   repeat_limit=repeat_limit)
 
     def with_models(self, models: ModelLike | Iterable[ModelLike]) -> LoopContext:
         """This context with another model chain (primary first)."""
@@ -239,6 +259,10 @@ class LoopContext:
     def gated_tools(self, policy: Policy) -> frozenset[str]:
         """(confirm_required − confirm_allow) ∪ confirm_deny, as in the original loop."""
         return (self.confirm_required - set(policy["confirm_allow"])) | set(policy["confirm_deny"])
+
+    def timeout_for(self, tool: str) -> float:
+        """Seconds `tool` may run."""
+        return self.tool_timeouts.get(tool, self.tool_timeout)
 
     @property
     def budget_tokens(self) -> int:

@@ -20,7 +20,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 
 from graphloop.checkpointers.errors import ContextBudgetError, InvalidDecisionError, ModelCallError
-from graphloop.nodes.chat import call_chat_model
+from graphloop.nodes.fallback import call_models
 from graphloop.nodes.compaction import fitted_view
 from graphloop.nodes.config import LoopContext
 from graphloop.nodes.state import Decision, DecisionType, LoopState, PendingCall
@@ -89,7 +89,7 @@ async def ask_confirmation(state: LoopState, runtime: Runtime[LoopContext]) -> d
                     for p in pending]
     try:
         update, view = fitted_view(state, runtime.context, placeholders)
-        reply = await call_chat_model(runtime.context.primary, view)
+        reply, _ = await call_models(runtime.context.models, view)
     except (ModelCallError, ContextBudgetError) as exc:
         logger.warning("could not get a confirmation question from the model: %s", exc)
         return {"question": default_question(pending)}

@@ -1,8 +1,11 @@
-"""The `execute_tools` node: run every call that may run now, in parallel.
+"""Tool calls: `execute_tools` decides what each call of the turn gets, `run_tool` runs one.
 
-Every failure becomes a tool message the model can act on: broken arguments, unknown tools,
-tools outside the run's role, exceptions. Gated calls without a decision are set aside in
-`pending` for the confirmation gate; decided ones run (approve, edit) or are refused (reject).
+`execute_tools` answers, without running anything, every call that may not run: broken
+arguments (with the tool's parameters, so the model can fix them), unknown tools, tools
+outside the run's role, the same call repeated too often, and calls the user rejected. Gated
+calls without a decision wait in `pending`. Every other call is sent to its own `run_tool`
+task (LangGraph's `Send`): the calls of a turn run in parallel, and each result is saved as
+soon as it is there, so after a crash a completed call is not run again.
 """
 
 from __future__ import annotations
@@ -11,126 +14,147 @@ import asyncio
 import json
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 from langchain_core.messages import AIMessage, AnyMessage, ToolMessage
 from langgraph.runtime import Runtime
+from langgraph.types import Send
 
-from graphloop.nodes.calls import RequestedCall, last_turn, unanswered_calls
+from graphloop.nodes.calls import RequestedCall, last_turn, requested_calls, this_run, unanswered_calls
 from graphloop.nodes.config import LoopContext
+from graphloop.nodes.names import RUN_TOOL
+from graphloop.nodes.route import route_after_tools
 from graphloop.nodes.state import Decision, LoopState, PendingCall, policy_of
-from graphloop.nodes.toolbox import ToolBox
 
-__all__ = ["DENIED", "execute_tools", "run_tool"]
+__all__ = ["DENIED", "ToolJob", "execute_tools", "route_after_execute", "run_tool"]
 
 logger = logging.getLogger(__name__)
 
 DENIED = "Action denied by user."
 
 
-def _refusal(call: RequestedCall, allowed: Sequence[str], box: ToolBox, role: str) -> str | None:
+class ToolJob(TypedDict):
+    """One call for `run_tool`: the input of its `Send`."""
+
+    id: str
+    name: str
+    args: dict[str, object]
+
+
+def _streak(call: RequestedCall, messages: Sequence[AnyMessage]) -> int:
+    """How many turns in a row, this one included, made exactly this call."""
+    same = 0
+    for message in reversed(this_run(messages)):
+        if isinstance(message, AIMessage):
+            if not any(c.name == call.name and c.args == call.args and c.error is None
+                       for c in requested_calls(message)):
+                break
+            same += 1
+    return same
+
+
+def _refusal(call: RequestedCall, state: LoopState, context: LoopContext) -> str | None:
     """Why `call` may not run, as a message for the model; None when it may."""
+    policy = policy_of(state)
+    allowed = context.allowed_tools(policy)
     available = ", ".join(allowed) or "none"
-    if call.error is not None:
-        return (
-            f"Error: your call to {call.name!r} was not run: {call.error}. "
-            f"Arguments received: {(call.raw_args or '')[:200]!r}. "
-            f"Call {call.name!r} again with a JSON object of its parameters."
-        )
-    if box.get(call.name) is None:
+    tool = context.tools.get(call.name)
+    if tool is None:
         return f"Error: unknown tool {call.name!r}. Available tools: {available}."
     if call.name not in allowed:
-        return (
-            f"Error: tool {call.name!r} is not available to role {role!r} in this run. "
-            f"Available tools: {available}."
-        )
+        return (f"Error: tool {call.name!r} is not available to role {policy['user_role']!r} "
+                f"in this run. Available tools: {available}.")
+    if call.error is not None:
+        parameters = json.dumps(context.tools.schemas([call.name])[0]["function"].get("parameters", {}))
+        return (f"Error: your call to {call.name!r} was not run: {call.error}. "
+                f"Arguments received: {(call.raw_args or '')[:200]!r}. Call {call.name!r} again "
+                f"with a JSON object matching its parameters: {parameters}")
+    if context.repeat_limit and (times := _streak(call, state["messages"])) >= context.repeat_limit:
+        return (f"Error: you have called {call.name!r} with the same arguments {times} times in "
+                "a row, so it was not run again: the result would not change. Use the results "
+                "you already have, or call it with different arguments.")
     return None
 
 
-def _as_text(result: object) -> str:
-    if isinstance(result, str):
-        return result
-    return json.dumps(result, ensure_ascii=False, default=str)
-
-
-async def run_tool(box: ToolBox, call: RequestedCall) -> ToolMessage:
-    """Run one checked call; an exception becomes a `Tool error: ...` message."""
-    tool = box.get(call.name)
-    assert tool is not None  # checked by _refusal
-    try:
-        result = await tool.ainvoke(call.args)
-    except Exception as exc:  # any tool failure is data for the model
-        logger.warning("Tool %s failed: %s", call.name, exc)
-        return ToolMessage(f"Tool error: {exc}", tool_call_id=call.id, name=call.name,
-                           status="error")
-    text = _as_text(result)
-    logger.info("Tool %s → %d chars", call.name, len(text))
-    return ToolMessage(text, tool_call_id=call.id, name=call.name)
-
-
 def _apply(call: RequestedCall, decision: Decision) -> RequestedCall:
-    if decision["type"] != "edit":
+    action = decision.get("edited_action")
+    if decision["type"] != "edit" or action is None:
         return call
-    action = decision.get("edited_action", {})
-    name = action.get("name", call.name)
-    args = action.get("args", call.args)
-    return RequestedCall(id=call.id, name=str(name),
+    args = action.get("args")
+    return RequestedCall(id=call.id, name=str(action.get("name", call.name)),
                          args=dict(args) if isinstance(args, dict) else call.args)  # pyright: ignore[reportUnknownArgumentType]
 
 
 def _with_edits(ai: AIMessage, edited: dict[str, RequestedCall]) -> AIMessage:
     """The assistant message showing the calls as they were approved to run."""
-    calls = [
-        {**c, "name": edited[c["id"]].name, "args": edited[c["id"]].args}
-        if c["id"] in edited else c
-        for c in ai.tool_calls
-    ]
+    calls = [{**c, "name": edited[c["id"]].name, "args": edited[c["id"]].args}
+             if c["id"] in edited else c for c in ai.tool_calls]
     return ai.model_copy(update={"tool_calls": calls})
 
 
-async def execute_tools(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, Any]:
-    """Run the latest turn's calls that need no decision or have one; park the rest."""
+def execute_tools(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, Any]:
+    """Answer the calls that may not run, park gated ones; `route_after_execute` sends the rest."""
     context = runtime.context
-    policy = policy_of(state)
-    allowed = context.allowed_tools(policy)
-    gated = context.gated_tools(policy)
+    gated = context.gated_tools(policy_of(state))
     decisions = {p["id"]: p["decision"] for p in state.get("pending", []) if "decision" in p}
-    calls = unanswered_calls(state["messages"])
-
-    replies: dict[str, ToolMessage] = {}
-    jobs: list[RequestedCall] = []
+    replies: list[AnyMessage] = []
     edited: dict[str, RequestedCall] = {}
     waiting: list[PendingCall] = []
-    for call in calls:
+    for call in unanswered_calls(state["messages"]):
         decision = decisions.get(call.id)
-        if decision is not None:
-            call = _apply(call, decision)
-            if decision["type"] == "edit":
-                edited[call.id] = call
-        refusal = _refusal(call, allowed, context.tools, policy["user_role"])
+        if decision is not None and decision["type"] == "edit":
+            call = edited[call.id] = _apply(call, decision)
+        refusal = _refusal(call, state, context)
         if refusal is not None:
             if call.error is not None:
                 logger.warning("Malformed tool args for %s from model %s: %s — args: %.200s",
                                call.name, state.get("answered_by"), call.error, call.raw_args)
-            replies[call.id] = ToolMessage(refusal, tool_call_id=call.id, name=call.name,
-                                           status="error")
         elif decision is not None and decision["type"] == "reject":
             note = decision.get("message")
-            text = f"{DENIED} {note}" if note else DENIED
+            refusal = f"{DENIED} {note}" if note else DENIED
             logger.info("Tool %s denied by user", call.name)
-            replies[call.id] = ToolMessage(text, tool_call_id=call.id, name=call.name,
-                                           status="error")
         elif decision is None and call.name in gated:
             logger.info("Tool %s blocked — confirmation required", call.name)
             waiting.append(PendingCall(id=call.id, name=call.name, args=call.args))
-        else:
-            jobs.append(call)
-
-    for message in await asyncio.gather(*(run_tool(context.tools, job) for job in jobs)):
-        replies[message.tool_call_id] = message
-    out: list[AnyMessage] = []
+        if refusal is not None:
+            replies.append(ToolMessage(refusal, tool_call_id=call.id, name=call.name, status="error"))
     ai, _ = last_turn(state["messages"])
     if edited and ai is not None:
-        out.append(_with_edits(ai, edited))
-    out += [replies[c.id] for c in calls if c.id in replies]
-    return {"messages": out, "pending": waiting}
+        replies.insert(0, _with_edits(ai, edited))
+    return {"messages": replies, "pending": waiting}
+
+
+def route_after_execute(
+    state: LoopState,
+) -> list[Send] | Literal["ask_confirmation", "interrupt_for_confirm", "compact", "finalize"]:
+    """A `run_tool` task per call that may run now; when none is left, the gate or the next round."""
+    waiting = {p["id"] for p in state.get("pending", [])}
+    jobs = [c for c in unanswered_calls(state["messages"]) if c.id not in waiting]
+    if jobs:
+        return [Send(RUN_TOOL, ToolJob(id=c.id, name=c.name, args=c.args)) for c in jobs]
+    return route_after_tools(state)
+
+
+def _as_text(result: object) -> str:
+    return result if isinstance(result, str) else json.dumps(result, ensure_ascii=False, default=str)
+
+
+async def run_tool(job: ToolJob, runtime: Runtime[LoopContext]) -> dict[str, list[ToolMessage]]:
+    """Run one call; an exception or a timeout becomes a `Tool error: ...` message."""
+    context = runtime.context
+    tool = context.tools.get(job["name"])
+    assert tool is not None, "execute_tools answers calls to unknown tools"
+    timeout = context.timeout_for(job["name"])
+    try:
+        result = await asyncio.wait_for(tool.ainvoke(job["args"]), timeout)
+    except TimeoutError:
+        logger.warning("Tool %s timed out after %g s", job["name"], timeout)
+        text, status = (f"Tool error: {job['name']!r} did not finish within {timeout:g} s and "
+                        "was abandoned; try again later, or with a smaller request."), "error"
+    except Exception as exc:  # any tool failure is data for the model
+        logger.warning("Tool %s failed: %s", job["name"], exc)
+        text, status = f"Tool error: {exc}", "error"
+    else:
+        text, status = _as_text(result), "success"
+        logger.info("Tool %s → %d chars", job["name"], len(text))
+    return {"messages": [ToolMessage(text, tool_call_id=job["id"], name=job["name"], status=status)]}

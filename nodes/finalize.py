@@ -11,7 +11,8 @@ from langgraph.runtime import Runtime
 
 from graphloop.checkpointers.errors import ContextBudgetError, ModelCallError
 from graphloop.nodes.calls import this_run
-from graphloop.nodes.chat import call_chat_model, with_unique_id
+from graphloop.nodes.chat import with_unique_id
+from graphloop.nodes.fallback import call_models
 from graphloop.nodes.config import LoopContext
 from graphloop.nodes.state import LoopState, policy_of
 from graphloop.nodes.compaction import fitted_view
@@ -48,10 +49,9 @@ async def finalize(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str,
     limit = policy["max_rounds"]
     logger.warning("hit the round limit (%d)", limit)
     if policy["respond_with_final"]:
-        model = runtime.context.primary
         try:
             update, view = fitted_view(state, runtime.context, [HumanMessage(LIMIT_NOTE)])
-            reply = await call_chat_model(model, view)
+            reply, model = await call_models(runtime.context.models, view)
         except (ModelCallError, ContextBudgetError) as exc:
             logger.warning("final answer at the round limit failed: %s", exc)
         else:

@@ -9,6 +9,7 @@ __all__ = [
     "CALL_MODEL",
     "COMPACT",
     "EXECUTE_TOOLS",
+    "RUN_TOOL",
     "FINALIZE",
     "INTERRUPT_FOR_CONFIRM",
     "NODE_NAMES",
@@ -19,6 +20,7 @@ NodeName = Literal[
     "compact",
     "call_model",
     "execute_tools",
+    "run_tool",
     "ask_confirmation",
     "interrupt_for_confirm",
     "finalize",
@@ -27,6 +29,7 @@ NodeName = Literal[
 COMPACT: Final = "compact"
 CALL_MODEL: Final = "call_model"
 EXECUTE_TOOLS: Final = "execute_tools"
+RUN_TOOL: Final = "run_tool"
 ASK_CONFIRMATION: Final = "ask_confirmation"
 INTERRUPT_FOR_CONFIRM: Final = "interrupt_for_confirm"
 FINALIZE: Final = "finalize"
@@ -35,6 +38,7 @@ NODE_NAMES: Final[tuple[NodeName, ...]] = (
     COMPACT,
     CALL_MODEL,
     EXECUTE_TOOLS,
+    RUN_TOOL,
     ASK_CONFIRMATION,
     INTERRUPT_FOR_CONFIRM,
     FINALIZE,

@@ -16,6 +16,7 @@ from graphloop.graph import (
     LoopContext,
     ModelCallError,
     ModelConfig,
+    ModelUnavailableError,
     Policy,
     compile_graph,
     memory_saver,
@@ -131,14 +132,17 @@ def test_bad_tool_calls_get_specific_messages_and_the_loop_goes_on(
     out = compile_graph().invoke(start("go"), context=context)
     contents = {m.tool_call_id: m.content for m in tool_messages(out)}
     ids = [c["id"] for c in server.requests[1].messages[1]["tool_calls"]]
-    assert len(ids) == 4
-    assert contents["call_1_0"].startswith("Error: your call to 'add' was not run: ")
-    assert "are not valid JSON" in contents["call_1_0"]
-    assert contents["call_1_0"].endswith(
-        "Arguments received: '{\"a\": 1, \"b\":'. Call 'add' again with a JSON object of its parameters.")
+    assert ids == ["call_1_0", "call_1_1", "call_1_2", "call_1_3"]
+    parameters = ('{"properties": {"a": {"type": "integer"}, "b": {"type": "integer"}}, '
+                  '"required": ["a", "b"], "type": "object"}')
+    assert contents["call_1_0"] == (
+        "Error: your call to 'add' was not run: the arguments are not valid JSON (Expecting "
+        "value at line 1 column 14). Arguments received: '{\"a\": 1, \"b\":'. Call 'add' again "
+        f"with a JSON object matching its parameters: {parameters}")
     assert contents["call_1_1"] == (
         "Error: your call to 'add' was not run: the arguments must be a JSON object, got an "
-        "array. Arguments received: '[1, 2]'. Call 'add' again with a JSON object of its parameters.")
+        "array. Arguments received: '[1, 2]'. Call 'add' again with a JSON object matching its "
+        f"parameters: {parameters}")
     assert contents["call_1_2"] == (
         "Error: unknown tool 'nope'. Available tools: add, get_weather, delete_file, fail, slow_lookup.")
     assert contents["call_1_3"] == "3"
@@ -146,6 +150,10 @@ def test_bad_tool_calls_get_specific_messages_and_the_loop_goes_on(
     assert out["messages"][-1].content == "recovered"
     sent = [m for m in server.requests[1].messages if m["role"] == "tool"]
     assert len(sent) == 4
+    # the broken arguments are sent back as a valid object carrying the raw text
+    sent_calls = server.requests[1].messages[1]["tool_calls"]
+    assert [json.loads(c["function"]["arguments"]) for c in sent_calls[:2]] == [
+        {"unparsed_arguments": '{"a": 1, "b":'}, {"unparsed_arguments": "[1, 2]"}]
 
 
 def test_malformed_arguments_are_logged_with_model_and_arguments(
@@ -211,10 +219,12 @@ def test_server_error_names_the_model_not_the_key_and_the_thread_resumes(
 ) -> None:
     server.add(error(503, "try later"), reply("recovered"))
     graph = compile_graph(memory_saver())
-    with pytest.raises(ModelCallError) as caught:
+    with pytest.raises(ModelUnavailableError) as caught:
         graph.invoke(start("hi"), CONFIG, context=context)
     text = str(caught.value)
-    assert text.startswith("model 'primary' (scripted at http://127.0.0.1:")
+    assert text.startswith("every model failed (1); the thread can be resumed from its last "
+                           "checkpoint once one is back. 'primary': model 'primary' (scripted at "
+                           "http://127.0.0.1:")
     assert "answered HTTP 503: " in text and "try later" in text
     assert SECRET not in text
     out = graph.invoke(None, CONFIG, context=context)  # continue from the last checkpoint

@@ -1,0 +1,104 @@
+"""The model chain: retries with backoff, then the next model; a clear error when all fail.
+
+Per model: connection errors, timeouts, 408, 409, 429 and 5xx are retried `max_retries` times
+with exponential backoff and jitter (a `Retry-After` is honoured, up to `retry_max_delay`); an
+empty reply is asked again once. Then the next model is tried; a 404 (model not there) moves on
+at once. 401, 403 and other 4xx stop the chain with the model's label (a wrong key or request
+will not get better elsewhere); a context-length error goes back to `call_model`, which
+compacts and retries the same model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from langchain_core.messages import AIMessage, BaseMessage
+
+from graphloop.checkpointers.errors import ContextOverflowError, ModelCallError, ModelUnavailableError
+from graphloop.nodes.chat import call_chat_model
+from graphloop.nodes.config import ModelConfig
+
+__all__ = ["call_models", "is_empty", "retryable"]
+
+logger = logging.getLogger(__name__)
+
+_RETRYABLE = {408, 409, 429}
+
+
+def retryable(error: ModelCallError) -> bool:
+    """Whether trying the same model again may help."""
+    return error.status is None or error.status in _RETRYABLE or error.status >= 500
+
+
+def is_empty(reply: AIMessage) -> bool:
+    """A reply with no text and no tool calls, valid or not."""
+    return not reply.text.strip() and not reply.tool_calls and not reply.invalid_tool_calls
+
+
+def _delay(model: ModelConfig, attempt: int, error: ModelCallError) -> float:
+    if error.retry_after is not None:
+        return min(error.retry_after, model.retry_max_delay)
+    backoff = min(model.retry_max_delay, model.retry_base_delay * 2**attempt)
+    return backoff * (0.5 + random.random() / 2)
+
+
+async def _one_model(
+    model: ModelConfig, messages: Sequence[BaseMessage], tools: Sequence[Mapping[str, Any]]
+) -> AIMessage:
+    """`model`'s reply after its own retries; raises its last `ModelCallError`."""
+    asked_again = False
+    attempt = 0
+    while True:
+        try:
+            reply = await call_chat_model(model, messages, [dict(t) for t in tools])
+        except ContextOverflowError:
+            raise
+        except ModelCallError as error:
+            if not retryable(error) or attempt >= model.max_retries:
+                raise
+            wait = _delay(model, attempt, error)
+            logger.warning("%s; retry %d of %d in %.2f s", error, attempt + 1, model.max_retries, wait)
+            await asyncio.sleep(wait)
+            attempt += 1
+            continue
+        if not is_empty(reply):
+            return reply
+        if asked_again:
+            raise ModelCallError(
+                f"model {model.label!r} sent an empty reply (no text, no tool calls) twice",
+                label=model.label)
+        logger.warning("model %r sent an empty reply; asking once more", model.label)
+        asked_again = True
+
+
+async def call_models(
+    models: Sequence[ModelConfig],
+    messages: Sequence[BaseMessage],
+    tools: Sequence[Mapping[str, Any]] = (),
+) -> tuple[AIMessage, ModelConfig]:
+    """The first usable reply along the chain, and the model that gave it.
+
+    Raises:
+        ModelUnavailableError: every model failed; the message has each one's last error.
+        ModelCallError: a model failed in a way another model will not fix (401, 403, 4xx).
+        ContextOverflowError: the request is too long for the model that was asked.
+    """
+    failures: list[str] = []
+    for model in models:
+        try:
+            return await _one_model(model, messages, tools), model
+        except ContextOverflowError:
+            raise
+        except ModelCallError as error:
+            if error.status is not None and error.status != 404 and not retryable(error):
+                raise
+            failures.append(f"{model.label!r}: {error}")
+            logger.warning("model %r failed, trying the next one: %s", model.label, error)
+    raise ModelUnavailableError(
+        f"every model failed ({len(failures)}); the thread can be resumed from its last "
+        "checkpoint once one is back. " + "; ".join(failures),
+        status=None)

@@ -1,0 +1,104 @@
+"""`ChatOpenAI`, repaired for what OpenAI-compatible servers really send.
+
+- Tool calls whose arguments are valid JSON but not an object (`[1, 2]`, `5`): langchain-openai
+  would fail to build the message at all; they become invalid calls the model is told about.
+- Streamed tool-call deltas without an `index` (some local servers): langchain-openai would
+  merge them into garbage or drop them; a delta with an id starts a new call, one without
+  continues the latest.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+import openai
+from langchain_core.messages import AIMessage, InvalidToolCall
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
+from langchain_openai import ChatOpenAI
+
+from graphloop.nodes.calls import CALL_ORDER, arguments_error
+
+__all__ = ["RepairedChatOpenAI"]
+
+def _split_non_object_calls(response: dict[str, Any]) -> list[InvalidToolCall]:
+    """Take out tool calls whose arguments are valid JSON but not an object."""
+    moved: list[InvalidToolCall] = []
+    choices: list[dict[str, Any]] = response.get("choices") or []
+    for choice in choices:
+        message: dict[str, Any] = choice.get("message") or {}
+        calls: list[dict[str, Any]] = message.get("tool_calls") or []
+        kept: list[dict[str, Any]] = []
+        moved_before = len(moved)
+        for call in calls:
+            function: dict[str, Any] = call.get("function") or {}
+            raw: str = function.get("arguments") or ""
+            error = arguments_error(raw)
+            if error is None or "not valid JSON" in error:  # langchain handles broken JSON
+                kept.append(call)
+                continue
+            moved.append(InvalidToolCall(type="invalid_tool_call", id=call.get("id"),
+                                         name=function.get("name"), args=raw, error=error))
+        if len(moved) > moved_before:
+            message["tool_calls"] = kept or None
+    return moved
+
+
+class _Indexes:
+    """Where the tool calls of one streamed completion stand."""
+
+    def __init__(self) -> None:
+        self.next = 0
+        self.last = 0
+
+    def fill(self, delta: dict[str, Any]) -> None:
+        index = delta.get("index")
+        if index is None:
+            index = self.next if delta.get("id") else self.last
+            delta["index"] = index
+        self.last = index
+        self.next = max(self.next, index + 1)
+
+
+class RepairedChatOpenAI(ChatOpenAI):
+    """`ChatOpenAI` with the repairs in this module's docstring."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._streams: OrderedDict[str, _Indexes] = OrderedDict()
+
+    def _create_chat_result(
+        self, response: dict[str, Any] | openai.BaseModel, generation_info: dict[str, Any] | None = None
+    ) -> ChatResult:
+        data = response if isinstance(response, dict) else response.model_dump(warnings=False)
+        choices: list[dict[str, Any]] = data.get("choices") or [{}]
+        first: dict[str, Any] = choices[0].get("message") or {}
+        raw_calls: list[dict[str, Any]] = first.get("tool_calls") or []
+        order = [str(c.get("id")) for c in raw_calls]
+        moved = _split_non_object_calls(data)
+        result = super()._create_chat_result(data, generation_info)  # pyright: ignore[reportUnknownMemberType]  # untyped dict in langchain-openai's signature
+        message = result.generations[0].message if result.generations else None
+        if isinstance(message, AIMessage):
+            message.invalid_tool_calls.extend(moved)
+            if order:
+                message.response_metadata[CALL_ORDER] = order
+        return result
+
+    def _convert_chunk_to_generation_chunk(
+        self, chunk: dict[str, Any], default_chunk_class: type, base_generation_info: dict[str, Any] | None
+    ) -> ChatGenerationChunk | None:
+        choices: list[dict[str, Any]] = chunk.get("choices") or []
+        for choice in choices:
+            delta_fields: dict[str, Any] = choice.get("delta") or {}
+            deltas: list[dict[str, Any]] = delta_fields.get("tool_calls") or []
+            if deltas:
+                key = str(chunk.get("id", ""))
+                indexes = self._streams.setdefault(key, _Indexes())
+                for delta in deltas:
+                    indexes.fill(delta)
+                while len(self._streams) > 256:
+                    self._streams.popitem(last=False)
+            if choice.get("finish_reason"):
+                self._streams.pop(str(chunk.get("id", "")), None)
+        return super()._convert_chunk_to_generation_chunk(  # pyright: ignore[reportUnknownMemberType]  # untyped dict in langchain-openai's signature
+            chunk, default_chunk_class, base_generation_info)
