@@ -9,7 +9,7 @@ The tree::
         ├── ModelCallError          the model endpoint failed or answered something unusable
         │   ├── ContextOverflowError    the server said the request exceeds its context window
         │   └── ModelUnavailableError   every model of the chain failed (each one's last error)
-        ├── ThreadPausedError       a new task for a thread that waits for a decision
+        ├── ThreadPausedError       a new task for a thread with unfinished work
         └── ResumeError             a resume that cannot be applied; nothing was stored
             ├── UnknownThreadError      no thread with that id in the database
             ├── NotPausedError          the thread is not waiting for a decision
@@ -83,7 +83,7 @@ class ModelUnavailableError(ModelCallError):
 
 
 class ThreadPausedError(RunError):
-    """A new task was given to a thread that is waiting for a decision; resume it first."""
+    """A new task for a thread with unfinished work (a pause, or a crash); resume it first."""
 
 
 class ResumeError(RunError):

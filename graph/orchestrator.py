@@ -212,10 +212,11 @@ class Orchestrator:
             graph = compile_graph(saver)
             config = _config(thread_id)
             snapshot = await graph.aget_state(config)
-            if snapshot.interrupts:
+            if snapshot.next:
                 raise ThreadPausedError(
-                    f"thread {thread_id!r} is waiting for a decision; resume it first, "
-                    "or run this task with another thread_id"
+                    f"thread {thread_id!r} has unfinished work (waiting for a decision, or "
+                    "stopped by a crash or an error); resume it first, or run this task with "
+                    "another thread_id"
                 )
             messages: list[BaseMessage] = []
             if not snapshot.values.get("messages"):
@@ -226,7 +227,8 @@ class Orchestrator:
             messages.append(HumanMessage(task))
             state = LoopState(messages=cast(list[AnyMessage], messages), rounds=0, policy=policy,
                               pending=[], question="")
-            output = await graph.ainvoke(state, config, context=context)  # pyright: ignore[reportUnknownMemberType]  # langgraph's ainvoke is partly untyped
+            # durability="sync": each step is on disk before the next starts (crash safety)
+            output = await graph.ainvoke(state, config, context=context, durability="sync")  # pyright: ignore[reportUnknownMemberType]  # langgraph's ainvoke is partly untyped
         return _result(output, thread_id)
 
     async def resume(
@@ -237,14 +239,17 @@ class Orchestrator:
         decisions: Sequence[Decision] | None = None,
         model_cfg: ModelLike | Iterable[ModelLike] | None = None,
     ) -> OrchestratorResult:
-        """Continue a paused run, here or in another process using the same database.
+        """Continue a run, here or in another process using the same database.
 
-        Give `confirmed=True/False` (every pending call approved or rejected) or `decisions`
-        (one per pending call: approve, edit or reject). Everything is checked before
-        anything is stored; a wrong resume raises a `ResumeError` and the thread stays paused.
+        A run paused at the gate needs `confirmed=True/False` (every pending call approved or
+        rejected) or `decisions` (one per pending call: approve, edit or reject); everything is
+        checked before anything is stored, and a wrong resume raises a `ResumeError` with the
+        thread still paused. A run stopped by a crash or an error (a model that was down) is
+        continued from its last checkpoint when neither is given; completed tool calls are
+        not run again.
         """
-        if (confirmed is None) == (decisions is None):
-            raise ConfigurationError("pass exactly one of confirmed=True/False or decisions=[...]")
+        if confirmed is not None and decisions is not None:
+            raise ConfigurationError("pass confirmed=True/False or decisions=[...], not both")
         context = self._context(model_cfg)
         if isinstance(checkpoint_or_thread_id, PendingConfirmation):
             thread_id = checkpoint_or_thread_id.thread_id
@@ -260,21 +265,33 @@ class Orchestrator:
                     f"no thread {thread_id!r} in the database {self.db!r}; check the id and "
                     "that this Orchestrator uses the same db as the run"
                 )
+            decided = confirmed is not None or decisions is not None
             if not snapshot.interrupts:
-                raise NotPausedError(f"thread {thread_id!r} is not waiting for a decision")
-            if expected is not None and expected != snapshot.interrupts[0].id:
-                raise InvalidDecisionError(
-                    f"this checkpoint answers pause {expected!r}, but thread {thread_id!r} now "
-                    f"waits at pause {snapshot.interrupts[0].id!r}; use the latest checkpoint"
-                )
-            pending = snapshot.values.get("pending", [])
-            policy: Policy = snapshot.values["policy"]
-            context.check_policy(policy)
-            answer: Sequence[Decision] = decisions if decisions is not None else [
-                Decision(type="approve" if confirmed else "reject") for _ in pending]
-            check_decisions({"decisions": list(answer)}, pending, context.allowed_tools(policy))
-            resume = Command(resume={"decisions": list(answer)})
-            output = await graph.ainvoke(resume, config, context=context)  # pyright: ignore[reportUnknownMemberType]  # langgraph's ainvoke is partly untyped
+                if not snapshot.next:
+                    raise NotPausedError(f"thread {thread_id!r} has finished; nothing to resume")
+                if decided:
+                    raise NotPausedError(
+                        f"thread {thread_id!r} is not waiting for a decision: it stopped before "
+                        "finishing (a crash or an error); resume it without decisions to continue")
+                command: Command[Any] | None = None
+            else:
+                if not decided:
+                    raise InvalidDecisionError(
+                        f"thread {thread_id!r} is waiting for a decision; pass confirmed=True/False "
+                        "or decisions=[...]")
+                if expected is not None and expected != snapshot.interrupts[0].id:
+                    raise InvalidDecisionError(
+                        f"this checkpoint answers pause {expected!r}, but thread {thread_id!r} now "
+                        f"waits at pause {snapshot.interrupts[0].id!r}; use the latest checkpoint"
+                    )
+                pending = snapshot.values.get("pending", [])
+                policy: Policy = snapshot.values["policy"]
+                context.check_policy(policy)
+                answer: Sequence[Decision] = decisions if decisions is not None else [
+                    Decision(type="approve" if confirmed else "reject") for _ in pending]
+                check_decisions({"decisions": list(answer)}, pending, context.allowed_tools(policy))
+                command = Command(resume={"decisions": list(answer)})
+            output = await graph.ainvoke(command, config, context=context, durability="sync")  # pyright: ignore[reportUnknownMemberType]  # langgraph's ainvoke is partly untyped
         return _result(output, thread_id)
 
     def run_sync(self, task: str, **kwargs: Any) -> OrchestratorResult:

@@ -24,17 +24,21 @@ from typing import Any
 from graphloop.nodes import ModelConfig
 
 __all__ = [
+    "NO_ID",
     "RecordedRequest",
     "ReplyFn",
     "ScriptedReply",
     "ScriptedServer",
     "ScriptedToolCall",
     "error",
+    "hang_up",
     "reply",
     "tool_call",
 ]
 
 _AUTO = "auto"
+NO_ID = "\x00no-id"
+"""Pass as a tool call's `id` to send the call with no id at all."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,13 @@ class ScriptedReply:
     status: int = 200
     error: str = "scripted error"
     delay: float = 0.0
+    """Seconds to wait before answering (to script timeouts)."""
+    retry_after: str | None = None
+    """`Retry-After` header value for an error reply."""
+    stream_index: bool = True
+    """False: streamed tool-call deltas carry no `index` (as some local servers send them)."""
+    hang_up: bool = False
+    """Close the connection without answering (a connection error for the client)."""
 
 
 ReplyFn = Callable[[dict[str, Any]], ScriptedReply]
@@ -72,9 +83,10 @@ ReplyFn = Callable[[dict[str, Any]], ScriptedReply]
 
 
 def reply(content: str | None = None, *calls: ScriptedToolCall, finish_reason: str | None = _AUTO,
-          delay: float = 0.0) -> ScriptedReply:
-    """A 200 reply with text and/or tool calls."""
-    return ScriptedReply(content=content, tool_calls=calls, finish_reason=finish_reason, delay=delay)
+          delay: float = 0.0, stream_index: bool = True) -> ScriptedReply:
+    """A 200 reply with text and/or tool calls; `reply()` alone is an empty reply."""
+    return ScriptedReply(content=content, tool_calls=calls, finish_reason=finish_reason, delay=delay,
+                         stream_index=stream_index)
 
 
 def tool_call(name: str, arguments: str | Mapping[str, Any] | None = None, *, id: str | None = None,
@@ -83,9 +95,14 @@ def tool_call(name: str, arguments: str | Mapping[str, Any] | None = None, *, id
     return ScriptedToolCall(name=name, arguments=arguments if arguments is not None else kwargs, id=id)
 
 
-def error(status: int, message: str = "scripted error") -> ScriptedReply:
-    """An HTTP error reply, e.g. `error(500)` or `error(400, "context_length_exceeded")`."""
-    return ScriptedReply(status=status, error=message)
+def error(status: int, message: str = "scripted error", *, retry_after: str | None = None) -> ScriptedReply:
+    """An HTTP error reply, e.g. `error(500)`, `error(429, retry_after="2")`."""
+    return ScriptedReply(status=status, error=message, retry_after=retry_after)
+
+
+def hang_up() -> ScriptedReply:
+    """Close the connection without an answer."""
+    return ScriptedReply(hang_up=True)
 
 
 @dataclass(frozen=True)
@@ -187,11 +204,14 @@ class ScriptedServer:
 
     def _completion(self, scripted: ScriptedReply) -> dict[str, Any]:
         n = next(self._ids)
-        calls = [
-            {"id": c.id if c.id is not None else f"call_{n}_{i}", "type": "function",
-             "function": {"name": c.name, "arguments": c.raw_arguments()}}
-            for i, c in enumerate(scripted.tool_calls)
-        ]
+        calls: list[dict[str, Any]] = []
+        for i, c in enumerate(scripted.tool_calls):
+            call: dict[str, Any] = {"id": c.id if c.id is not None else f"call_{n}_{i}",
+                                    "type": "function",
+                                    "function": {"name": c.name, "arguments": c.raw_arguments()}}
+            if c.id == NO_ID:
+                del call["id"]
+            calls.append(call)
         message: dict[str, Any] = {"role": "assistant", "content": scripted.content}
         if calls:
             message["tool_calls"] = calls
@@ -206,7 +226,7 @@ class ScriptedServer:
         }
 
 
-def _chunks(completion: dict[str, Any]) -> Iterator[dict[str, Any]]:
+def _chunks(completion: dict[str, Any], with_index: bool = True) -> Iterator[dict[str, Any]]:
     """The SSE chunks of `completion`: role, text pieces, tool-call pieces, finish."""
     choice = completion["choices"][0]
     message = choice["message"]
@@ -221,12 +241,12 @@ def _chunks(completion: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield chunk({"content": text[start:start + 8]})
     for index, call in enumerate(message.get("tool_calls", [])):
         fn = call["function"]
-        yield chunk({"tool_calls": [{"index": index, "id": call["id"], "type": "function",
-                                     "function": {"name": fn["name"], "arguments": ""}}]})
+        at = {"index": index} if with_index else {}
+        yield chunk({"tool_calls": [at | {"id": call.get("id", ""), "type": "function",
+                                          "function": {"name": fn["name"], "arguments": ""}}]})
         args = fn["arguments"]
         for start in range(0, len(args), 16):
-            yield chunk({"tool_calls": [{"index": index,
-                                         "function": {"arguments": args[start:start + 16]}}]})
+            yield chunk({"tool_calls": [at | {"function": {"arguments": args[start:start + 16]}}]})
     yield chunk({}, choice["finish_reason"])
 
 
@@ -237,9 +257,12 @@ def _handler_for(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: Any) -> None:  # quiet
             pass
 
-        def _send_json(self, status: int, payload: dict[str, Any]) -> None:
+        def _send_json(self, status: int, payload: dict[str, Any],
+                       headers: dict[str, str] | None = None) -> None:
             data = json.dumps(payload).encode()
             self.send_response(status)
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
@@ -261,24 +284,29 @@ def _handler_for(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
                 return
             if scripted.delay:
                 time.sleep(scripted.delay)
+            if scripted.hang_up:
+                self.close_connection = True
+                self.connection.close()
+                return
             if scripted.status != 200:
+                headers = {"Retry-After": scripted.retry_after} if scripted.retry_after else {}
                 self._send_json(scripted.status, {"error": {
                     "message": scripted.error, "type": "invalid_request_error",
-                    "code": scripted.error if scripted.status == 400 else None}})
+                    "code": scripted.error if scripted.status == 400 else None}}, headers)
                 return
             completion = server._completion(scripted)  # pyright: ignore[reportPrivateUsage]
             options: dict[str, Any] = body.get("stream_options") or {}
             if body.get("stream"):
-                self._stream(completion, bool(options.get("include_usage")))
+                self._stream(completion, bool(options.get("include_usage")), scripted.stream_index)
             else:
                 self._send_json(200, completion)
 
-        def _stream(self, completion: dict[str, Any], usage: bool) -> None:
+        def _stream(self, completion: dict[str, Any], usage: bool, with_index: bool) -> None:
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
             self.send_header("Connection", "close")
             self.end_headers()
-            events = list(_chunks(completion))
+            events = list(_chunks(completion, with_index))
             if usage:
                 events.append({k: completion[k] for k in ("id", "created", "model")}
                               | {"object": "chat.completion.chunk", "choices": [],

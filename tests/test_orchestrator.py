@@ -124,7 +124,7 @@ def test_resume_of_an_unknown_thread_is_refused(orch: Orchestrator) -> None:
 def test_resume_of_a_finished_thread_is_refused(server: ScriptedServer, orch: Orchestrator) -> None:
     server.add(reply("done"))
     result = orch.run_sync("hi")
-    with pytest.raises(NotPausedError, match="is not waiting for a decision"):
+    with pytest.raises(NotPausedError, match="has finished; nothing to resume"):
         orch.resume_sync(result.thread_id, confirmed=True)
 
 
