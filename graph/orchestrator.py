@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypedDict, cast
@@ -50,7 +51,9 @@ from graphloop.nodes import (
     requested_calls,
     run_sync,
     this_run,
+    unanswered_calls,
 )
+from graphloop.nodes.names import EXECUTE_TOOLS
 from graphloop.nodes.config import RoleTools
 from graphloop.nodes.state import DEFAULT_MAX_ROUNDS
 from graphloop.nodes.toolbox import ToolLike
@@ -73,6 +76,8 @@ TOOL_INSTRUCTION = (
 
 SESSION_MESSAGES_KEPT = 6
 AWAITING = "[awaiting confirmation]"
+
+logger = logging.getLogger(__name__)
 
 
 class ToolCallRecord(TypedDict):
@@ -128,6 +133,12 @@ def _result(output: Mapping[str, Any], thread_id: str) -> OrchestratorResult:
     return OrchestratorResult(response=response, tool_calls=_records(messages),
                               backend=output.get("answered_by", ""), checkpoint=checkpoint,
                               thread_id=thread_id)
+
+
+def _lost_tool_tasks(values: Mapping[str, Any]) -> bool:
+    """Whether a thread that looks finished still has calls that should run."""
+    waiting = {p["id"] for p in values.get("pending", [])}
+    return any(c.id not in waiting for c in unanswered_calls(values.get("messages", [])))
 
 
 def _config(thread_id: str) -> RunnableConfig:
@@ -266,6 +277,13 @@ class Orchestrator:
                     "that this Orchestrator uses the same db as the run"
                 )
             decided = confirmed is not None or decisions is not None
+            if not snapshot.interrupts and not snapshot.next and _lost_tool_tasks(snapshot.values):
+                # LangGraph saves a step's Send tasks apart from, and not before, the next
+                # checkpoint; a crash between the two loses them. The router is a function of
+                # the state, so running it again restores exactly the calls still unanswered.
+                logger.warning("thread %r: tool calls lost in a crash are sent again", thread_id)
+                await graph.aupdate_state(config, None, as_node=EXECUTE_TOOLS)
+                snapshot = await graph.aget_state(config)
             if not snapshot.interrupts:
                 if not snapshot.next:
                     raise NotPausedError(f"thread {thread_id!r} has finished; nothing to resume")
