@@ -51,9 +51,7 @@ from graphloop.nodes import (
     requested_calls,
     run_sync,
     this_run,
-    unanswered_calls,
 )
-from graphloop.nodes.names import EXECUTE_TOOLS
 from graphloop.nodes.config import RoleTools
 from graphloop.nodes.state import DEFAULT_MAX_ROUNDS
 from graphloop.nodes.toolbox import ToolLike
@@ -135,10 +133,11 @@ def _result(output: Mapping[str, Any], thread_id: str) -> OrchestratorResult:
                               thread_id=thread_id)
 
 
-def _lost_tool_tasks(values: Mapping[str, Any]) -> bool:
-    """Whether a thread that looks finished still has calls that should run."""
-    waiting = {p["id"] for p in values.get("pending", [])}
-    return any(c.id not in waiting for c in unanswered_calls(values.get("messages", [])))
+def _stopped_short(values: Mapping[str, Any]) -> bool:
+    """Whether a thread did not end the way the graph ends: with an answer."""
+    messages: Sequence[AnyMessage] = values.get("messages", [])
+    last = messages[-1] if messages else None
+    return not (isinstance(last, AIMessage) and not last.tool_calls and not last.invalid_tool_calls)
 
 
 def _config(thread_id: str) -> RunnableConfig:
@@ -277,15 +276,11 @@ class Orchestrator:
                     "that this Orchestrator uses the same db as the run"
                 )
             decided = confirmed is not None or decisions is not None
-            if not snapshot.interrupts and not snapshot.next and _lost_tool_tasks(snapshot.values):
-                # LangGraph saves a step's Send tasks apart from, and not before, the next
-                # checkpoint; a crash between the two loses them. The router is a function of
-                # the state, so running it again restores exactly the calls still unanswered.
-                logger.warning("thread %r: tool calls lost in a crash are sent again", thread_id)
-                await graph.aupdate_state(config, None, as_node=EXECUTE_TOOLS)
-                snapshot = await graph.aget_state(config)
             if not snapshot.interrupts:
-                if not snapshot.next:
+                # A crash after every task of a step had saved its result, but before the step's
+                # checkpoint, leaves no next task although the run has no answer yet: LangGraph
+                # applies those results and goes on when invoked again.
+                if not snapshot.next and not _stopped_short(snapshot.values):
                     raise NotPausedError(f"thread {thread_id!r} has finished; nothing to resume")
                 if decided:
                     raise NotPausedError(

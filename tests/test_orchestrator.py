@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -209,3 +210,35 @@ def test_an_in_memory_saver_serves_run_and_resume(server: ScriptedServer, model:
     result = paused(server, orch)
     server.add(reply("Deleted."))
     assert orch.resume_sync(result.thread_id, confirmed=True).response == "Deleted."
+
+
+def test_resume_finishes_a_step_whose_results_were_saved_before_its_checkpoint(
+    server: ScriptedServer, orch: Orchestrator, db: Path
+) -> None:
+    """A crash after every tool of a step saved its result, before the step's checkpoint,
+    leaves a thread with no next task and no answer. Reproduced by deleting that checkpoint."""
+    import sqlite3
+
+    from langchain_core.messages import HumanMessage
+
+    from graphloop.graph import compile_graph, open_saver
+
+    server.add(reply(None, tool_call("add", a=2, b=2), tool_call("get_weather", city="Oslo")))
+    config: Any = {"configurable": {"thread_id": "short"}}
+    with open_saver(db) as saver:
+        graph = compile_graph(saver)
+        graph.invoke({"messages": [HumanMessage("go")]}, config, context=orch.context,
+                     interrupt_before=["execute_tools"], durability="sync")  # 2nd pass, after run_tool
+    with sqlite3.connect(db) as conn:
+        [(latest,)] = conn.execute("SELECT checkpoint_id FROM checkpoints ORDER BY checkpoint_id DESC LIMIT 1")
+        conn.execute("DELETE FROM checkpoints WHERE checkpoint_id = ?", (latest,))
+    with open_saver(db) as saver:
+        snapshot = compile_graph(saver).get_state(config)
+    assert snapshot.next == ()  # looks finished: the results sit in the step's saved writes
+    assert snapshot.values["messages"][-1].tool_calls
+
+    server.add(reply("4, and Oslo is sunny"))
+    done = orch.resume_sync("short")
+    assert done.response == "4, and Oslo is sunny"
+    assert [r["result"] for r in done.tool_calls] == ["4", "Oslo: sunny"]
+    assert CALLS == [("add", {"a": 2, "b": 2}), ("get_weather", {"city": "Oslo"})]  # not run again
