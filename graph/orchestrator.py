@@ -184,7 +184,7 @@ class Orchestrator:
 
     def _context(self, model_cfg: ModelLike | Iterable[ModelLike] | None) -> LoopContext:
         context = self.context if model_cfg is None else self.context.with_models(model_cfg)
-        context.primary  # raises ConfigurationError when no model is configured
+        _ = context.primary  # raises ConfigurationError when no model is configured
         return context
 
     async def run(

@@ -10,7 +10,7 @@ import asyncio
 import re
 import weakref
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 from uuid import uuid4
@@ -73,7 +73,7 @@ def _retry_after(exc: openai.APIStatusError) -> float | None:
             when = parsedate_to_datetime(value)
         except (TypeError, ValueError):
             return None
-        return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+        return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 async def call_chat_model(

@@ -20,9 +20,9 @@ from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 
 from graphloop.checkpointers.errors import ContextBudgetError, InvalidDecisionError, ModelCallError
-from graphloop.nodes.fallback import call_models
 from graphloop.nodes.compaction import fitted_view
 from graphloop.nodes.config import LoopContext
+from graphloop.nodes.fallback import call_models
 from graphloop.nodes.state import Decision, DecisionType, LoopState, PendingCall
 
 __all__ = [
@@ -115,7 +115,7 @@ def check_decisions(
             f"expected {len(pending)} decision(s), one per pending call {names!r}, "
             f"got {decisions!r}"
         )
-    return [_check_one(d, p, allowed) for d, p in zip(cast(list[Any], decisions), pending)]
+    return [_check_one(d, p, allowed) for d, p in zip(cast(list[Any], decisions), pending, strict=True)]
 
 
 def _check_one(decision: object, call: PendingCall, allowed: Collection[str] | None) -> Decision:
@@ -152,5 +152,5 @@ def interrupt_for_confirm(state: LoopState) -> dict[str, Any]:
     response = interrupt(hitl_request(pending, question))
     decisions = check_decisions(response, pending)
     decided = [PendingCall(id=p["id"], name=p["name"], args=p["args"], decision=d)
-               for p, d in zip(pending, decisions)]
+               for p, d in zip(pending, decisions, strict=True)]
     return {"pending": decided, "question": ""}

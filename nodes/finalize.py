@@ -12,10 +12,10 @@ from langgraph.runtime import Runtime
 from graphloop.checkpointers.errors import ContextBudgetError, ModelCallError
 from graphloop.nodes.calls import this_run
 from graphloop.nodes.chat import with_unique_id
-from graphloop.nodes.fallback import call_models
-from graphloop.nodes.config import LoopContext
-from graphloop.nodes.state import LoopState, policy_of
 from graphloop.nodes.compaction import fitted_view
+from graphloop.nodes.config import LoopContext
+from graphloop.nodes.fallback import call_models
+from graphloop.nodes.state import LoopState, policy_of
 
 __all__ = ["LIMIT_NOTE", "finalize", "limit_summary"]
 

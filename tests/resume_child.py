@@ -10,8 +10,9 @@ import dataclasses
 import json
 import sys
 
-from conftest import TOOLS
 from graphloop.graph import ModelConfig, Orchestrator
+
+from conftest import TOOLS
 
 db, thread_id, api_url, decisions = sys.argv[1:5]
 model = ModelConfig(label="child", api_url=api_url, model_name="scripted", api_key="sk-child",

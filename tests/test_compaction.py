@@ -30,6 +30,7 @@ from graphloop.graph.testing import RecordedRequest, ScriptedServer, error, repl
 from graphloop.nodes import tokens
 from graphloop.nodes.tokens import OFFLINE_ENCODING, TokenCounter, count_tokens, counter_for
 from graphloop.nodes.view import shown
+
 from test_loop import start
 
 COUNTER = counter_for("scripted")
@@ -156,11 +157,11 @@ def test_the_newest_keep_results_and_excluded_tools_are_never_cleared(server: Sc
 
 def test_a_cleared_result_stays_cleared_so_the_prefix_is_stable(server: ScriptedServer) -> None:
     loop(server, rounds=8, keep=2)
-    for earlier, later in zip(server.requests, server.requests[1:]):
+    for earlier, later in zip(server.requests, server.requests[1:], strict=False):
         before, after = tool_contents(earlier), tool_contents(later)
-        for old, new in zip(before, after):
+        for old, new in zip(before, after, strict=False):
             assert new in (old, shown(old, 400, CompactionSettings())) or len(new) <= len(old)
-        changed = [i for i, (a, b) in enumerate(zip(before, after)) if a != b]
+        changed = [i for i, (a, b) in enumerate(zip(before, after, strict=False)) if a != b]
         if changed:  # only newly compacted results differ; all before them is sent unchanged
             assert later.messages[: changed[0]] == earlier.messages[: changed[0]]
 

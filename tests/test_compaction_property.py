@@ -11,6 +11,7 @@ from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, SystemM
 
 from graphloop.graph import CompactionSettings, LoopContext, compile_graph
 from graphloop.graph.testing import ScriptedServer, reply
+
 from test_compaction import sent_tokens
 
 SNIPPETS = ["plain ascii text ", "Grüße aus Köln — ", "日本語のテキスト ", "emoji 🎉🚀 ", "{\"json\": [1, 2]} ",

@@ -8,9 +8,10 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langgraph.types import Command
 
-from conftest import CALLS
 from graphloop.graph import InvalidDecisionError, LoopContext, compile_graph, memory_saver
 from graphloop.graph.testing import ScriptedServer, error, reply, tool_call
+
+from conftest import CALLS
 from test_loop import start
 
 CONFIG: Any = {"configurable": {"thread_id": "gate"}}

@@ -15,9 +15,10 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, ToolMessage
 
-import crash_child
 from graphloop.graph import compile_graph, open_saver
 from graphloop.graph.testing import ScriptedServer
+
+import crash_child
 
 TRIALS = 30
 BASE_SEED = 20261129

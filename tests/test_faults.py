@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import CALLS, SECRET, TOOLS
+
 from graphloop.graph import (
     LoopContext,
     ModelCallError,
@@ -19,6 +19,8 @@ from graphloop.graph import (
     memory_saver,
 )
 from graphloop.graph.testing import NO_ID, ScriptedServer, error, hang_up, reply, tool_call
+
+from conftest import CALLS, SECRET, TOOLS
 from test_loop import start, tool_messages
 
 FAST = {"retry_base_delay": 0.01, "retry_max_delay": 0.05}

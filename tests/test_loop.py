@@ -8,9 +8,7 @@ from typing import Any
 
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
-from langgraph.types import Command
 
-from conftest import CALLS, SECRET, TOOLS
 from graphloop.graph import (
     ConfigurationError,
     LoopContext,
@@ -22,6 +20,8 @@ from graphloop.graph import (
     memory_saver,
 )
 from graphloop.graph.testing import ScriptedServer, error, reply, tool_call
+
+from conftest import CALLS, SECRET, TOOLS
 
 CONFIG: Any = {"configurable": {"thread_id": "t"}}
 

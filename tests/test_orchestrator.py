@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from conftest import CALLS, SECRET, TOOLS
 from graphloop.graph import (
     ConfigurationError,
     InvalidDecisionError,
@@ -23,6 +22,8 @@ from graphloop.graph import (
     UnknownThreadError,
 )
 from graphloop.graph.testing import ScriptedServer, reply, tool_call
+
+from conftest import CALLS, SECRET, TOOLS
 
 HERE = Path(__file__).parent
 QUESTION = "Shall I delete /tmp/x?"

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from graphloop.graph import ConfigurationError, LoopContext, ModelConfig, ToolBox, compile_graph
 from graphloop.graph.testing import ScriptedServer, reply, tool_call
+
 from test_loop import start, tool_messages
 
 
