@@ -27,7 +27,7 @@ from langchain_core.messages import (
     convert_to_messages,
 )
 from langchain_core.runnables import RunnableConfig
-from langgraph.types import Command, Interrupt
+from langgraph.types import Command, Interrupt, StateSnapshot
 
 from graphloop.checkpointers import (
     ConfigurationError,
@@ -138,6 +138,43 @@ def _stopped_short(values: Mapping[str, Any]) -> bool:
     messages: Sequence[AnyMessage] = values.get("messages", [])
     last = messages[-1] if messages else None
     return not (isinstance(last, AIMessage) and not last.tool_calls and not last.invalid_tool_calls)
+
+
+def _answer(
+    snapshot: StateSnapshot, thread_id: str, expected: str | None, context: LoopContext,
+    confirmed: bool | None, decisions: Sequence[Decision] | None,
+) -> list[Decision]:
+    """The decisions for a paused thread, checked against what it waits for."""
+    if confirmed is None and decisions is None:
+        raise InvalidDecisionError(
+            f"thread {thread_id!r} is waiting for a decision; pass confirmed=True/False or "
+            "decisions=[...]")
+    if expected is not None and expected != snapshot.interrupts[0].id:
+        raise InvalidDecisionError(
+            f"this checkpoint answers pause {expected!r}, but thread {thread_id!r} now waits at "
+            f"pause {snapshot.interrupts[0].id!r}; use the latest checkpoint")
+    pending = snapshot.values.get("pending", [])
+    policy: Policy = snapshot.values["policy"]
+    context.check_policy(policy)
+    answer = list(decisions) if decisions is not None else [
+        Decision(type="approve" if confirmed else "reject") for _ in pending]
+    check_decisions({"decisions": answer}, pending, context.allowed_tools(policy))
+    return answer
+
+
+def _check_unfinished(snapshot: StateSnapshot, thread_id: str, decided: bool) -> None:
+    """Refuse to continue a thread that is not paused unless it stopped before its answer.
+
+    A crash after every task of a step saved its result, but before the step's checkpoint,
+    leaves no next task although the run has no answer: LangGraph applies those results and
+    goes on when the thread is invoked again.
+    """
+    if not snapshot.next and not _stopped_short(snapshot.values):
+        raise NotPausedError(f"thread {thread_id!r} has finished; nothing to resume")
+    if decided:
+        raise NotPausedError(
+            f"thread {thread_id!r} is not waiting for a decision: it stopped before finishing "
+            "(a crash or an error); resume it without decisions to continue")
 
 
 def _config(thread_id: str) -> RunnableConfig:
@@ -275,35 +312,12 @@ class Orchestrator:
                     f"no thread {thread_id!r} in the database {self.db!r}; check the id and "
                     "that this Orchestrator uses the same db as the run"
                 )
-            decided = confirmed is not None or decisions is not None
-            if not snapshot.interrupts:
-                # A crash after every task of a step had saved its result, but before the step's
-                # checkpoint, leaves no next task although the run has no answer yet: LangGraph
-                # applies those results and goes on when invoked again.
-                if not snapshot.next and not _stopped_short(snapshot.values):
-                    raise NotPausedError(f"thread {thread_id!r} has finished; nothing to resume")
-                if decided:
-                    raise NotPausedError(
-                        f"thread {thread_id!r} is not waiting for a decision: it stopped before "
-                        "finishing (a crash or an error); resume it without decisions to continue")
-                command: Command[Any] | None = None
+            if snapshot.interrupts:
+                answer = _answer(snapshot, thread_id, expected, context, confirmed, decisions)
+                command: Command[Any] | None = Command(resume={"decisions": answer})
             else:
-                if not decided:
-                    raise InvalidDecisionError(
-                        f"thread {thread_id!r} is waiting for a decision; pass confirmed=True/False "
-                        "or decisions=[...]")
-                if expected is not None and expected != snapshot.interrupts[0].id:
-                    raise InvalidDecisionError(
-                        f"this checkpoint answers pause {expected!r}, but thread {thread_id!r} now "
-                        f"waits at pause {snapshot.interrupts[0].id!r}; use the latest checkpoint"
-                    )
-                pending = snapshot.values.get("pending", [])
-                policy: Policy = snapshot.values["policy"]
-                context.check_policy(policy)
-                answer: Sequence[Decision] = decisions if decisions is not None else [
-                    Decision(type="approve" if confirmed else "reject") for _ in pending]
-                check_decisions({"decisions": list(answer)}, pending, context.allowed_tools(policy))
-                command = Command(resume={"decisions": list(answer)})
+                _check_unfinished(snapshot, thread_id, confirmed is not None or decisions is not None)
+                command = None
             output = await graph.ainvoke(command, config, context=context, durability="sync")  # pyright: ignore[reportUnknownMemberType]  # langgraph's ainvoke is partly untyped
         return _result(output, thread_id)
 

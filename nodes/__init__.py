@@ -12,10 +12,10 @@ from graphloop.nodes.confirm import (
     hitl_request,
     interrupt_for_confirm,
 )
-from graphloop.nodes.execute_tools import ToolJob, execute_tools, route_after_execute, run_tool
+from graphloop.nodes.execute_tools import execute_tools, run_tool
 from graphloop.nodes.finalize import finalize
 from graphloop.nodes.names import NodeName
-from graphloop.nodes.route import route_after_model, route_after_tools
+from graphloop.nodes.route import route_after_execute, route_after_model, route_after_tools
 from graphloop.nodes.state import (
     CompactionEvent,
     CompactionRecord,
@@ -23,6 +23,7 @@ from graphloop.nodes.state import (
     LoopState,
     PendingCall,
     Policy,
+    ToolJob,
 )
 from graphloop.nodes.tokens import TokenCounter, count_tokens
 from graphloop.nodes.toolbox import ToolBox, ToolLike

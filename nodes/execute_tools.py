@@ -14,31 +14,20 @@ import asyncio
 import json
 import logging
 from collections.abc import Sequence
-from typing import Any, Literal, TypedDict
+from typing import Any
 
 from langchain_core.messages import AIMessage, AnyMessage, ToolMessage
 from langgraph.runtime import Runtime
-from langgraph.types import Send
 
 from graphloop.nodes.calls import RequestedCall, last_turn, requested_calls, this_run, unanswered_calls
 from graphloop.nodes.config import LoopContext
-from graphloop.nodes.names import RUN_TOOL
-from graphloop.nodes.route import route_after_tools
-from graphloop.nodes.state import Decision, LoopState, PendingCall, policy_of
+from graphloop.nodes.state import Decision, LoopState, PendingCall, ToolJob, policy_of
 
-__all__ = ["DENIED", "ToolJob", "execute_tools", "route_after_execute", "run_tool"]
+__all__ = ["DENIED", "execute_tools", "run_tool"]
 
 logger = logging.getLogger(__name__)
 
 DENIED = "Action denied by user."
-
-
-class ToolJob(TypedDict):
-    """One call for `run_tool`: the input of its `Send`."""
-
-    id: str
-    name: str
-    args: dict[str, object]
 
 
 def _streak(call: RequestedCall, messages: Sequence[AnyMessage]) -> int:
@@ -122,17 +111,6 @@ def execute_tools(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, 
     if edited and ai is not None:
         replies.insert(0, _with_edits(ai, edited))
     return {"messages": replies, "pending": waiting}
-
-
-def route_after_execute(
-    state: LoopState,
-) -> list[Send] | Literal["ask_confirmation", "interrupt_for_confirm", "compact", "finalize"]:
-    """A `run_tool` task per call that may run now; when none is left, the gate or the next round."""
-    waiting = {p["id"] for p in state.get("pending", [])}
-    jobs = [c for c in unanswered_calls(state["messages"]) if c.id not in waiting]
-    if jobs:
-        return [Send(RUN_TOOL, ToolJob(id=c.id, name=c.name, args=c.args)) for c in jobs]
-    return route_after_tools(state)
 
 
 def _as_text(result: object) -> str:

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 from typing import Literal
 
-from graphloop.nodes.calls import unanswered_calls
-from graphloop.nodes.names import ASK_CONFIRMATION, COMPACT, EXECUTE_TOOLS, FINALIZE, INTERRUPT_FOR_CONFIRM
-from graphloop.nodes.state import LoopState, policy_of
+from langgraph.types import Send
 
-__all__ = ["route_after_model", "route_after_tools"]
+from graphloop.nodes.calls import unanswered_calls
+from graphloop.nodes.names import (
+    ASK_CONFIRMATION,
+    COMPACT,
+    EXECUTE_TOOLS,
+    FINALIZE,
+    INTERRUPT_FOR_CONFIRM,
+    RUN_TOOL,
+)
+from graphloop.nodes.state import LoopState, ToolJob, policy_of
+
+__all__ = ["route_after_execute", "route_after_model", "route_after_tools"]
 
 
 def route_after_model(state: LoopState) -> Literal["execute_tools", "finalize"]:
@@ -26,3 +35,14 @@ def route_after_tools(
     if state.get("rounds", 0) >= policy["max_rounds"]:
         return FINALIZE
     return COMPACT
+
+
+def route_after_execute(
+    state: LoopState,
+) -> list[Send] | Literal["ask_confirmation", "interrupt_for_confirm", "compact", "finalize"]:
+    """A `run_tool` task per call that may run now; when none is left, the gate or the next round."""
+    waiting = {p["id"] for p in state.get("pending", [])}
+    jobs = [c for c in unanswered_calls(state["messages"]) if c.id not in waiting]
+    if jobs:
+        return [Send(RUN_TOOL, ToolJob(id=c.id, name=c.name, args=c.args)) for c in jobs]
+    return route_after_tools(state)

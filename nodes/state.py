@@ -26,6 +26,7 @@ __all__ = [
     "LoopState",
     "PendingCall",
     "Policy",
+    "ToolJob",
     "policy_of",
 ]
 
@@ -103,6 +104,14 @@ class CompactionEvent(TypedDict):
 def _append_events(events: list[CompactionEvent], writes: Sequence[list[CompactionEvent]]) -> list[CompactionEvent]:
     """DeltaChannel reducer: the log only grows (batching-invariant by construction)."""
     return [*events, *(event for write in writes for event in write)]
+
+
+class ToolJob(TypedDict):
+    """One call for the `run_tool` node: the input of its `Send`."""
+
+    id: str
+    name: str
+    args: dict[str, object]
 
 
 class CompactionRecord(TypedDict):
