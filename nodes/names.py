@@ -12,7 +12,6 @@ __all__ = [
     "RUN_TOOL",
     "FINALIZE",
     "INTERRUPT_FOR_CONFIRM",
-    "NODE_NAMES",
     "NodeName",
 ]
 
@@ -33,13 +32,3 @@ RUN_TOOL: Final = "run_tool"
 ASK_CONFIRMATION: Final = "ask_confirmation"
 INTERRUPT_FOR_CONFIRM: Final = "interrupt_for_confirm"
 FINALIZE: Final = "finalize"
-
-NODE_NAMES: Final[tuple[NodeName, ...]] = (
-    COMPACT,
-    CALL_MODEL,
-    EXECUTE_TOOLS,
-    RUN_TOOL,
-    ASK_CONFIRMATION,
-    INTERRUPT_FOR_CONFIRM,
-    FINALIZE,
-)
