@@ -110,7 +110,11 @@ def execute_tools(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, 
     ai, _ = last_turn(state["messages"])
     if edited and ai is not None:
         replies.insert(0, _with_edits(ai, edited))
-    return {"messages": replies, "pending": waiting}
+    # Write only what changed: every write to `messages` counts towards its next full snapshot.
+    update: dict[str, Any] = {"messages": replies} if replies else {}
+    if waiting != state.get("pending", []):
+        update["pending"] = waiting
+    return update
 
 
 def _as_text(result: object) -> str:
