@@ -48,6 +48,7 @@ from graphloop.nodes import (
     ModelLike,
     Policy,
     check_decisions,
+    is_answer,
     requested_calls,
     run_sync,
     this_run,
@@ -133,13 +134,6 @@ def _result(output: Mapping[str, Any], thread_id: str) -> OrchestratorResult:
                               thread_id=thread_id)
 
 
-def _stopped_short(values: Mapping[str, Any]) -> bool:
-    """Whether a thread did not end the way the graph ends: with an answer."""
-    messages: Sequence[AnyMessage] = values.get("messages", [])
-    last = messages[-1] if messages else None
-    return not (isinstance(last, AIMessage) and not last.tool_calls and not last.invalid_tool_calls)
-
-
 def _answer(
     snapshot: StateSnapshot, thread_id: str, expected: str | None, context: LoopContext,
     confirmed: bool | None, decisions: Sequence[Decision] | None,
@@ -169,7 +163,8 @@ def _check_unfinished(snapshot: StateSnapshot, thread_id: str, decided: bool) ->
     leaves no next task although the run has no answer: LangGraph applies those results and
     goes on when the thread is invoked again.
     """
-    if not snapshot.next and not _stopped_short(snapshot.values):
+    messages: Sequence[AnyMessage] = snapshot.values.get("messages", [])
+    if not snapshot.next and messages and is_answer(messages[-1]):
         raise NotPausedError(f"thread {thread_id!r} has finished; nothing to resume")
     if decided:
         raise NotPausedError(

@@ -2,7 +2,13 @@
 
 from graphloop.nodes.aio import run_sync
 from graphloop.nodes.call_model import call_model
-from graphloop.nodes.calls import RequestedCall, requested_calls, this_run, unanswered_calls
+from graphloop.nodes.calls import (
+    RequestedCall,
+    is_answer,
+    requested_calls,
+    this_run,
+    unanswered_calls,
+)
 from graphloop.nodes.compact import compact
 from graphloop.nodes.config import CompactionSettings, LoopContext, ModelConfig, ModelLike
 from graphloop.nodes.confirm import (
@@ -27,6 +33,7 @@ from graphloop.nodes.state import (
 )
 from graphloop.nodes.tokens import TokenCounter, count_tokens
 from graphloop.nodes.toolbox import ToolBox, ToolLike
+from graphloop.nodes.view import state_view
 
 __all__ = [
     "CompactionEvent",
@@ -55,12 +62,14 @@ __all__ = [
     "finalize",
     "hitl_request",
     "interrupt_for_confirm",
+    "is_answer",
     "requested_calls",
     "route_after_execute",
     "route_after_model",
     "route_after_tools",
     "run_sync",
     "run_tool",
+    "state_view",
     "this_run",
     "unanswered_calls",
 ]

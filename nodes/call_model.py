@@ -11,11 +11,10 @@ from langgraph.runtime import Runtime
 from graphloop.checkpointers.errors import ContextOverflowError
 from graphloop.nodes.calls import normalize_reply
 from graphloop.nodes.chat import with_unique_id
-from graphloop.nodes.compaction import fitted_view
+from graphloop.nodes.compaction import compacted_view, fitted_view
 from graphloop.nodes.config import LoopContext
 from graphloop.nodes.fallback import call_models
 from graphloop.nodes.state import LoopState, policy_of
-from graphloop.nodes.view import state_view
 
 __all__ = ["OVERFLOW_SHRINK", "call_model", "tighter_budget"]
 
@@ -59,7 +58,7 @@ async def call_model(state: LoopState, runtime: Runtime[LoopContext]) -> dict[st
                 record["tokens_after"] if record else -1)
     update: dict[str, Any] = {}
     try:
-        reply, model = await call_models(context.models, state_view(state, context.compaction), tools)
+        reply, model = await call_models(context.models, compacted_view(state, context), tools)
     except ContextOverflowError as exc:
         budget = tighter_budget(record["budget"] if record else context.budget_tokens, str(exc), context)
         logger.warning("%s; compacting to %d tokens and retrying once", exc, budget)

@@ -20,6 +20,7 @@ __all__ = [
     "UNPARSED",
     "RequestedCall",
     "arguments_error",
+    "is_answer",
     "last_turn",
     "match_tool_name",
     "normalize_reply",
@@ -119,6 +120,11 @@ def normalize_reply(reply: AIMessage, history: Sequence[AnyMessage], known: Coll
         calls.append(ToolCall(name=match_tool_name(name, known), args=args, id=call_id,
                               type="tool_call"))
     return reply.model_copy(update={"tool_calls": calls, "invalid_tool_calls": []})
+
+
+def is_answer(message: AnyMessage | None) -> bool:
+    """Whether `message` ends a run: an assistant message that calls no tool."""
+    return isinstance(message, AIMessage) and not message.tool_calls and not message.invalid_tool_calls
 
 
 def last_turn(messages: Sequence[AnyMessage]) -> tuple[AIMessage | None, list[ToolMessage]]:

@@ -36,9 +36,9 @@ from graphloop.nodes.state import (
     policy_of,
 )
 from graphloop.nodes.tokens import REPLY_PRIMING, TokenCounter
-from graphloop.nodes.view import DROPPED, decisions, render, render_view
+from graphloop.nodes.view import DROPPED, render, render_view
 
-__all__ = ["Ledger", "fitted_view", "plan_compaction"]
+__all__ = ["Ledger", "compacted_view", "fitted_view", "plan_compaction"]
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +62,7 @@ class Ledger:
         self.raw: dict[str, int] = {}
         self.view: dict[str, int] = {}
         self.shown: dict[str, int] = {}
+        """Characters shown per compacted message id (`DROPPED` when left out): the view."""
         self.raw_total = 0
         self.view_total = 0
         self.system: list[str] = []
@@ -248,6 +249,15 @@ def _ledger(state: LoopState, context: LoopContext) -> Ledger:
 
 def plan_compaction(state: LoopState, context: LoopContext, budget: int | None = None) -> dict[str, Any]:
     """The state update that makes the next request fit `budget` (default: the chain's)."""
+    return _plan(state, context, budget)[0]
+
+
+def compacted_view(state: LoopState, context: LoopContext) -> list[AnyMessage]:
+    """What the model sees of `state`: its messages under the decisions already made."""
+    return render_view(state["messages"], _ledger(state, context).shown, context.compaction)
+
+
+def _plan(state: LoopState, context: LoopContext, budget: int | None) -> tuple[dict[str, Any], Ledger]:
     ledger = _ledger(state, context)
     schemas = context.tools.schemas(context.allowed_tools(policy_of(state)))
     events, record = ledger.plan(budget or context.budget_tokens, context.counter.schemas(schemas))
@@ -260,7 +270,7 @@ def plan_compaction(state: LoopState, context: LoopContext, budget: int | None =
     update: dict[str, Any] = {"compaction": record}
     if events:
         update["compacted"] = events
-    return update
+    return update, ledger
 
 
 def fitted_view(
@@ -275,6 +285,5 @@ def fitted_view(
     the pending calls), the final answer at the round limit, a retry after an overflow.
     """
     room = (budget or context.budget_tokens) - sum(map(context.counter.message, extra))
-    update = plan_compaction(state, context, room)
-    chosen = decisions([*state.get("compacted", []), *update.get("compacted", [])])
-    return update, [*render_view(state["messages"], chosen, context.compaction), *extra]
+    update, ledger = _plan(state, context, room)
+    return update, [*render_view(state["messages"], ledger.shown, context.compaction), *extra]

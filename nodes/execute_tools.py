@@ -16,10 +16,10 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from langchain_core.messages import AIMessage, AnyMessage, ToolMessage
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
 from langgraph.runtime import Runtime
 
-from graphloop.nodes.calls import RequestedCall, last_turn, requested_calls, this_run, unanswered_calls
+from graphloop.nodes.calls import RequestedCall, last_turn, requested_calls, unanswered_calls
 from graphloop.nodes.config import LoopContext
 from graphloop.nodes.state import Decision, LoopState, PendingCall, ToolJob, policy_of
 
@@ -31,9 +31,11 @@ DENIED = "Action denied by user."
 
 
 def _streak(call: RequestedCall, messages: Sequence[AnyMessage]) -> int:
-    """How many turns in a row, this one included, made exactly this call."""
+    """How many turns in a row of this run, this one included, made exactly this call."""
     same = 0
-    for message in reversed(this_run(messages)):
+    for message in reversed(messages):
+        if isinstance(message, HumanMessage):
+            break
         if isinstance(message, AIMessage):
             if not any(c.name == call.name and c.args == call.args and c.error is None
                        for c in requested_calls(message)):
@@ -42,16 +44,16 @@ def _streak(call: RequestedCall, messages: Sequence[AnyMessage]) -> int:
     return same
 
 
-def _refusal(call: RequestedCall, state: LoopState, context: LoopContext) -> str | None:
+def _refusal(
+    call: RequestedCall, allowed: Sequence[str], role: str, state: LoopState, context: LoopContext
+) -> str | None:
     """Why `call` may not run, as a message for the model; None when it may."""
-    policy = policy_of(state)
-    allowed = context.allowed_tools(policy)
     available = ", ".join(allowed) or "none"
     tool = context.tools.get(call.name)
     if tool is None:
         return f"Error: unknown tool {call.name!r}. Available tools: {available}."
     if call.name not in allowed:
-        return (f"Error: tool {call.name!r} is not available to role {policy['user_role']!r} "
+        return (f"Error: tool {call.name!r} is not available to role {role!r} "
                 f"in this run. Available tools: {available}.")
     if call.error is not None:
         parameters = json.dumps(context.tools.schemas([call.name])[0]["function"].get("parameters", {}))
@@ -84,7 +86,9 @@ def _with_edits(ai: AIMessage, edited: dict[str, RequestedCall]) -> AIMessage:
 def execute_tools(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, Any]:
     """Answer the calls that may not run, park gated ones; `route_after_execute` sends the rest."""
     context = runtime.context
-    gated = context.gated_tools(policy_of(state))
+    policy = policy_of(state)
+    allowed = context.allowed_tools(policy)
+    gated = context.gated_tools(policy)
     decisions = {p["id"]: p["decision"] for p in state.get("pending", []) if "decision" in p}
     replies: list[AnyMessage] = []
     edited: dict[str, RequestedCall] = {}
@@ -93,7 +97,7 @@ def execute_tools(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, 
         decision = decisions.get(call.id)
         if decision is not None and decision["type"] == "edit":
             call = edited[call.id] = _apply(call, decision)
-        refusal = _refusal(call, state, context)
+        refusal = _refusal(call, allowed, policy["user_role"], state, context)
         if refusal is not None:
             if call.error is not None:
                 logger.warning("Malformed tool args for %s from model %s: %s — args: %.200s",

@@ -10,7 +10,7 @@ from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMes
 from langgraph.runtime import Runtime
 
 from graphloop.checkpointers.errors import ContextBudgetError, ModelCallError
-from graphloop.nodes.calls import this_run
+from graphloop.nodes.calls import is_answer, this_run
 from graphloop.nodes.chat import with_unique_id
 from graphloop.nodes.compaction import fitted_view
 from graphloop.nodes.config import LoopContext
@@ -42,8 +42,7 @@ def limit_summary(messages: Sequence[AnyMessage], max_rounds: int) -> str:
 async def finalize(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, Any]:
     """Pass an answer through; at the round limit, ask for one without tools, or summarise."""
     messages = state["messages"]
-    last = messages[-1] if messages else None
-    if isinstance(last, AIMessage) and not last.tool_calls and not last.invalid_tool_calls:
+    if messages and is_answer(messages[-1]):
         return {}
     policy = policy_of(state)
     limit = policy["max_rounds"]
