@@ -1,6 +1,7 @@
-"""Storage: checkpoint savers and the exceptions every layer shares."""
+"""Storage: checkpoint savers, the approvals ledger, and the exceptions every layer shares."""
 
 from graphloop.checkpointers.errors import (
+    AlreadyDecidedError,
     ConfigurationError,
     ContextBudgetError,
     ContextOverflowError,
@@ -12,24 +13,45 @@ from graphloop.checkpointers.errors import (
     ResumeError,
     RunError,
     ThreadPausedError,
+    ThreadVersionError,
     UnknownThreadError,
+)
+from graphloop.checkpointers.ledger import (
+    CallStatus,
+    DecisionEntry,
+    InboxEntry,
+    Ledger,
+    Rule,
+    RuleEntry,
+    ToolCallEntry,
+    call_hash,
 )
 from graphloop.checkpointers.savers import DbLike, memory_saver, open_async_saver, open_saver
 
 __all__ = [
+    "AlreadyDecidedError",
+    "CallStatus",
     "ConfigurationError",
     "ContextBudgetError",
     "ContextOverflowError",
     "DbLike",
+    "DecisionEntry",
     "GraphloopError",
+    "InboxEntry",
     "InvalidDecisionError",
+    "Ledger",
     "ModelCallError",
     "ModelUnavailableError",
     "NotPausedError",
     "ResumeError",
+    "Rule",
+    "RuleEntry",
     "RunError",
     "ThreadPausedError",
+    "ThreadVersionError",
+    "ToolCallEntry",
     "UnknownThreadError",
+    "call_hash",
     "memory_saver",
     "open_async_saver",
     "open_saver",

@@ -13,7 +13,9 @@ The tree::
         └── ResumeError             a resume that cannot be applied; nothing was stored
             ├── UnknownThreadError      no thread with that id in the database
             ├── NotPausedError          the thread is not waiting for a decision
-            └── InvalidDecisionError    decisions that do not fit the pending calls
+            ├── InvalidDecisionError    decisions that do not fit the pending calls
+            ├── AlreadyDecidedError     someone else already decided this pause (a race lost)
+            └── ThreadVersionError      the thread was saved by a graphloop this one cannot resume
 
 Tool failures are not exceptions for the caller: they become tool messages the model reads.
 This module sits at the bottom of the import chain (graph → nodes → checkpointers) so every
@@ -22,7 +24,10 @@ layer can raise these.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 __all__ = [
+    "AlreadyDecidedError",
     "ConfigurationError",
     "ContextBudgetError",
     "ContextOverflowError",
@@ -34,6 +39,7 @@ __all__ = [
     "ResumeError",
     "RunError",
     "ThreadPausedError",
+    "ThreadVersionError",
     "UnknownThreadError",
 ]
 
@@ -100,3 +106,32 @@ class NotPausedError(ResumeError):
 
 class InvalidDecisionError(ResumeError):
     """The decisions do not fit the pending calls (count, type, or edited tool)."""
+
+
+class AlreadyDecidedError(ResumeError):
+    """The pause was already decided (another process or a second click won the race).
+
+    Attributes:
+        decisions: The recorded decisions: `call_id`, `tool`, `decision`, `decided_by`,
+            `decided_at` each.
+    """
+
+    def __init__(self, message: str, decisions: Sequence[Mapping[str, object]] = ()) -> None:
+        super().__init__(message)
+        self.decisions = list(decisions)
+
+    @classmethod
+    def of(cls, decisions: Sequence[Mapping[str, object]]) -> AlreadyDecidedError:
+        """The error for `decisions` already on record."""
+        first = decisions[0]
+        return cls(
+            f"thread {first['thread_id']!r}: call {first['call_id']!r} ({first['tool']}) was already "
+            f"decided ({first['decision']!r} by {first['decided_by']!r} at {first['decided_at']}); "
+            "nothing was changed. If the process that decided it crashed, call resume(thread_id) "
+            "without decisions to carry out the recorded decision",
+            decisions,
+        )
+
+
+class ThreadVersionError(ResumeError):
+    """The thread's state was written by a graphloop version this one cannot resume."""

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal, cast, get_args
 
 from graphloop.checkpointers.errors import ConfigurationError
-from graphloop.nodes.state import Policy
+from graphloop.checkpointers.ledger import Ledger
+from graphloop.nodes.state import DECISION_TYPES, DecisionType, Policy
 from graphloop.nodes.tokens import TokenCounter, counter_for
 from graphloop.nodes.toolbox import ToolBox, ToolLike
 
@@ -170,6 +171,12 @@ class LoopContext:
     """Per-tool timeouts, overriding `tool_timeout`."""
     repeat_limit: int = 3
     """The same call (tool and arguments) this many turns in a row is refused as a loop; 0: never."""
+    allowed_decisions: Mapping[str, tuple[DecisionType, ...]] = field(
+        default_factory=dict[str, tuple[DecisionType, ...]])
+    """Per gated tool, the decisions a person may make (default: approve, edit, reject)."""
+    ledger: Ledger | None = None
+    """Where tool calls are claimed (at most once) and audited, decisions recorded and paused
+    threads listed. Without one, none of that is recorded."""
 
     @classmethod
     def create(
@@ -183,6 +190,8 @@ class LoopContext:
         tool_timeout: float = 60.0,
         tool_timeouts: Mapping[str, float] | None = None,
         repeat_limit: int = 3,
+        allowed_decisions: Mapping[str, Iterable[DecisionType]] | None = None,
+        ledger: Ledger | None = None,
     ) -> LoopContext:
         """Check and normalise the settings; every mistake is a `ConfigurationError`.
 
@@ -218,7 +227,8 @@ class LoopContext:
                 f"tool timeouts must be positive seconds, got {tool_timeout!r} and {timeouts!r}")
         return cls(models=chain, tools=box, confirm_required=gated, roles=role_sets,
                    compaction=settings, tool_timeout=tool_timeout, tool_timeouts=timeouts,
-                   repeat_limit=repeat_limit)
+                   repeat_limit=repeat_limit, allowed_decisions=_decision_sets(box, allowed_decisions),
+                   ledger=ledger)
 
     def with_models(self, models: ModelLike | Iterable[ModelLike]) -> LoopContext:
         """This context with another model chain (primary first)."""
@@ -257,8 +267,26 @@ class LoopContext:
         return names
 
     def gated_tools(self, policy: Policy) -> frozenset[str]:
-        """(confirm_required − confirm_allow) ∪ confirm_deny, as in the original loop."""
-        return (self.confirm_required - set(policy["confirm_allow"])) | set(policy["confirm_deny"])
+        """Tools that need a decision: `confirm_required`, then the user's remembered rules,
+        then the run's own lists, each overriding the one before.
+
+        (required − remembered allow) ∪ remembered ask, − confirm_allow, ∪ confirm_deny; without
+        remembered rules this is the original loop's (required − allow) ∪ deny.
+        """
+        remembered = policy.get("remembered", {})
+        gated = self.confirm_required - {t for t, r in remembered.items() if r == "allow"}
+        gated |= {t for t, r in remembered.items() if r == "ask"}
+        return (gated - set(policy["confirm_allow"])) | set(policy["confirm_deny"])
+
+    def never_tools(self, policy: Policy) -> frozenset[str]:
+        """Tools the user said never to allow, unless this run's allow/deny lists name them."""
+        remembered = policy.get("remembered", {})
+        named = set(policy["confirm_allow"]) | set(policy["confirm_deny"])
+        return frozenset(t for t, r in remembered.items() if r == "never" and t not in named)
+
+    def decisions_for(self, tool: str) -> list[DecisionType]:
+        """The decisions a person may make about a call to `tool`."""
+        return list(self.allowed_decisions.get(tool, DECISION_TYPES))
 
     def timeout_for(self, tool: str) -> float:
         """Seconds `tool` may run."""
@@ -285,6 +313,19 @@ def _check_budgets(chain: Iterable[ModelConfig], settings: CompactionSettings) -
                 f"max_output_tokens={model.max_output_tokens!r}; raise context_k or lower "
                 "max_output_tokens"
             )
+
+
+def _decision_sets(
+    box: ToolBox, given: Mapping[str, Iterable[DecisionType]] | None
+) -> dict[str, tuple[DecisionType, ...]]:
+    sets = {tool: tuple(kinds) for tool, kinds in (given or {}).items()}
+    _check_names(box, sets, "allowed_decisions")
+    for tool, kinds in sets.items():
+        if not kinds or any(k not in DECISION_TYPES for k in kinds):
+            raise ConfigurationError(
+                f"allowed_decisions[{tool!r}]={list(kinds)!r}: give a non-empty list drawn from "
+                f"{list(DECISION_TYPES)!r}")
+    return sets
 
 
 def _check_names(box: ToolBox, names: Iterable[str], where: str) -> None:

@@ -13,17 +13,27 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Collection, Sequence
-from typing import Any, TypedDict, cast, get_args
+from typing import Any, TypedDict, cast
 
 from langchain_core.messages import ToolMessage
 from langgraph.runtime import Runtime
 from langgraph.types import interrupt
+from pydantic import BaseModel, model_validator
 
 from graphloop.checkpointers.errors import ContextBudgetError, InvalidDecisionError, ModelCallError
+from graphloop.nodes.audit import current_interrupt_id, current_thread, decision_entries, inbox_entry
 from graphloop.nodes.compaction import fitted_view
 from graphloop.nodes.config import LoopContext
 from graphloop.nodes.fallback import call_models
-from graphloop.nodes.state import Decision, DecisionType, LoopState, PendingCall
+from graphloop.nodes.state import (
+    DECISION_TYPES,
+    Decision,
+    DecisionType,
+    LoopState,
+    PendingCall,
+    Policy,
+    policy_of,
+)
 
 __all__ = [
     "ActionRequest",
@@ -34,12 +44,10 @@ __all__ = [
     "default_question",
     "hitl_request",
     "interrupt_for_confirm",
+    "shown_calls",
 ]
 
 logger = logging.getLogger(__name__)
-
-DECISION_TYPES: tuple[DecisionType, ...] = get_args(DecisionType)
-
 
 class ActionRequest(TypedDict):
     name: str
@@ -76,15 +84,21 @@ def hitl_request(pending: Sequence[PendingCall], question: str) -> HITLRequest:
             ActionRequest(name=p["name"], args=p["args"], description=question) for p in pending
         ],
         review_configs=[
-            ReviewConfig(action_name=p["name"], allowed_decisions=list(DECISION_TYPES))
+            ReviewConfig(action_name=p["name"], allowed_decisions=p.get("allowed", list(DECISION_TYPES)))
             for p in pending
         ],
     )
 
 
+def shown_calls(pending: Sequence[PendingCall], policy: Policy) -> list[PendingCall]:
+    """The calls the next pause asks about: all waiting ones, or the first in one-per-pause mode."""
+    waiting = [p for p in pending if "decision" not in p]
+    return waiting[:1] if policy.get("one_call_per_pause") else waiting
+
+
 async def ask_confirmation(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, Any]:
     """Ask the model, tools disabled, to phrase the confirmation question for the user."""
-    pending = state.get("pending", [])
+    pending = shown_calls(state.get("pending", []), policy_of(state))
     placeholders = [ToolMessage(f"[AWAITING USER CONFIRMATION for {p['name']}]", tool_call_id=p["id"])
                     for p in pending]
     try:
@@ -126,6 +140,11 @@ def _check_one(decision: object, call: PendingCall, allowed: Collection[str] | N
             f"decision {decision!r} for {call['name']!r} has no valid 'type'; "
             f"use one of {list(DECISION_TYPES)!r}"
         )
+    permitted = call.get("allowed", list(DECISION_TYPES))
+    if kind not in permitted:
+        raise InvalidDecisionError(
+            f"decision {kind!r} is not allowed for {call['name']!r}; allowed: {permitted!r}"
+        )
     if kind == "edit":
         action = fields.get("edited_action")
         edited = cast(dict[str, Any], action) if isinstance(action, dict) else {}
@@ -142,15 +161,61 @@ def _check_one(decision: object, call: PendingCall, allowed: Collection[str] | N
     return cast(Decision, decision)
 
 
-def interrupt_for_confirm(state: LoopState) -> dict[str, Any]:
-    """Pause with the HITL request; on resume, attach one decision to each pending call.
+class _EditedAction(BaseModel):
+    name: str
+    args: dict[str, Any]
 
-    `interrupt()` comes first: on resume the node runs again from its start.
+
+class _Decision(BaseModel):
+    type: DecisionType
+    edited_action: _EditedAction | None = None
+    message: str | None = None
+
+
+class _Answer(BaseModel):
+    decisions: list[_Decision]
+
+
+def answer_schema(shown: Sequence[PendingCall], allowed: Collection[str]) -> type[_Answer]:
+    """The resume value's schema for this pause, checked with `check_decisions`.
+
+    Passed to `interrupt(response_schema=...)`: LangGraph shows it to clients as JSON Schema,
+    and a resume that fails it raises before anything is saved, so the thread stays paused.
     """
+
+    class Answer(_Answer):
+        @model_validator(mode="before")
+        @classmethod
+        def _fits(cls, value: object) -> object:
+            try:
+                check_decisions(value, shown, allowed)
+            except InvalidDecisionError as exc:
+                raise ValueError(str(exc)) from None  # pydantic reports ValueErrors
+            return value
+
+    return Answer
+
+
+def interrupt_for_confirm(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, Any]:
+    """Pause with the HITL request; on resume, attach one decision to each call shown.
+
+    `interrupt()` is the first thing with an effect on the graph: on resume the node runs
+    again from its start. The inbox row written before it is idempotent, and is not written
+    again once the pause is decided.
+    """
+    context = runtime.context
+    policy = policy_of(state)
     pending = state.get("pending", [])
-    question = state.get("question") or default_question(pending)
-    response = interrupt(hitl_request(pending, question))
-    decisions = check_decisions(response, pending)
-    decided = [PendingCall(id=p["id"], name=p["name"], args=p["args"], decision=d)
-               for p, d in zip(pending, decisions, strict=True)]
-    return {"pending": decided, "question": ""}
+    shown = shown_calls(pending, policy)
+    question = state.get("question") or default_question(shown)
+    if context.ledger is not None:
+        context.ledger.add_to_inbox(inbox_entry(shown, question, policy))
+    answer = interrupt(hitl_request(shown, question),
+                       response_schema=answer_schema(shown, context.allowed_tools(policy)))
+    decisions = [cast(Decision, d.model_dump(exclude_none=True)) for d in answer.decisions]
+    if context.ledger is not None:  # the Orchestrator records first, with who decided
+        context.ledger.record_decisions(
+            decision_entries(current_thread(), current_interrupt_id(), shown, decisions, decided_by=None))
+    decided = [PendingCall(**p, decision=d) for p, d in zip(shown, decisions, strict=True)]
+    undecided = [p for p in pending if p not in shown]
+    return {"pending": decided + undecided, "question": ""}

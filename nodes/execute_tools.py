@@ -13,15 +13,18 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
 from langgraph.runtime import Runtime
 
+from graphloop.checkpointers.ledger import CallStatus
+from graphloop.nodes.audit import call_entry, current_thread, not_rerun_message
 from graphloop.nodes.calls import RequestedCall, last_turn, requested_calls, unanswered_calls
 from graphloop.nodes.config import LoopContext
-from graphloop.nodes.state import Decision, LoopState, PendingCall, ToolJob, policy_of
+from graphloop.nodes.state import Decision, LoopState, PendingCall, Policy, ToolJob, policy_of
 
 __all__ = ["DENIED", "execute_tools", "run_tool"]
 
@@ -45,7 +48,7 @@ def _streak(call: RequestedCall, messages: Sequence[AnyMessage]) -> int:
 
 
 def _refusal(
-    call: RequestedCall, allowed: Sequence[str], role: str, state: LoopState, context: LoopContext
+    call: RequestedCall, allowed: Sequence[str], policy: Policy, state: LoopState, context: LoopContext
 ) -> str | None:
     """Why `call` may not run, as a message for the model; None when it may."""
     available = ", ".join(allowed) or "none"
@@ -53,8 +56,11 @@ def _refusal(
     if tool is None:
         return f"Error: unknown tool {call.name!r}. Available tools: {available}."
     if call.name not in allowed:
-        return (f"Error: tool {call.name!r} is not available to role {role!r} "
+        return (f"Error: tool {call.name!r} is not available to role {policy['user_role']!r} "
                 f"in this run. Available tools: {available}.")
+    if call.name in context.never_tools(policy):
+        return (f"Error: the user has chosen never to allow {call.name!r}, so it was not run. "
+                "Do not call it again; finish without it, or tell the user what it would do.")
     if call.error is not None:
         parameters = json.dumps(context.tools.schemas([call.name])[0]["function"].get("parameters", {}))
         return (f"Error: your call to {call.name!r} was not run: {call.error}. "
@@ -97,7 +103,7 @@ def execute_tools(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, 
         decision = decisions.get(call.id)
         if decision is not None and decision["type"] == "edit":
             call = edited[call.id] = _apply(call, decision)
-        refusal = _refusal(call, allowed, policy["user_role"], state, context)
+        refusal = _refusal(call, allowed, policy, state, context)
         if refusal is not None:
             if call.error is not None:
                 logger.warning("Malformed tool args for %s from model %s: %s — args: %.200s",
@@ -108,9 +114,12 @@ def execute_tools(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, 
             logger.info("Tool %s denied by user", call.name)
         elif decision is None and call.name in gated:
             logger.info("Tool %s blocked — confirmation required", call.name)
-            waiting.append(PendingCall(id=call.id, name=call.name, args=call.args))
+            waiting.append(PendingCall(id=call.id, name=call.name, args=call.args,
+                                       allowed=context.decisions_for(call.name)))
         if refusal is not None:
             replies.append(ToolMessage(refusal, tool_call_id=call.id, name=call.name, status="error"))
+            status: CallStatus = "rejected" if decision is not None and decision["type"] == "reject" else "refused"
+            _audit_unrun(context, state, policy, call, status)
     ai, _ = last_turn(state["messages"])
     if edited and ai is not None:
         replies.insert(0, _with_edits(ai, edited))
@@ -121,13 +130,48 @@ def execute_tools(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, 
     return update
 
 
+def _audit_unrun(context: LoopContext, state: LoopState, policy: Policy, call: RequestedCall,
+                 status: CallStatus) -> None:
+    if context.ledger is None:
+        return
+    job = ToolJob(id=call.id, name=call.name, args=call.args, round=state.get("rounds", 0),
+                  model=state.get("answered_by", ""))
+    context.ledger.record_call(call_entry(job, status, policy))
+
+
 def _as_text(result: object) -> str:
     return result if isinstance(result, str) else json.dumps(result, ensure_ascii=False, default=str)
 
 
 async def run_tool(job: ToolJob, runtime: Runtime[LoopContext]) -> dict[str, list[ToolMessage]]:
-    """Run one call; an exception or a timeout becomes a `Tool error: ...` message."""
-    context = runtime.context
+    """Run one call, at most once; an exception or a timeout becomes a `Tool error: ...` message.
+
+    With a ledger, the call is claimed first. A call claimed before (the process crashed while
+    it ran, or after it ran but before its result was saved) is never run again: the model is
+    told so instead.
+    """
+    ledger = runtime.context.ledger
+    if ledger is not None:
+        earlier = await asyncio.to_thread(ledger.claim_call, call_entry(job, "running"))
+        if earlier is not None:
+            logger.warning("Tool %s call %s was claimed before (%s); not run again",
+                           job["name"], job["id"], earlier["status"])
+            if earlier["status"] == "running":
+                await asyncio.to_thread(ledger.finish_call, earlier["thread_id"], job["id"], "unknown")
+            return _reply(job, not_rerun_message(earlier), "error")
+    started = time.monotonic()
+    text, status = await _invoke(job, runtime.context)
+    if ledger is not None:
+        await asyncio.to_thread(ledger.finish_call, current_thread(), job["id"], status,
+                                duration_ms=(time.monotonic() - started) * 1000, result_chars=len(text))
+    return _reply(job, text, "success" if status == "success" else "error")
+
+
+def _reply(job: ToolJob, text: str, status: Literal["success", "error"]) -> dict[str, list[ToolMessage]]:
+    return {"messages": [ToolMessage(text, tool_call_id=job["id"], name=job["name"], status=status)]}
+
+
+async def _invoke(job: ToolJob, context: LoopContext) -> tuple[str, CallStatus]:
     tool = context.tools.get(job["name"])
     assert tool is not None, "execute_tools answers calls to unknown tools"
     timeout = context.timeout_for(job["name"])
@@ -135,12 +179,11 @@ async def run_tool(job: ToolJob, runtime: Runtime[LoopContext]) -> dict[str, lis
         result = await asyncio.wait_for(tool.ainvoke(job["args"]), timeout)
     except TimeoutError:
         logger.warning("Tool %s timed out after %g s", job["name"], timeout)
-        text, status = (f"Tool error: {job['name']!r} did not finish within {timeout:g} s and "
-                        "was abandoned; try again later, or with a smaller request."), "error"
+        return (f"Tool error: {job['name']!r} did not finish within {timeout:g} s and was "
+                "abandoned; try again later, or with a smaller request."), "timeout"
     except Exception as exc:  # any tool failure is data for the model
         logger.warning("Tool %s failed: %s", job["name"], exc)
-        text, status = f"Tool error: {exc}", "error"
-    else:
-        text, status = _as_text(result), "success"
-        logger.info("Tool %s → %d chars", job["name"], len(text))
-    return {"messages": [ToolMessage(text, tool_call_id=job["id"], name=job["name"], status=status)]}
+        return f"Tool error: {exc}", "error"
+    text = _as_text(result)
+    logger.info("Tool %s → %d chars", job["name"], len(text))
+    return text, "success"

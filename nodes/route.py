@@ -43,6 +43,10 @@ def route_after_execute(
     """A `run_tool` task per call that may run now; when none is left, the gate or the next round."""
     waiting = {p["id"] for p in state.get("pending", [])}
     jobs = [c for c in unanswered_calls(state["messages"]) if c.id not in waiting]
-    if jobs:
-        return [Send(RUN_TOOL, ToolJob(id=c.id, name=c.name, args=c.args)) for c in jobs]
-    return route_after_tools(state)
+    if not jobs:
+        return route_after_tools(state)
+    policy = policy_of(state)
+    return [Send(RUN_TOOL, ToolJob(id=c.id, name=c.name, args=c.args, round=state.get("rounds", 0),
+                                   model=state.get("answered_by", ""), user_id=policy.get("user_id"),
+                                   user_role=policy["user_role"]))
+            for c in jobs]

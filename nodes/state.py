@@ -7,7 +7,7 @@ callables are runtime context (`graphloop.nodes.config.LoopContext`), never stat
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Literal, NotRequired, Required, TypedDict
+from typing import Annotated, Literal, NotRequired, Required, TypedDict, get_args
 
 from langchain_core.messages import AnyMessage
 from langgraph.channels import DeltaChannel
@@ -16,8 +16,12 @@ from langgraph.channels import DeltaChannel
 # batching-invariant, and langgraph stamps stable ids on every message written to it.
 from langgraph.graph.message import _messages_delta_reducer  # pyright: ignore[reportPrivateUsage]
 
+from graphloop.checkpointers.ledger import Rule
+
 __all__ = [
+    "DECISION_TYPES",
     "DEFAULT_MAX_ROUNDS",
+    "STATE_VERSION",
     "CompactionAction",
     "CompactionEvent",
     "CompactionRecord",
@@ -32,7 +36,13 @@ __all__ = [
 
 DEFAULT_MAX_ROUNDS = 10
 
+STATE_VERSION = 1
+"""Shape of the checkpointed state. A thread records the version that started it; a thread
+from a newer version is refused with a message naming it, older ones are read as they are
+(every field added since is `NotRequired`)."""
+
 DecisionType = Literal["approve", "edit", "reject"]
+DECISION_TYPES: tuple[DecisionType, ...] = get_args(DecisionType)
 
 
 class Policy(TypedDict):
@@ -52,6 +62,16 @@ class Policy(TypedDict):
     """At the round limit, ask the model for a final answer (True) or return the summary."""
     ask_model_to_confirm: bool
     """Ask the model (tools disabled) to phrase the confirmation question before pausing."""
+    user_id: NotRequired[str | None]
+    """Who the run is for: the key of remembered rules, recorded in the audit."""
+    remembered: NotRequired[dict[str, Rule]]
+    """The user's remembered rules (tool → allow/ask/never) as they were when the run started."""
+    one_call_per_pause: NotRequired[bool]
+    """Pause once per gated call instead of once per turn (review UIs showing one action)."""
+    state_version: NotRequired[int]
+    """`STATE_VERSION` of the graphloop that started the run (absent: 1)."""
+    graphloop_version: NotRequired[str]
+    """The graphloop release that started the run, for error messages."""
 
 
 def policy_of(state: LoopState) -> Policy:
@@ -84,6 +104,8 @@ class PendingCall(TypedDict):
     name: str
     args: dict[str, object]
     decision: NotRequired[Decision]
+    allowed: NotRequired[list[DecisionType]]
+    """The decisions a person may make for this call (absent: all three)."""
 
 
 CompactionAction = Literal["cleared", "dropped", "shortened"]
@@ -107,11 +129,16 @@ def _append_events(events: list[CompactionEvent], writes: Sequence[list[Compacti
 
 
 class ToolJob(TypedDict):
-    """One call for the `run_tool` node: the input of its `Send`."""
+    """One call for the `run_tool` node: the input of its `Send`, with what its audit row needs."""
 
     id: str
     name: str
     args: dict[str, object]
+    round: NotRequired[int]
+    model: NotRequired[str]
+    """Label of the model that asked for the call."""
+    user_id: NotRequired[str | None]
+    user_role: NotRequired[str]
 
 
 class CompactionRecord(TypedDict):

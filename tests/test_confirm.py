@@ -6,9 +6,11 @@ from typing import Any
 
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+from langgraph.errors import is_invalid_resume
 from langgraph.types import Command
+from pydantic import ValidationError
 
-from graphloop.graph import InvalidDecisionError, LoopContext, compile_graph, memory_saver
+from graphloop.graph import LoopContext, compile_graph, memory_saver
 from graphloop.graph.testing import ScriptedServer, error, reply, tool_call
 
 from conftest import CALLS
@@ -107,10 +109,17 @@ def test_a_failing_question_call_still_pauses_with_the_default_text(
         "This action requires your explicit confirmation")
 
 
-def test_wrong_decision_count_is_refused_with_the_pending_names(
+def test_a_wrong_resume_of_the_graph_raises_and_leaves_the_thread_paused(
     server: ScriptedServer, context: LoopContext
 ) -> None:
     graph, _ = pause(server, context)
-    with pytest.raises(InvalidDecisionError, match=r"expected 1 decision\(s\), one per pending call \['delete_file'\]"):
+    with pytest.raises(ValidationError, match=r"expected 1 decision\(s\), one per pending call "
+                       r"\['delete_file'\]") as caught:
         graph.invoke(Command(resume={"decisions": []}), CONFIG, context=context)
+    assert is_invalid_resume(caught.value)
     assert [c[0] for c in CALLS] == ["add"]
+    assert graph.get_state(CONFIG).interrupts  # nothing was stored: still paused
+    server.add(reply("Deleted."))
+    out = graph.invoke(Command(resume={"decisions": [{"type": "approve"}]}), CONFIG, context=context)
+    assert out["messages"][-1].content == "Deleted."
+    assert CALLS[-1] == ("delete_file", {"path": "/tmp/x"})

@@ -1,0 +1,99 @@
+"""What nodes write to the ledger: tool-call rows, decision rows, inbox rows.
+
+Each helper builds a row from what a node has at hand (its state, its `Send` job, the run's
+config); the ledger (`graphloop.checkpointers.ledger`) stores it. Without a ledger in the
+context nothing is written.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from langgraph.config import get_config
+from xxhash import xxh3_128_hexdigest
+
+from graphloop.checkpointers.ledger import (
+    CallStatus,
+    DecisionEntry,
+    InboxEntry,
+    ToolCallEntry,
+    call_hash,
+    now,
+)
+from graphloop.nodes.state import Decision, PendingCall, Policy, ToolJob
+
+__all__ = [
+    "call_entry",
+    "current_interrupt_id",
+    "current_thread",
+    "decision_entries",
+    "inbox_entry",
+    "not_rerun_message",
+]
+
+
+def current_thread() -> str:
+    """The thread id of the run this node belongs to."""
+    return str(get_config()["configurable"]["thread_id"])
+
+
+def current_interrupt_id() -> str:
+    """The id `interrupt()` will give this node's first interrupt.
+
+    LangGraph hashes the task's checkpoint namespace; its saved ids keep that form on
+    purpose, and a test checks the two agree.
+    """
+    return xxh3_128_hexdigest(str(get_config()["configurable"]["checkpoint_ns"]).encode())
+
+
+def call_entry(job: ToolJob, status: CallStatus, policy: Policy | None = None) -> ToolCallEntry:
+    """The audit row of one call; `policy` supplies the user when the job does not carry it."""
+    return ToolCallEntry(
+        thread_id=current_thread(), call_id=job["id"], round=job.get("round", 0), tool=job["name"],
+        args=job["args"], status=status, started_at=now(), duration_ms=None,
+        model=job.get("model", ""),
+        user_id=job.get("user_id", policy.get("user_id") if policy else None),
+        user_role=job.get("user_role", policy["user_role"] if policy else ""),
+        result_chars=None,
+    )
+
+
+def decision_entries(
+    thread_id: str, interrupt_id: str, calls: Sequence[PendingCall], decisions: Sequence[Decision],
+    decided_by: str | None,
+) -> list[DecisionEntry]:
+    """One row per decided call, with the hash of what was asked (and of an edit)."""
+    rows: list[DecisionEntry] = []
+    for call, decision in zip(calls, decisions, strict=True):
+        action = decision.get("edited_action")
+        edited = (call_hash(str(action.get("name")), dict(action.get("args") or {}))  # pyright: ignore[reportUnknownArgumentType]
+                  if decision["type"] == "edit" and action else None)
+        rows.append(DecisionEntry(
+            thread_id=thread_id, call_id=call["id"], interrupt_id=interrupt_id, tool=call["name"],
+            decision=decision["type"], decided_by=decided_by, decided_at=now(),
+            call_hash=call_hash(call["name"], call["args"]), edited_hash=edited,
+            payload=json.dumps(decision, ensure_ascii=False, default=str)))
+    return rows
+
+
+def inbox_entry(shown: Sequence[PendingCall], question: str, policy: Policy) -> InboxEntry:
+    """The inbox row of the pause this node is about to make."""
+    return InboxEntry(
+        thread_id=current_thread(), interrupt_id=current_interrupt_id(),
+        calls=[{"id": p["id"], "name": p["name"], "args": p["args"]} for p in shown],
+        question=question, waiting_since=now(), user_id=policy.get("user_id"),
+        user_role=policy["user_role"])
+
+
+def not_rerun_message(earlier: ToolCallEntry) -> str:
+    """What the model is told when a call was claimed before (a crash, or a lost race)."""
+    name = earlier["tool"]
+    if earlier["status"] in ("running", "unknown"):
+        return (f"Outcome unknown: the call to {name!r} was started before an interruption "
+                "(a crash or a restart), so the action may have run; it was not retried. Check "
+                "its effect before calling it again.")
+    return (f"The call to {name!r} already ran (status {earlier['status']}, "
+            f"{earlier['result_chars'] or 0} characters of result), but its result was lost "
+            "in an interruption before it was saved; it was not run again. Call it again only "
+            "if you need the result and running it twice is safe.")
