@@ -4,6 +4,8 @@ The tables are plain SQLite, made and read with sqlite-utils, so
 `sqlite-utils rows graphloop.db tool_calls` shows the audit::
 
     tool_calls   one row per tool call: the claim that makes it run at most once, then its audit
+    tool_results the result of each call of a run in progress, so a result a crash kept from
+                 the checkpoint is replayed, not lost and not re-run; cleared when the run stops
     decisions    one row per decided call: what was decided, by whom, when, and a hash of what
                  was asked; the first decision for a call wins, a second raises AlreadyDecidedError
     inbox        one row per thread waiting for a decision
@@ -32,6 +34,7 @@ from pathlib import Path
 from typing import Any, Literal, TypedDict, cast, get_args
 
 import sqlite_utils
+from sqlite_utils.db import Table
 
 from graphloop.checkpointers.errors import AlreadyDecidedError, ConfigurationError
 
@@ -163,32 +166,37 @@ class Ledger:
 
     # -- schema -----------------------------------------------------------------------------
 
+    def _table(self, name: str) -> Table:
+        return self._db.table(name)
+
     def _create_tables(self) -> None:
-        db = self._db
+        db = self._table
         with self._lock:
-            db["graphloop_meta"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
+            db("graphloop_meta").create({"key": str, "value": str}, pk="key", if_not_exists=True)
             row = self._conn.execute(
                 "SELECT value FROM graphloop_meta WHERE key = 'schema_version'").fetchone()
             if row is not None and int(row[0]) > SCHEMA_VERSION:
                 raise ConfigurationError(
                     f"this database's graphloop tables are schema version {row[0]}, written by a "
                     f"newer graphloop; this one knows version {SCHEMA_VERSION}: upgrade graphloop")
-            db["tool_calls"].create(
+            db("tool_calls").create(
                 {"thread_id": str, "call_id": str, "round": int, "tool": str, "args": str,
                  "status": str, "started_at": str, "duration_ms": float, "model": str,
                  "user_id": str, "user_role": str, "result_chars": int},
                 pk=("thread_id", "call_id"), not_null=["status", "tool"], if_not_exists=True)
-            db["decisions"].create(
+            db("decisions").create(
                 {"thread_id": str, "call_id": str, "interrupt_id": str, "tool": str, "decision": str,
                  "decided_by": str, "decided_at": str, "call_hash": str, "edited_hash": str,
                  "payload": str},
                 pk=("thread_id", "call_id"), not_null=["decision"], if_not_exists=True)
-            db["inbox"].create(
+            db("tool_results").create({"thread_id": str, "call_id": str, "result": str},
+                                      pk=("thread_id", "call_id"), if_not_exists=True)
+            db("inbox").create(
                 {"thread_id": str, "interrupt_id": str, "calls": str, "question": str,
                  "waiting_since": str, "user_id": str, "user_role": str},
                 pk="thread_id", if_not_exists=True)
-            db["inbox"].create_index(["waiting_since"], if_not_exists=True)
-            db["tool_rules"].create(
+            db("inbox").create_index(["waiting_since"], if_not_exists=True)
+            db("tool_rules").create(
                 {"user_id": str, "tool": str, "rule": str, "granted_by": str, "granted_at": str},
                 pk=("user_id", "tool"), if_not_exists=True)
             self._conn.execute(
@@ -222,16 +230,32 @@ class Ledger:
             return None if inserted else self.tool_call(entry["thread_id"], entry["call_id"])
 
     def finish_call(self, thread_id: str, call_id: str, status: CallStatus, *,
-                    duration_ms: float | None = None, result_chars: int | None = None) -> None:
-        """Record the outcome of a claimed call."""
+                    duration_ms: float | None = None, result: str | None = None) -> None:
+        """Record the outcome of a claimed call, and keep its result until `forget_results`."""
+        with self._transaction() as conn:
+            conn.execute("UPDATE tool_calls SET status = ?, duration_ms = ?, result_chars = ? "
+                         "WHERE thread_id = ? AND call_id = ?",
+                         (status, duration_ms, None if result is None else len(result), thread_id, call_id))
+            if result is not None:
+                conn.execute("INSERT OR REPLACE INTO tool_results (thread_id, call_id, result) "
+                             "VALUES (?, ?, ?)", (thread_id, call_id, result))
+
+    def result(self, thread_id: str, call_id: str) -> str | None:
+        """The kept result of a finished call, if its run has not stopped since."""
         with self._lock:
-            self._db["tool_calls"].update((thread_id, call_id), {
-                "status": status, "duration_ms": duration_ms, "result_chars": result_chars})
+            row = self._conn.execute("SELECT result FROM tool_results WHERE thread_id = ? AND call_id = ?",
+                                     (thread_id, call_id)).fetchone()
+        return None if row is None else str(row[0])
+
+    def forget_results(self, thread_id: str) -> None:
+        """Drop the kept results of `thread_id`: its checkpoint holds them now."""
+        with self._lock:
+            self._conn.execute("DELETE FROM tool_results WHERE thread_id = ?", (thread_id,))
 
     def record_call(self, entry: ToolCallEntry) -> None:
         """Record a call that was answered without running (refused or rejected); idempotent."""
         with self._lock:
-            self._db["tool_calls"].insert({**entry, "args": _json(entry["args"])}, ignore=True)
+            self._table("tool_calls").insert({**entry, "args": _json(entry["args"])}, ignore=True)
 
     def tool_call(self, thread_id: str, call_id: str) -> ToolCallEntry | None:
         rows = self._rows("tool_calls", "thread_id = ? AND call_id = ?", [thread_id, call_id])
@@ -316,9 +340,8 @@ class Ledger:
         if rule not in RULES:
             raise ConfigurationError(f"rule={rule!r} is not one of {list(RULES)!r}")
         with self._lock:
-            self._db["tool_rules"].upsert(RuleEntry(user_id=user_id, tool=tool, rule=rule,
-                                                    granted_by=granted_by, granted_at=now()),
-                                          pk=("user_id", "tool"))
+            row = RuleEntry(user_id=user_id, tool=tool, rule=rule, granted_by=granted_by, granted_at=now())
+            self._table("tool_rules").upsert(dict(row), pk=("user_id", "tool"))
 
     def revoke(self, user_id: str, tool: str) -> bool:
         """Forget the rule for `user_id` and `tool`; False when there was none."""
@@ -340,7 +363,7 @@ class Ledger:
     def _rows(self, table: str, where: str | None, args: Iterable[object],
               order_by: str | None = None) -> list[dict[str, Any]]:
         with self._lock:
-            return list(self._db[table].rows_where(where, list(args), order_by=order_by))
+            return list(self._table(table).rows_where(where, list[Any](args), order_by=order_by))  # pyright: ignore[reportUnknownMemberType]  # where_args is an unparameterised Sequence
 
 
 def _call_entry(row: Mapping[str, Any]) -> ToolCallEntry:

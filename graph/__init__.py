@@ -1,22 +1,30 @@
-"""graphloop's public face: the graph builder, the Orchestrator, the scripted test server."""
+"""graphloop's public face: the graph builder, the Orchestrator, approvals, the scripted test server."""
 
 from graphloop.checkpointers import (
+    AlreadyDecidedError,
     ConfigurationError,
     ContextBudgetError,
     ContextOverflowError,
+    DecisionEntry,
     GraphloopError,
+    InboxEntry,
     InvalidDecisionError,
+    Ledger,
     ModelCallError,
     ModelUnavailableError,
     NotPausedError,
     ResumeError,
+    Rule,
     RunError,
     ThreadPausedError,
+    ThreadVersionError,
+    ToolCallEntry,
     UnknownThreadError,
     memory_saver,
     open_async_saver,
     open_saver,
 )
+from graphloop.graph.approvals import Approvals
 from graphloop.graph.builder import LoopGraph, build_graph, compile_graph
 from graphloop.graph.orchestrator import (
     Orchestrator,
@@ -40,15 +48,20 @@ from graphloop.nodes import (
 )
 
 __all__ = [
+    "AlreadyDecidedError",
+    "Approvals",
     "CompactionRecord",
     "CompactionSettings",
     "ConfigurationError",
     "ContextBudgetError",
     "ContextOverflowError",
     "Decision",
+    "DecisionEntry",
     "GraphloopError",
     "HITLRequest",
+    "InboxEntry",
     "InvalidDecisionError",
+    "Ledger",
     "LoopContext",
     "LoopGraph",
     "LoopState",
@@ -62,8 +75,11 @@ __all__ = [
     "PendingCall",
     "Policy",
     "ResumeError",
+    "Rule",
     "RunError",
     "ThreadPausedError",
+    "ThreadVersionError",
+    "ToolCallEntry",
     "ToolCallRecord",
     "ToolBox",
     "UnknownThreadError",

@@ -11,9 +11,13 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, Generator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, replace
+from importlib.metadata import version
 from typing import Any, TypedDict, cast
 from uuid import uuid4
 
@@ -27,18 +31,22 @@ from langchain_core.messages import (
     convert_to_messages,
 )
 from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.types import Command, Interrupt, StateSnapshot
 
 from graphloop.checkpointers import (
     ConfigurationError,
     DbLike,
     InvalidDecisionError,
+    Ledger,
     NotPausedError,
     ThreadPausedError,
+    ThreadVersionError,
     UnknownThreadError,
     open_async_saver,
 )
-from graphloop.graph.builder import compile_graph
+from graphloop.graph.approvals import Approvals
+from graphloop.graph.builder import LoopGraph, compile_graph
 from graphloop.nodes import (
     CompactionSettings,
     Decision,
@@ -46,6 +54,7 @@ from graphloop.nodes import (
     LoopContext,
     LoopState,
     ModelLike,
+    PendingCall,
     Policy,
     check_decisions,
     is_answer,
@@ -53,8 +62,10 @@ from graphloop.nodes import (
     run_sync,
     this_run,
 )
+from graphloop.nodes.audit import decision_entries
 from graphloop.nodes.config import RoleTools
-from graphloop.nodes.state import DEFAULT_MAX_ROUNDS
+from graphloop.nodes.confirm import shown_calls
+from graphloop.nodes.state import DEFAULT_MAX_ROUNDS, STATE_VERSION, DecisionType
 from graphloop.nodes.toolbox import ToolLike
 
 __all__ = [
@@ -75,6 +86,7 @@ TOOL_INSTRUCTION = (
 
 SESSION_MESSAGES_KEPT = 6
 AWAITING = "[awaiting confirmation]"
+VERSION = version("graphloop")
 
 logger = logging.getLogger(__name__)
 
@@ -137,23 +149,46 @@ def _result(output: Mapping[str, Any], thread_id: str) -> OrchestratorResult:
 def _answer(
     snapshot: StateSnapshot, thread_id: str, expected: str | None, context: LoopContext,
     confirmed: bool | None, decisions: Sequence[Decision] | None,
-) -> list[Decision]:
-    """The decisions for a paused thread, checked against what it waits for."""
+) -> tuple[list[PendingCall], list[Decision]]:
+    """The calls asked about and their decisions, checked against what the thread waits for."""
     if confirmed is None and decisions is None:
         raise InvalidDecisionError(
             f"thread {thread_id!r} is waiting for a decision; pass confirmed=True/False or "
             "decisions=[...]")
     if expected is not None and expected != snapshot.interrupts[0].id:
         raise InvalidDecisionError(
-            f"this checkpoint answers pause {expected!r}, but thread {thread_id!r} now waits at "
-            f"pause {snapshot.interrupts[0].id!r}; use the latest checkpoint")
-    pending = snapshot.values.get("pending", [])
+            f"this decision answers pause {expected!r}, but thread {thread_id!r} now waits at "
+            f"pause {snapshot.interrupts[0].id!r}; show the person the latest pause "
+            "(Orchestrator.approvals.pending()) and decide that one")
     policy: Policy = snapshot.values["policy"]
+    shown = shown_calls(snapshot.values.get("pending", []), policy)
     context.check_policy(policy)
     answer = list(decisions) if decisions is not None else [
-        Decision(type="approve" if confirmed else "reject") for _ in pending]
-    check_decisions({"decisions": answer}, pending, context.allowed_tools(policy))
-    return answer
+        Decision(type="approve" if confirmed else "reject") for _ in shown]
+    check_decisions({"decisions": answer}, shown, context.allowed_tools(policy))
+    return shown, answer
+
+
+def _recorded(ledger: Ledger | None, thread_id: str, shown: Sequence[PendingCall]) -> list[Decision]:
+    """Decisions recorded for this pause by a process that stopped before carrying them out."""
+    rows = {r["call_id"]: r for r in ledger.decisions(thread_id)} if ledger is not None else {}
+    if not shown or any(p["id"] not in rows for p in shown):
+        raise InvalidDecisionError(
+            f"thread {thread_id!r} is waiting for a decision; pass confirmed=True/False or "
+            "decisions=[...]")
+    logger.warning("thread %s: carrying out the decisions recorded before an interruption", thread_id)
+    return [cast(Decision, json.loads(rows[p["id"]]["payload"])) for p in shown]
+
+
+def _check_version(snapshot: StateSnapshot, thread_id: str) -> None:
+    policy: Mapping[str, Any] = snapshot.values.get("policy") or {}
+    saved = int(policy.get("state_version", 1))
+    if saved > STATE_VERSION:
+        raise ThreadVersionError(
+            f"thread {thread_id!r} was saved by graphloop {policy.get('graphloop_version', '?')} "
+            f"(state version {saved}); this graphloop {VERSION} reads state versions up to "
+            f"{STATE_VERSION}: resume it with graphloop {policy.get('graphloop_version', '?')} "
+            "or newer")
 
 
 def _check_unfinished(snapshot: StateSnapshot, thread_id: str, decided: bool) -> None:
@@ -170,6 +205,12 @@ def _check_unfinished(snapshot: StateSnapshot, thread_id: str, decided: bool) ->
         raise NotPausedError(
             f"thread {thread_id!r} is not waiting for a decision: it stopped before finishing "
             "(a crash or an error); resume it without decisions to continue")
+
+
+def _forget_results(context: LoopContext, thread_id: str) -> None:
+    """The run stopped with every result in its checkpoint: the ledger's copies can go."""
+    if context.ledger is not None:
+        context.ledger.forget_results(thread_id)
 
 
 def _config(thread_id: str) -> RunnableConfig:
@@ -189,6 +230,12 @@ class Orchestrator:
         ask_model_to_confirm: Let the model phrase the confirmation question (tools disabled).
         tool_instruction: Appended to every new thread's system prompt.
         compaction: How requests are made to fit the context budget.
+        allowed_decisions: Per gated tool, the decisions a person may make (default: all).
+        one_call_per_pause: Pause once per gated call rather than once per turn.
+
+    With a SQLite `db`, graphloop's own tables live in the same file: each tool call is
+    claimed there before it runs (so it runs at most once), every call and decision is
+    audited, paused threads are listed, and per-user rules are kept (see `approvals`).
     """
 
     def __init__(
@@ -203,6 +250,8 @@ class Orchestrator:
         ask_model_to_confirm: bool = True,
         tool_instruction: str = TOOL_INSTRUCTION,
         compaction: CompactionSettings | None = None,
+        allowed_decisions: Mapping[str, Iterable[DecisionType]] | None = None,
+        one_call_per_pause: bool = False,
     ) -> None:
         if max_rounds < 1:
             raise ConfigurationError(f"max_rounds must be at least 1, got {max_rounds!r}")
@@ -210,9 +259,34 @@ class Orchestrator:
         self.max_rounds = max_rounds
         self.ask_model_to_confirm = ask_model_to_confirm
         self.tool_instruction = tool_instruction
+        self.one_call_per_pause = one_call_per_pause
         self.context = LoopContext.create(models=models or (), tools=tools,
                                           confirm_required=confirm_required, roles=roles,
-                                          compaction=compaction)
+                                          compaction=compaction, allowed_decisions=allowed_decisions)
+
+    @property
+    def approvals(self) -> Approvals:
+        """The inbox, remembered rules and audit of this Orchestrator's database."""
+        if isinstance(self.db, BaseCheckpointSaver):
+            raise ConfigurationError(
+                "approvals live in a SQLite file; this Orchestrator was given a saver object "
+                f"({type(self.db).__name__}), so it keeps no ledger")
+        return Approvals(self.db, self.context.tools.names)
+
+    @contextmanager
+    def _ledger(self) -> Generator[Ledger | None, None, None]:
+        if isinstance(self.db, BaseCheckpointSaver):
+            yield None
+            return
+        with Ledger.open(self.db) as ledger:
+            yield ledger
+
+    @asynccontextmanager
+    async def _session(self, context: LoopContext) -> AsyncGenerator[tuple[LoopGraph, LoopContext], None]:
+        """The compiled graph on this database, and `context` with its ledger."""
+        async with open_async_saver(self.db) as saver:
+            with self._ledger() as ledger:
+                yield compile_graph(saver), replace(context, ledger=ledger)
 
     def _context(self, model_cfg: ModelLike | Iterable[ModelLike] | None) -> LoopContext:
         context = self.context if model_cfg is None else self.context.with_models(model_cfg)
@@ -232,11 +306,14 @@ class Orchestrator:
         confirm_allow: Iterable[str] | None = None,
         confirm_deny: Iterable[str] | None = None,
         thread_id: str | None = None,
+        user_id: str | None = None,
     ) -> OrchestratorResult:
         """Run `task`; the result has `checkpoint` set if it waits for confirmation.
 
         A `thread_id` of a finished thread continues that conversation; the system prompt
         and `session_messages` are used only when the thread is new (the last six are kept).
+        `user_id` names the person the run acts for: their remembered rules apply (see
+        `approvals.grant`), and the audit records them.
         """
         context = self._context(model_cfg)
         policy = Policy(
@@ -247,11 +324,17 @@ class Orchestrator:
             max_rounds=self.max_rounds,
             respond_with_final=respond_with_final,
             ask_model_to_confirm=self.ask_model_to_confirm,
+            user_id=user_id,
+            remembered={},
+            one_call_per_pause=self.one_call_per_pause,
+            state_version=STATE_VERSION,
+            graphloop_version=VERSION,
         )
         context.check_policy(policy)
         thread_id = thread_id or uuid4().hex
-        async with open_async_saver(self.db) as saver:
-            graph = compile_graph(saver)
+        async with self._session(context) as (graph, context):
+            if user_id is not None and context.ledger is not None:
+                policy["remembered"] = context.ledger.rules(user_id)
             config = _config(thread_id)
             snapshot = await graph.aget_state(config)
             if snapshot.next:
@@ -271,6 +354,7 @@ class Orchestrator:
                               pending=[], question="")
             # durability="sync": each step is on disk before the next starts (crash safety)
             output = await graph.ainvoke(state, config, context=context, durability="sync")  # pyright: ignore[reportUnknownMemberType]  # langgraph's ainvoke is partly untyped
+            _forget_results(context, thread_id)
         return _result(output, thread_id)
 
     async def resume(
@@ -280,26 +364,31 @@ class Orchestrator:
         confirmed: bool | None = None,
         decisions: Sequence[Decision] | None = None,
         model_cfg: ModelLike | Iterable[ModelLike] | None = None,
+        decided_by: str | None = None,
+        interrupt_id: str | None = None,
     ) -> OrchestratorResult:
         """Continue a run, here or in another process using the same database.
 
-        A run paused at the gate needs `confirmed=True/False` (every pending call approved or
-        rejected) or `decisions` (one per pending call: approve, edit or reject); everything is
-        checked before anything is stored, and a wrong resume raises a `ResumeError` with the
-        thread still paused. A run stopped by a crash or an error (a model that was down) is
-        continued from its last checkpoint when neither is given; completed tool calls are
-        not run again.
+        A run paused at the gate needs `confirmed=True/False` (every call shown approved or
+        rejected) or `decisions` (one per call shown: approve, edit or reject). Everything is
+        checked before anything is stored; a wrong resume raises a `ResumeError` and the
+        thread stays paused. The decisions are bound to the pause they answer when given a
+        `PendingConfirmation` or an `interrupt_id`: an answer to an earlier pause is refused.
+        They are recorded with `decided_by` before anything runs, and only once: a second
+        resume of the same pause (a double click, another server) raises
+        `AlreadyDecidedError`. A run stopped by a crash or an error is continued from its
+        last checkpoint when neither is given; completed tool calls are not run again, and
+        decisions recorded before the crash are carried out.
         """
         if confirmed is not None and decisions is not None:
             raise ConfigurationError("pass confirmed=True/False or decisions=[...], not both")
         context = self._context(model_cfg)
         if isinstance(checkpoint_or_thread_id, PendingConfirmation):
             thread_id = checkpoint_or_thread_id.thread_id
-            expected: str | None = checkpoint_or_thread_id.interrupt_id
+            expected = interrupt_id or checkpoint_or_thread_id.interrupt_id
         else:
-            thread_id, expected = checkpoint_or_thread_id, None
-        async with open_async_saver(self.db) as saver:
-            graph = compile_graph(saver)
+            thread_id, expected = checkpoint_or_thread_id, interrupt_id
+        async with self._session(context) as (graph, context):
             config = _config(thread_id)
             snapshot = await graph.aget_state(config)
             if not snapshot.values:
@@ -307,14 +396,31 @@ class Orchestrator:
                     f"no thread {thread_id!r} in the database {self.db!r}; check the id and "
                     "that this Orchestrator uses the same db as the run"
                 )
-            if snapshot.interrupts:
-                answer = _answer(snapshot, thread_id, expected, context, confirmed, decisions)
-                command: Command[Any] | None = Command(resume={"decisions": answer})
-            else:
-                _check_unfinished(snapshot, thread_id, confirmed is not None or decisions is not None)
-                command = None
+            _check_version(snapshot, thread_id)
+            command = await self._command(snapshot, thread_id, expected, context,
+                                          confirmed, decisions, decided_by)
             output = await graph.ainvoke(command, config, context=context, durability="sync")  # pyright: ignore[reportUnknownMemberType]  # langgraph's ainvoke is partly untyped
+            _forget_results(context, thread_id)
         return _result(output, thread_id)
+
+    async def _command(
+        self, snapshot: StateSnapshot, thread_id: str, expected: str | None, context: LoopContext,
+        confirmed: bool | None, decisions: Sequence[Decision] | None, decided_by: str | None,
+    ) -> Command[Any] | None:
+        """What to invoke the graph with: the checked and recorded decisions, or None to continue."""
+        decided = confirmed is not None or decisions is not None
+        if not snapshot.interrupts:
+            _check_unfinished(snapshot, thread_id, decided)
+            return None
+        ledger = context.ledger
+        if not decided:
+            shown = shown_calls(snapshot.values.get("pending", []), snapshot.values["policy"])
+            return Command(resume={"decisions": _recorded(ledger, thread_id, shown)})
+        shown, answer = _answer(snapshot, thread_id, expected, context, confirmed, decisions)
+        if ledger is not None:
+            entries = decision_entries(thread_id, snapshot.interrupts[0].id, shown, answer, decided_by)
+            await asyncio.to_thread(ledger.claim_decisions, entries)
+        return Command(resume={"decisions": answer})
 
     def run_sync(self, task: str, **kwargs: Any) -> OrchestratorResult:
         """`run` for synchronous code (also works inside a running event loop, e.g. Jupyter)."""

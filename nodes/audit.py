@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import cast
 
 from langgraph.config import get_config
 from xxhash import xxh3_128_hexdigest
@@ -35,7 +36,7 @@ __all__ = [
 
 def current_thread() -> str:
     """The thread id of the run this node belongs to."""
-    return str(get_config()["configurable"]["thread_id"])
+    return str(get_config().get("configurable", {})["thread_id"])
 
 
 def current_interrupt_id() -> str:
@@ -44,7 +45,7 @@ def current_interrupt_id() -> str:
     LangGraph hashes the task's checkpoint namespace; its saved ids keep that form on
     purpose, and a test checks the two agree.
     """
-    return xxh3_128_hexdigest(str(get_config()["configurable"]["checkpoint_ns"]).encode())
+    return xxh3_128_hexdigest(str(get_config().get("configurable", {})["checkpoint_ns"]).encode())
 
 
 def call_entry(job: ToolJob, status: CallStatus, policy: Policy | None = None) -> ToolCallEntry:
@@ -66,9 +67,9 @@ def decision_entries(
     """One row per decided call, with the hash of what was asked (and of an edit)."""
     rows: list[DecisionEntry] = []
     for call, decision in zip(calls, decisions, strict=True):
-        action = decision.get("edited_action")
-        edited = (call_hash(str(action.get("name")), dict(action.get("args") or {}))  # pyright: ignore[reportUnknownArgumentType]
-                  if decision["type"] == "edit" and action else None)
+        action = decision.get("edited_action") or {}
+        args = cast(dict[str, object], action.get("args") or {})
+        edited = call_hash(str(action.get("name")), args) if decision["type"] == "edit" else None
         rows.append(DecisionEntry(
             thread_id=thread_id, call_id=call["id"], interrupt_id=interrupt_id, tool=call["name"],
             decision=decision["type"], decided_by=decided_by, decided_at=now(),
@@ -87,13 +88,12 @@ def inbox_entry(shown: Sequence[PendingCall], question: str, policy: Policy) -> 
 
 
 def not_rerun_message(earlier: ToolCallEntry) -> str:
-    """What the model is told when a call was claimed before (a crash, or a lost race)."""
+    """What the model is told about a call claimed before whose result was not kept."""
     name = earlier["tool"]
     if earlier["status"] in ("running", "unknown"):
         return (f"Outcome unknown: the call to {name!r} was started before an interruption "
                 "(a crash or a restart), so the action may have run; it was not retried. Check "
                 "its effect before calling it again.")
-    return (f"The call to {name!r} already ran (status {earlier['status']}, "
-            f"{earlier['result_chars'] or 0} characters of result), but its result was lost "
-            "in an interruption before it was saved; it was not run again. Call it again only "
-            "if you need the result and running it twice is safe.")
+    return (f"The call to {name!r} already ran (status {earlier['status']}), but its result "
+            "was not kept; it was not run again. Call it again only if you need the result "
+            "and running it twice is safe.")

@@ -161,6 +161,12 @@ def _check_one(decision: object, call: PendingCall, allowed: Collection[str] | N
     return cast(Decision, decision)
 
 
+def _decided(call: PendingCall, decision: Decision) -> PendingCall:
+    decided = call.copy()
+    decided["decision"] = decision
+    return decided
+
+
 class _EditedAction(BaseModel):
     name: str
     args: dict[str, Any]
@@ -216,6 +222,6 @@ def interrupt_for_confirm(state: LoopState, runtime: Runtime[LoopContext]) -> di
     if context.ledger is not None:  # the Orchestrator records first, with who decided
         context.ledger.record_decisions(
             decision_entries(current_thread(), current_interrupt_id(), shown, decisions, decided_by=None))
-    decided = [PendingCall(**p, decision=d) for p, d in zip(shown, decisions, strict=True)]
+    decided = [_decided(p, d) for p, d in zip(shown, decisions, strict=True)]
     undecided = [p for p in pending if p not in shown]
     return {"pending": decided + undecided, "question": ""}

@@ -20,7 +20,7 @@ from typing import Any, Literal
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
 from langgraph.runtime import Runtime
 
-from graphloop.checkpointers.ledger import CallStatus
+from graphloop.checkpointers.ledger import CallStatus, Ledger, ToolCallEntry
 from graphloop.nodes.audit import call_entry, current_thread, not_rerun_message
 from graphloop.nodes.calls import RequestedCall, last_turn, requested_calls, unanswered_calls
 from graphloop.nodes.config import LoopContext
@@ -154,17 +154,27 @@ async def run_tool(job: ToolJob, runtime: Runtime[LoopContext]) -> dict[str, lis
     if ledger is not None:
         earlier = await asyncio.to_thread(ledger.claim_call, call_entry(job, "running"))
         if earlier is not None:
-            logger.warning("Tool %s call %s was claimed before (%s); not run again",
-                           job["name"], job["id"], earlier["status"])
-            if earlier["status"] == "running":
-                await asyncio.to_thread(ledger.finish_call, earlier["thread_id"], job["id"], "unknown")
-            return _reply(job, not_rerun_message(earlier), "error")
+            return await _claimed_before(ledger, job, earlier)
     started = time.monotonic()
     text, status = await _invoke(job, runtime.context)
     if ledger is not None:
         await asyncio.to_thread(ledger.finish_call, current_thread(), job["id"], status,
-                                duration_ms=(time.monotonic() - started) * 1000, result_chars=len(text))
+                                duration_ms=(time.monotonic() - started) * 1000, result=text)
     return _reply(job, text, "success" if status == "success" else "error")
+
+
+async def _claimed_before(ledger: Ledger, job: ToolJob, earlier: ToolCallEntry) -> dict[str, list[ToolMessage]]:
+    """The answer for a call claimed before: its kept result, or a note that it was not re-run."""
+    thread_id = earlier["thread_id"]
+    if earlier["status"] == "running":  # it started, then the process stopped: it may have run
+        await asyncio.to_thread(ledger.finish_call, thread_id, job["id"], "unknown")
+        earlier["status"] = "unknown"
+    kept = await asyncio.to_thread(ledger.result, thread_id, job["id"])
+    logger.warning("Tool %s call %s was claimed before (%s); not run again%s", job["name"], job["id"],
+                   earlier["status"], ", its kept result replayed" if kept is not None else "")
+    if kept is not None:
+        return _reply(job, kept, "success" if earlier["status"] == "success" else "error")
+    return _reply(job, not_rerun_message(earlier), "error")
 
 
 def _reply(job: ToolJob, text: str, status: Literal["success", "error"]) -> dict[str, list[ToolMessage]]:

@@ -1,4 +1,5 @@
-"""Crash safety: kill a worker with SIGKILL at random moments; the thread still finishes whole.
+"""Crash safety: kill a worker with SIGKILL at random moments; the thread still finishes whole,
+and no tool call runs twice (a call killed mid-run is reported as "outcome unknown").
 
 Seeds are fixed (and printed), so a failing trial can be replayed with its seed.
 """
@@ -38,7 +39,7 @@ def test_killed_workers_resume_to_the_full_history_without_duplicate_results(tmp
     context.set_forkserver_preload(["graphloop.graph", "crash_child"])
     replies = [crash_child.model_reply] * 10_000
     report: list[str] = []
-    reruns = 0
+    reruns = unknown = 0
     saved_at_kill: Counter[int] = Counter()
     warm = context.Process(target=print, args=("forkserver ready",))  # start it before timing
     warm.start()
@@ -85,16 +86,22 @@ def test_killed_workers_resume_to_the_full_history_without_duplicate_results(tmp
             assert pending == (), f"seed {seed}: not finished"
             assert len(ids) == len(set(ids)) == crash_child.TOTAL_CALLS, f"seed {seed}: {shown}"
             assert sorted(calls) == sorted(ids), f"seed {seed}: a call without exactly one result"
-            assert sorted(str(m.content) for m in results) == sorted(
-                f"result {n}" for n in range(crash_child.TOTAL_CALLS)), f"seed {seed}"
+            asked = {c["id"]: c["args"]["n"] for m in messages if isinstance(m, AIMessage)
+                     for c in m.tool_calls}
+            for result in results:  # its own result, or "outcome unknown" if killed while it ran
+                text = str(result.content)
+                assert text == f"result {asked[result.tool_call_id]}" or text.startswith(
+                    "Outcome unknown: the call to 'step' was started before an interruption"), f"seed {seed}: {text}"
+            unknown += sum(str(m.content).startswith("Outcome unknown") for m in results)
             assert messages[-1].content == f"finished after {crash_child.TOTAL_CALLS} results"
             runs = Counter(log.read_text().split())
             reruns += sum(count - 1 for count in runs.values())
             report.append(f"seed {seed}: started in {startup:.2f} s, kill at {delay:.3f} s, killed={killed}, "
-                          f"completed calls run twice={sum(c - 1 for c in runs.values())}")
+                          f"calls run twice={sum(c - 1 for c in runs.values())}")
     print("\n".join(report))
     print(f"a full run took {full_run:.2f} s; tool results already saved when killed: "
           f"{dict(sorted(saved_at_kill.items()))}")
-    print(f"completed tool calls run again over {TRIALS} trials: {reruns}")
+    print(f"tool calls run again over {TRIALS} trials: {reruns}; killed mid-call (outcome unknown): {unknown}")
+    assert reruns == 0  # claimed calls are never run twice
     assert sum(saved_at_kill.values()) >= TRIALS // 2  # most kills land mid-run
     assert len(saved_at_kill) >= 3  # ... and at different stages of it

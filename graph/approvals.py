@@ -1,0 +1,89 @@
+"""The approvals side of a database: who waits for a decision, remembered rules, the audit.
+
+Usable on its own (an approval UI needs no models or tools), or as `Orchestrator.approvals`.
+
+Example:
+    >>> approvals = Approvals(tmp_db)                                   # doctest: +SKIP
+    >>> approvals.grant("ann", "send_email", "allow", granted_by="ann")  # doctest: +SKIP
+    >>> [e["thread_id"] for e in approvals.pending()]                    # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Generator
+from contextlib import contextmanager
+from os import PathLike
+
+from graphloop.checkpointers import (
+    ConfigurationError,
+    DecisionEntry,
+    InboxEntry,
+    Ledger,
+    Rule,
+    RuleEntry,
+    ToolCallEntry,
+)
+
+__all__ = ["Approvals"]
+
+
+class Approvals:
+    """Read the inbox and the audit, and keep per-user tool rules, in the SQLite file `db`.
+
+    Args:
+        db: The SQLite file the runs use.
+        tools: Known tool names; when given, rules for other names are refused.
+    """
+
+    def __init__(self, db: str | PathLike[str], tools: Collection[str] | None = None) -> None:
+        self.db = db
+        self.tools = tools
+
+    @contextmanager
+    def _ledger(self) -> Generator[Ledger, None, None]:
+        with Ledger.open(self.db) as ledger:
+            yield ledger
+
+    def pending(self, user_id: str | None = None) -> list[InboxEntry]:
+        """Threads waiting for a decision, longest waiting first (of one user when given).
+
+        Each entry's `thread_id` and `interrupt_id` go to `Orchestrator.resume`.
+        """
+        with self._ledger() as ledger:
+            return ledger.inbox(user_id)
+
+    def grant(self, user_id: str, tool: str, rule: Rule, *, granted_by: str | None = None) -> None:
+        """Remember for `user_id`: always `allow` `tool`, always `ask`, or `never` allow it.
+
+        Later runs with `user_id=` follow it; a run's own `confirm_allow`/`confirm_deny`
+        still take precedence.
+        """
+        if self.tools is not None and tool not in self.tools:
+            raise ConfigurationError(f"unknown tool {tool!r}; known tools: {sorted(self.tools)!r}")
+        with self._ledger() as ledger:
+            ledger.grant(user_id, tool, rule, granted_by=granted_by)
+
+    def revoke(self, user_id: str, tool: str) -> bool:
+        """Forget `user_id`'s rule for `tool`; False when there was none."""
+        with self._ledger() as ledger:
+            return ledger.revoke(user_id, tool)
+
+    def rules(self, user_id: str) -> dict[str, Rule]:
+        """`user_id`'s remembered rules, tool → rule."""
+        with self._ledger() as ledger:
+            return ledger.rules(user_id)
+
+    def rule_entries(self, user_id: str | None = None) -> list[RuleEntry]:
+        """Every remembered rule with who granted it and when (of one user when given)."""
+        with self._ledger() as ledger:
+            return ledger.rule_entries(user_id)
+
+    def tool_calls(self, thread_id: str | None = None) -> list[ToolCallEntry]:
+        """The audit of tool calls, oldest first (of one thread when given)."""
+        with self._ledger() as ledger:
+            return ledger.tool_calls(thread_id)
+
+    def decisions(self, thread_id: str | None = None) -> list[DecisionEntry]:
+        """Every decision, oldest first (of one thread when given)."""
+        with self._ledger() as ledger:
+            return ledger.decisions(thread_id)
