@@ -240,6 +240,12 @@ class Ledger:
                 conn.execute("INSERT OR REPLACE INTO tool_results (thread_id, call_id, result) "
                              "VALUES (?, ?, ?)", (thread_id, call_id, result))
 
+    def mark_unknown(self, thread_id: str, call_id: str) -> None:
+        """A claimed call whose process stopped before its outcome: it may or may not have run."""
+        with self._lock:
+            self._conn.execute("UPDATE tool_calls SET status = 'unknown' WHERE thread_id = ? "
+                               "AND call_id = ? AND status = 'running'", (thread_id, call_id))
+
     def result(self, thread_id: str, call_id: str) -> str | None:
         """The kept result of a finished call, if its run has not stopped since."""
         with self._lock:
@@ -322,6 +328,10 @@ class Ledger:
                 "waiting_since = excluded.waiting_since "
                 "WHERE inbox.interrupt_id != excluded.interrupt_id",
                 (*row.values(), entry["thread_id"], *ids))
+
+    def remove_from_inbox(self, thread_id: str) -> None:
+        with self._lock:
+            self._conn.execute("DELETE FROM inbox WHERE thread_id = ?", (thread_id,))
 
     def inbox(self, user_id: str | None = None) -> list[InboxEntry]:
         """Threads waiting for a decision, longest waiting first; of one user when given."""

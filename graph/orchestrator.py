@@ -37,6 +37,7 @@ from langgraph.types import Command, Interrupt, StateSnapshot
 from graphloop.checkpointers import (
     ConfigurationError,
     DbLike,
+    InboxEntry,
     InvalidDecisionError,
     Ledger,
     NotPausedError,
@@ -62,7 +63,7 @@ from graphloop.nodes import (
     run_sync,
     this_run,
 )
-from graphloop.nodes.audit import decision_entries
+from graphloop.nodes.audit import decision_entries, inbox_entry
 from graphloop.nodes.config import RoleTools
 from graphloop.nodes.confirm import shown_calls
 from graphloop.nodes.state import DEFAULT_MAX_ROUNDS, STATE_VERSION, DecisionType
@@ -205,6 +206,16 @@ def _check_unfinished(snapshot: StateSnapshot, thread_id: str, decided: bool) ->
         raise NotPausedError(
             f"thread {thread_id!r} is not waiting for a decision: it stopped before finishing "
             "(a crash or an error); resume it without decisions to continue")
+
+
+def _inbox_entry(thread_id: str, snapshot: StateSnapshot) -> InboxEntry:
+    """The inbox row of a paused thread, from its checkpoint."""
+    policy: Policy = snapshot.values["policy"]
+    request: HITLRequest = snapshot.interrupts[0].value
+    shown = shown_calls(snapshot.values.get("pending", []), policy)
+    return inbox_entry(thread_id, snapshot.interrupts[0].id, shown,
+                       request["action_requests"][0]["description"], policy,
+                       waiting_since=snapshot.created_at)
 
 
 def _forget_results(context: LoopContext, thread_id: str) -> None:
@@ -421,6 +432,32 @@ class Orchestrator:
             entries = decision_entries(thread_id, snapshot.interrupts[0].id, shown, answer, decided_by)
             await asyncio.to_thread(ledger.claim_decisions, entries)
         return Command(resume={"decisions": answer})
+
+    async def rebuild_inbox(self) -> int:
+        """Re-list every paused thread in the inbox from the checkpoints; return how many wait.
+
+        Run it once after upgrading from graphloop 0.1.0 (which kept no inbox), or after
+        threads were resumed through the graph without a ledger. It reads every thread's
+        latest checkpoint: seconds for ten thousand threads.
+        """
+        async with self._session(self.context) as (graph, context):
+            saver = cast(BaseCheckpointSaver[str], graph.checkpointer)  # pyright: ignore[reportUnknownMemberType]  # compiled with the saver above
+            if context.ledger is None:
+                raise ConfigurationError("the inbox lives in a SQLite file; this Orchestrator has none")
+            threads = {str(c.config.get("configurable", {})["thread_id"]) async for c in saver.alist(None)}
+            waiting = 0
+            for thread_id in sorted(threads):
+                snapshot = await graph.aget_state(_config(thread_id))
+                if not snapshot.interrupts:
+                    context.ledger.remove_from_inbox(thread_id)
+                    continue
+                context.ledger.add_to_inbox(_inbox_entry(thread_id, snapshot))
+                waiting += 1
+        return waiting
+
+    def rebuild_inbox_sync(self) -> int:
+        """`rebuild_inbox` for synchronous code."""
+        return run_sync(self.rebuild_inbox())
 
     def run_sync(self, task: str, **kwargs: Any) -> OrchestratorResult:
         """`run` for synchronous code (also works inside a running event loop, e.g. Jupyter)."""

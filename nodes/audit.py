@@ -78,12 +78,15 @@ def decision_entries(
     return rows
 
 
-def inbox_entry(shown: Sequence[PendingCall], question: str, policy: Policy) -> InboxEntry:
-    """The inbox row of the pause this node is about to make."""
+def inbox_entry(
+    thread_id: str, interrupt_id: str, shown: Sequence[PendingCall], question: str, policy: Policy,
+    waiting_since: str | None = None,
+) -> InboxEntry:
+    """The inbox row of a pause asking about `shown`."""
     return InboxEntry(
-        thread_id=current_thread(), interrupt_id=current_interrupt_id(),
+        thread_id=thread_id, interrupt_id=interrupt_id,
         calls=[{"id": p["id"], "name": p["name"], "args": p["args"]} for p in shown],
-        question=question, waiting_since=now(), user_id=policy.get("user_id"),
+        question=question, waiting_since=waiting_since or now(), user_id=policy.get("user_id"),
         user_role=policy["user_role"])
 
 

@@ -215,7 +215,8 @@ def interrupt_for_confirm(state: LoopState, runtime: Runtime[LoopContext]) -> di
     shown = shown_calls(pending, policy)
     question = state.get("question") or default_question(shown)
     if context.ledger is not None:
-        context.ledger.add_to_inbox(inbox_entry(shown, question, policy))
+        context.ledger.add_to_inbox(
+            inbox_entry(current_thread(), current_interrupt_id(), shown, question, policy))
     answer = interrupt(hitl_request(shown, question),
                        response_schema=answer_schema(shown, context.allowed_tools(policy)))
     decisions = [cast(Decision, d.model_dump(exclude_none=True)) for d in answer.decisions]

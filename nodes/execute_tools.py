@@ -167,7 +167,7 @@ async def _claimed_before(ledger: Ledger, job: ToolJob, earlier: ToolCallEntry) 
     """The answer for a call claimed before: its kept result, or a note that it was not re-run."""
     thread_id = earlier["thread_id"]
     if earlier["status"] == "running":  # it started, then the process stopped: it may have run
-        await asyncio.to_thread(ledger.finish_call, thread_id, job["id"], "unknown")
+        await asyncio.to_thread(ledger.mark_unknown, thread_id, job["id"])
         earlier["status"] = "unknown"
     kept = await asyncio.to_thread(ledger.result, thread_id, job["id"])
     logger.warning("Tool %s call %s was claimed before (%s); not run again%s", job["name"], job["id"],

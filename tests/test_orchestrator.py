@@ -130,19 +130,6 @@ def test_resume_of_a_finished_thread_is_refused(server: ScriptedServer, orch: Or
         orch.resume_sync(result.thread_id, confirmed=True)
 
 
-def test_a_wrong_resume_stores_nothing_and_a_right_one_still_works(server: ScriptedServer, orch: Orchestrator) -> None:
-    result = paused(server, orch)
-    with pytest.raises(InvalidDecisionError, match=r"expected 1 decision"):
-        orch.resume_sync(result.thread_id, decisions=[{"type": "approve"}, {"type": "approve"}])
-    with pytest.raises(InvalidDecisionError, match=r"has no valid 'type'"):
-        orch.resume_sync(result.thread_id, decisions=[{"type": "maybe"}])  # type: ignore[typeddict-item]
-    with pytest.raises(InvalidDecisionError, match=r"switches to tool 'fail', which this run may not use"):
-        orch.resume_sync(result.thread_id, decisions=[
-            {"type": "edit", "edited_action": {"name": "fail", "args": {"reason": "x"}}}])
-    server.add(reply("Deleted."))
-    assert orch.resume_sync(result.thread_id, confirmed=True).response == "Deleted."
-
-
 def test_a_checkpoint_from_an_earlier_pause_is_refused(server: ScriptedServer, orch: Orchestrator) -> None:
     first = paused(server, orch)
     server.add(reply(None, tool_call("delete_file", path="/tmp/again")), reply("Again?"))
