@@ -169,16 +169,24 @@ class Ledger:
     def _table(self, name: str) -> Table:
         return self._db.table(name)
 
+    def _schema_version(self) -> int | None:
+        if not self._table("graphloop_meta").exists():
+            return None
+        row = self._conn.execute("SELECT value FROM graphloop_meta WHERE key = 'schema_version'").fetchone()
+        return None if row is None else int(row[0])
+
     def _create_tables(self) -> None:
+        """Create the tables unless they are there; a read only, once they are (no write lock)."""
         db = self._table
         with self._lock:
-            db("graphloop_meta").create({"key": str, "value": str}, pk="key", if_not_exists=True)
-            row = self._conn.execute(
-                "SELECT value FROM graphloop_meta WHERE key = 'schema_version'").fetchone()
-            if row is not None and int(row[0]) > SCHEMA_VERSION:
+            found = self._schema_version()
+            if found is not None and found > SCHEMA_VERSION:
                 raise ConfigurationError(
-                    f"this database's graphloop tables are schema version {row[0]}, written by a "
+                    f"this database's graphloop tables are schema version {found}, written by a "
                     f"newer graphloop; this one knows version {SCHEMA_VERSION}: upgrade graphloop")
+            if found == SCHEMA_VERSION:
+                return
+            db("graphloop_meta").create({"key": str, "value": str}, pk="key", if_not_exists=True)
             db("tool_calls").create(
                 {"thread_id": str, "call_id": str, "round": int, "tool": str, "args": str,
                  "status": str, "started_at": str, "duration_ms": float, "model": str,

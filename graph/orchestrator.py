@@ -348,6 +348,7 @@ class Orchestrator:
                 policy["remembered"] = context.ledger.rules(user_id)
             config = _config(thread_id)
             snapshot = await graph.aget_state(config)
+            _check_version(snapshot, thread_id)
             if snapshot.next:
                 raise ThreadPausedError(
                     f"thread {thread_id!r} has unfinished work (waiting for a decision, or "

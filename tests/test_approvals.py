@@ -424,3 +424,16 @@ def test_unknown_tools_in_allowed_decisions_are_configuration_errors() -> None:
         Orchestrator(TOOLS, allowed_decisions={"rm": ["approve"]})
     with pytest.raises(ConfigurationError, match=r"allowed_decisions\['add'\]=\['maybe'\]"):
         Orchestrator(TOOLS, allowed_decisions={"add": ["maybe"]})  # type: ignore[list-item]
+
+
+def test_a_database_with_newer_graphloop_tables_is_refused(tmp_path: Path) -> None:
+    db = tmp_path / "future.db"
+    with Ledger.open(db) as ledger:
+        ledger.grant("ann", "add", "allow")
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE graphloop_meta SET value = '7' WHERE key = 'schema_version'")
+    with pytest.raises(ConfigurationError, match=r"graphloop tables are schema version 7, written by a newer "
+                       r"graphloop; this one knows version 1: upgrade graphloop"):
+        Approvals(db).rules("ann")

@@ -32,6 +32,8 @@ def test_readme_python_blocks_run_in_order(tmp_path: Path, capsys: pytest.Captur
     printed = capsys.readouterr().out
     assert "Deleted /tmp/x; Oslo is sunny." in printed
     assert "May I delete /tmp/y?" in printed
+    assert "has finished; nothing to resume" in printed
+    assert "[('delete_file', 'success', 'ann'), ('delete_file', 'success', 'ann')]" in printed
 
 
 def test_readme_drawing_is_the_compiled_graph() -> None:
