@@ -34,6 +34,7 @@ from graphloop.graph.orchestrator import (
     ToolCallRecord,
 )
 from graphloop.nodes import (
+    Branch,
     CompactionRecord,
     CompactionSettings,
     Decision,
@@ -45,10 +46,13 @@ from graphloop.nodes import (
     Policy,
     ToolBox,
     check_decisions,
+    clarify,
     count_tokens,
+    guardrail,
 )
 
 __all__ = [
+    "Branch",
     "AlreadyDecidedError",
     "Approvals",
     "CompactionRecord",
@@ -87,8 +91,10 @@ __all__ = [
     "build_graph",
     "call_hash",
     "check_decisions",
+    "clarify",
     "count_tokens",
     "compile_graph",
+    "guardrail",
     "memory_saver",
     "open_async_saver",
     "open_saver",

@@ -8,12 +8,12 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, TypeVar, cast
 
 from langchain_core.runnables import RunnableLambda
 from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.graph import START, StateGraph
+from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime, get_runtime
 
@@ -27,10 +27,10 @@ from graphloop.nodes import (
     finalize,
     interrupt_for_confirm,
     route_after_execute,
-    route_after_model,
     run_sync,
     run_tool,
 )
+from graphloop.nodes.branches import Branch, BranchRouter, check_branches
 from graphloop.nodes.names import (
     ASK_CONFIRMATION,
     CALL_MODEL,
@@ -60,12 +60,18 @@ def _sync_and_async(node: Callable[[In, Runtime[LoopContext]], Coroutine[Any, An
     return RunnableLambda(run, afunc=arun, name=node.__name__)
 
 
-def build_graph() -> StateGraph[LoopState, LoopContext, LoopState, LoopState]:
+def build_graph(branches: Sequence[Branch] = ()) -> StateGraph[LoopState, LoopContext, LoopState, LoopState]:
     """The loop as an uncompiled `StateGraph`, for you to extend or compile.
 
     Run it with a `LoopContext` as `context=`: the models, their keys and the tools travel
     there, never in the checkpoint.
+
+    Args:
+        branches: Your own nodes, entered after the model replied when their condition holds
+            (see `graphloop.nodes.branches`). A duplicate name or an unknown target raises
+            `ConfigurationError` here.
     """
+    check_branches(branches)
     builder = StateGraph(LoopState, context_schema=LoopContext)
     # add_node's overloads are partly untyped in langgraph; the nodes themselves are typed.
     add_node: Callable[[str, Any], object] = builder.add_node  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
@@ -79,7 +85,11 @@ def build_graph() -> StateGraph[LoopState, LoopContext, LoopState, LoopState]:
 
     builder.add_edge(START, COMPACT)
     builder.add_edge(COMPACT, CALL_MODEL)
-    builder.add_conditional_edges(CALL_MODEL, route_after_model, [EXECUTE_TOOLS, FINALIZE])
+    for branch in branches:
+        add_node(branch.name, cast(Any, branch.node))  # langgraph's node protocols want parameter names a Callable type cannot state
+        builder.add_edge(branch.name, END if branch.then == END else branch.then)
+    builder.add_conditional_edges(CALL_MODEL, BranchRouter(tuple(branches)),
+                                  [EXECUTE_TOOLS, FINALIZE, *(b.name for b in branches)])
     builder.add_conditional_edges(
         EXECUTE_TOOLS, route_after_execute,
         [RUN_TOOL, ASK_CONFIRMATION, INTERRUPT_FOR_CONFIRM, COMPACT, FINALIZE],
@@ -91,6 +101,8 @@ def build_graph() -> StateGraph[LoopState, LoopContext, LoopState, LoopState]:
     return builder
 
 
-def compile_graph(checkpointer: BaseCheckpointSaver[str] | None = None) -> LoopGraph:
-    """`build_graph()` compiled; pass a checkpointer to pause and resume across processes."""
-    return build_graph().compile(checkpointer=checkpointer)  # pyright: ignore[reportUnknownMemberType]  # langgraph's compile() is partly untyped
+def compile_graph(
+    checkpointer: BaseCheckpointSaver[str] | None = None, branches: Sequence[Branch] = ()
+) -> LoopGraph:
+    """`build_graph(branches)` compiled; pass a checkpointer to pause and resume across processes."""
+    return build_graph(branches).compile(checkpointer=checkpointer)  # pyright: ignore[reportUnknownMemberType]  # langgraph's compile() is partly untyped

@@ -1,6 +1,7 @@
 """The loop's nodes, its state schema, its runtime context, and the helpers they share."""
 
 from graphloop.nodes.aio import run_sync
+from graphloop.nodes.branches import Branch, clarify, guardrail
 from graphloop.nodes.call_model import call_model
 from graphloop.nodes.calls import (
     RequestedCall,
@@ -36,6 +37,7 @@ from graphloop.nodes.toolbox import ToolBox, ToolLike
 from graphloop.nodes.view import state_view
 
 __all__ = [
+    "Branch",
     "CompactionEvent",
     "CompactionRecord",
     "CompactionSettings",
@@ -56,10 +58,12 @@ __all__ = [
     "ask_confirmation",
     "call_model",
     "check_decisions",
+    "clarify",
     "compact",
     "count_tokens",
     "execute_tools",
     "finalize",
+    "guardrail",
     "hitl_request",
     "interrupt_for_confirm",
     "is_answer",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Final, Literal
+from typing import Final, Literal, get_args
 
 __all__ = [
     "ASK_CONFIRMATION",
@@ -12,6 +12,7 @@ __all__ = [
     "RUN_TOOL",
     "FINALIZE",
     "INTERRUPT_FOR_CONFIRM",
+    "NODE_NAMES",
     "NodeName",
 ]
 
@@ -32,3 +33,6 @@ RUN_TOOL: Final = "run_tool"
 ASK_CONFIRMATION: Final = "ask_confirmation"
 INTERRUPT_FOR_CONFIRM: Final = "interrupt_for_confirm"
 FINALIZE: Final = "finalize"
+
+NODE_NAMES: tuple[NodeName, ...] = get_args(NodeName)
+"""Every built-in node, in the order the loop meets them."""
