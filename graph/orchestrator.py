@@ -12,69 +12,81 @@ Example:
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import AsyncGenerator, Generator, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass, replace
-from importlib.metadata import version
-from typing import Any, TypedDict, cast
+from contextlib import aclosing, asynccontextmanager, contextmanager
+from dataclasses import replace
+from typing import Any, TypedDict, Unpack, cast
 from uuid import uuid4
 
 from langchain_core.messages import (
-    AIMessage,
     AnyMessage,
     BaseMessage,
     HumanMessage,
     SystemMessage,
-    ToolMessage,
     convert_to_messages,
 )
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.types import Command, Interrupt, StateSnapshot
+from langgraph.types import Command, StateSnapshot, StreamMode
 
 from graphloop.checkpointers import (
     ConfigurationError,
     DbLike,
-    InboxEntry,
     InvalidDecisionError,
     Ledger,
-    NotPausedError,
     ThreadPausedError,
-    ThreadVersionError,
     UnknownThreadError,
     open_async_saver,
 )
 from graphloop.graph.approvals import Approvals
 from graphloop.graph.builder import LoopGraph, compile_graph
+from graphloop.graph.results import (
+    AWAITING,
+    Finished,
+    OrchestratorResult,
+    Paused,
+    PendingConfirmation,
+    RunEvent,
+    ToolCallRecord,
+    event_of,
+    pending_of,
+    result_of,
+)
+from graphloop.graph.resumes import (
+    VERSION,
+    answer,
+    check_unfinished,
+    check_version,
+    inbox_entry_of,
+    recorded,
+    reply_to_question,
+)
 from graphloop.nodes import (
+    Branch,
     CompactionSettings,
     Decision,
-    HITLRequest,
     LoopContext,
     LoopState,
     ModelLike,
-    PendingCall,
     Policy,
-    check_decisions,
-    is_answer,
-    requested_calls,
     run_sync,
-    this_run,
 )
-from graphloop.nodes.audit import decision_entries, inbox_entry
+from graphloop.nodes.audit import decision_entries
 from graphloop.nodes.config import RoleTools
 from graphloop.nodes.confirm import shown_calls
 from graphloop.nodes.state import DEFAULT_MAX_ROUNDS, STATE_VERSION, DecisionType
 from graphloop.nodes.toolbox import ToolLike
 
 __all__ = [
+    "AWAITING",
     "SESSION_MESSAGES_KEPT",
     "TOOL_INSTRUCTION",
     "Orchestrator",
     "OrchestratorResult",
     "PendingConfirmation",
+    "ResumeOptions",
+    "RunOptions",
     "ToolCallRecord",
 ]
 
@@ -86,142 +98,92 @@ TOOL_INSTRUCTION = (
 """Appended to the system prompt so the model knows it has tools (as the original loop did)."""
 
 SESSION_MESSAGES_KEPT = 6
-AWAITING = "[awaiting confirmation]"
-VERSION = version("graphloop")
 
 logger = logging.getLogger(__name__)
 
 
-class ToolCallRecord(TypedDict):
-    """One tool call of the run, as the original loop's `tool_call_log` had it."""
+class RunOptions(TypedDict, total=False):
+    """The options of `Orchestrator.run` and `stream` (see `run`)."""
 
-    tool: str
-    args: dict[str, object]
-    result: str
-
-
-@dataclass(frozen=True)
-class PendingConfirmation:
-    """A run paused at the confirmation gate. Pass it (or its `thread_id`) to `resume`."""
-
-    thread_id: str
-    interrupt_id: str
-    question: str
-    request: HITLRequest
-    """The interrupt payload: `action_requests` and `review_configs`."""
+    system_prompt: str
+    session_messages: Sequence[Mapping[str, Any]] | None
+    model_cfg: ModelLike | Iterable[ModelLike] | None
+    respond_with_final: bool
+    user_role: str
+    tool_list: Sequence[str] | None
+    confirm_allow: Iterable[str] | None
+    confirm_deny: Iterable[str] | None
+    thread_id: str | None
+    user_id: str | None
 
 
-@dataclass(frozen=True)
-class OrchestratorResult:
-    """What a run or resume returns. `checkpoint` is set only while waiting for a decision."""
+class ResumeOptions(TypedDict, total=False):
+    """The options of `Orchestrator.resume` and `stream_resume` (see `resume`)."""
 
-    response: str
-    tool_calls: list[ToolCallRecord]
-    backend: str
-    """Label of the model that produced `response` ("graphloop" for the limit summary)."""
-    checkpoint: PendingConfirmation | None
-    thread_id: str
-
-
-def _records(messages: Sequence[AnyMessage]) -> list[ToolCallRecord]:
-    run = this_run(messages)
-    results = {m.tool_call_id: m.text for m in run if isinstance(m, ToolMessage)}
-    return [
-        ToolCallRecord(tool=c.name, args=c.args, result=results.get(c.id, AWAITING))
-        for m in run if isinstance(m, AIMessage)
-        for c in requested_calls(m)
-    ]
+    confirmed: bool | None
+    decisions: Sequence[Decision] | None
+    answer: str | None
+    """The reply to a question pause (`PendingConfirmation.kind == "question"`)."""
+    model_cfg: ModelLike | Iterable[ModelLike] | None
+    decided_by: str | None
+    interrupt_id: str | None
 
 
-def _result(output: Mapping[str, Any], thread_id: str) -> OrchestratorResult:
-    messages: list[AnyMessage] = output["messages"]
-    interrupts: list[Interrupt] = output.get("__interrupt__") or []
-    checkpoint = None
-    response = messages[-1].text if messages else ""
-    if interrupts:
-        request: HITLRequest = interrupts[0].value
-        response = request["action_requests"][0]["description"]
-        checkpoint = PendingConfirmation(thread_id, interrupts[0].id, response, request)
-    return OrchestratorResult(response=response, tool_calls=_records(messages),
-                              backend=output.get("answered_by", ""), checkpoint=checkpoint,
-                              thread_id=thread_id)
-
-
-def _answer(
-    snapshot: StateSnapshot, thread_id: str, expected: str | None, context: LoopContext,
-    confirmed: bool | None, decisions: Sequence[Decision] | None,
-) -> tuple[list[PendingCall], list[Decision]]:
-    """The calls asked about and their decisions, checked against what the thread waits for."""
-    if confirmed is None and decisions is None:
-        raise InvalidDecisionError(
-            f"thread {thread_id!r} is waiting for a decision; pass confirmed=True/False or "
-            "decisions=[...]")
-    if expected is not None and expected != snapshot.interrupts[0].id:
-        raise InvalidDecisionError(
-            f"this decision answers pause {expected!r}, but thread {thread_id!r} now waits at "
-            f"pause {snapshot.interrupts[0].id!r}; show the person the latest pause "
-            "(Orchestrator.approvals.pending()) and decide that one")
-    policy: Policy = snapshot.values["policy"]
-    shown = shown_calls(snapshot.values.get("pending", []), policy)
-    context.check_policy(policy)
-    answer = list(decisions) if decisions is not None else [
-        Decision(type="approve" if confirmed else "reject") for _ in shown]
-    check_decisions({"decisions": answer}, shown, context.allowed_tools(policy))
-    return shown, answer
-
-
-def _recorded(ledger: Ledger | None, thread_id: str, shown: Sequence[PendingCall]) -> list[Decision]:
-    """Decisions recorded for this pause by a process that stopped before carrying them out."""
-    rows = {r["call_id"]: r for r in ledger.decisions(thread_id)} if ledger is not None else {}
-    if not shown or any(p["id"] not in rows for p in shown):
-        raise InvalidDecisionError(
-            f"thread {thread_id!r} is waiting for a decision; pass confirmed=True/False or "
-            "decisions=[...]")
-    logger.warning("thread %s: carrying out the decisions recorded before an interruption", thread_id)
-    return [cast(Decision, json.loads(rows[p["id"]]["payload"])) for p in shown]
-
-
-def _check_version(snapshot: StateSnapshot, thread_id: str) -> None:
-    policy: Mapping[str, Any] = snapshot.values.get("policy") or {}
-    saved = int(policy.get("state_version", 1))
-    if saved > STATE_VERSION:
-        raise ThreadVersionError(
-            f"thread {thread_id!r} was saved by graphloop {policy.get('graphloop_version', '?')} "
-            f"(state version {saved}); this graphloop {VERSION} reads state versions up to "
-            f"{STATE_VERSION}: resume it with graphloop {policy.get('graphloop_version', '?')} "
-            "or newer")
-
-
-def _check_unfinished(snapshot: StateSnapshot, thread_id: str, decided: bool) -> None:
-    """Refuse to continue a thread that is not paused unless it stopped before its answer.
-
-    A crash after every task of a step saved its result, but before the step's checkpoint,
-    leaves no next task although the run has no answer: LangGraph applies those results and
-    goes on when the thread is invoked again.
-    """
-    messages: Sequence[AnyMessage] = snapshot.values.get("messages", [])
-    if not snapshot.next and messages and is_answer(messages[-1]):
-        raise NotPausedError(f"thread {thread_id!r} has finished; nothing to resume")
-    if decided:
-        raise NotPausedError(
-            f"thread {thread_id!r} is not waiting for a decision: it stopped before finishing "
-            "(a crash or an error); resume it without decisions to continue")
-
-
-def _inbox_entry(thread_id: str, snapshot: StateSnapshot) -> InboxEntry:
-    """The inbox row of a paused thread, from its checkpoint."""
-    policy: Policy = snapshot.values["policy"]
-    request: HITLRequest = snapshot.interrupts[0].value
-    shown = shown_calls(snapshot.values.get("pending", []), policy)
-    return inbox_entry(thread_id, snapshot.interrupts[0].id, shown,
-                       request["action_requests"][0]["description"], policy,
-                       waiting_since=snapshot.created_at)
-
-
-def _forget_results(context: LoopContext, thread_id: str) -> None:
-    """The run stopped with every result in its checkpoint: the ledger's copies can go."""
-    if context.ledger is not None:
+async def _drive(
+    graph: LoopGraph, start: LoopState | Command[Any] | None, thread_id: str, context: LoopContext,
+    tokens: bool,
+) -> AsyncGenerator[RunEvent, None]:
+    """Run the graph from `start`, yielding events; finish with `Paused`? and `Finished`."""
+    config = _config(thread_id)
+    modes: list[StreamMode] = ["updates", "messages"] if tokens else ["updates"]
+    # durability="sync": each step is on disk before the next starts (crash safety)
+    async for mode, chunk in graph.astream(start, config, context=context, durability="sync",  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]  # langgraph's astream is partly untyped
+                                           stream_mode=modes):
+        for event in event_of(str(mode), chunk, thread_id):  # pyright: ignore[reportUnknownArgumentType]
+            yield event
+    snapshot = await graph.aget_state(config)
+    if context.ledger is not None:  # every result is in the checkpoint now: the ledger's copies can go
         context.ledger.forget_results(thread_id)
+    result = result_of(snapshot.values, snapshot.interrupts, thread_id)
+    if result.checkpoint is not None:
+        yield Paused(result.checkpoint)
+    yield Finished(result)
+
+
+async def _final(events: AsyncGenerator[RunEvent, None]) -> OrchestratorResult:
+    async with aclosing(events):
+        async for event in events:
+            if isinstance(event, Finished):
+                return event.result
+    raise AssertionError("every event stream ends with Finished")
+
+
+async def _command(
+    snapshot: StateSnapshot, thread_id: str, expected: str | None, context: LoopContext,
+    options: ResumeOptions,
+) -> Command[Any] | None:
+    """What to invoke the graph with: the checked and recorded decisions, or None to continue."""
+    confirmed, decisions = options.get("confirmed"), options.get("decisions")
+    decided = confirmed is not None or decisions is not None or options.get("answer") is not None
+    if not snapshot.interrupts:
+        check_unfinished(snapshot, thread_id, decided)
+        return None
+    if pending_of(snapshot.interrupts[0], thread_id).kind == "question":
+        return Command(resume=reply_to_question(snapshot, thread_id, expected, options))
+    if options.get("answer") is not None:
+        raise InvalidDecisionError(
+            f"thread {thread_id!r} waits for a decision on tool calls, not an answer; pass "
+            "confirmed=True/False or decisions=[...]")
+    ledger = context.ledger
+    if not decided:
+        shown = shown_calls(snapshot.values.get("pending", []), snapshot.values["policy"])
+        return Command(resume={"decisions": recorded(ledger, thread_id, shown)})
+    shown, chosen = answer(snapshot, thread_id, expected, context, confirmed, decisions)
+    if ledger is not None:
+        entries = decision_entries(thread_id, snapshot.interrupts[0].id, shown, chosen,
+                                   options.get("decided_by"))
+        await asyncio.to_thread(ledger.claim_decisions, entries)
+    return Command(resume={"decisions": chosen})
 
 
 def _config(thread_id: str) -> RunnableConfig:
@@ -243,6 +205,8 @@ class Orchestrator:
         compaction: How requests are made to fit the context budget.
         allowed_decisions: Per gated tool, the decisions a person may make (default: all).
         one_call_per_pause: Pause once per gated call rather than once per turn.
+        branches: Your own branch nodes (see `graphloop.nodes.branches`); a branch that
+            pauses with `{"question": ...}` (like `clarify`) is resumed with `answer=`.
 
     With a SQLite `db`, graphloop's own tables live in the same file: each tool call is
     claimed there before it runs (so it runs at most once), every call and decision is
@@ -263,6 +227,7 @@ class Orchestrator:
         compaction: CompactionSettings | None = None,
         allowed_decisions: Mapping[str, Iterable[DecisionType]] | None = None,
         one_call_per_pause: bool = False,
+        branches: Sequence[Branch] = (),
     ) -> None:
         if max_rounds < 1:
             raise ConfigurationError(f"max_rounds must be at least 1, got {max_rounds!r}")
@@ -271,6 +236,8 @@ class Orchestrator:
         self.ask_model_to_confirm = ask_model_to_confirm
         self.tool_instruction = tool_instruction
         self.one_call_per_pause = one_call_per_pause
+        self.branches = tuple(branches)
+        compile_graph(branches=self.branches)  # a bad branch fails here, not at the first run
         self.context = LoopContext.create(models=models or (), tools=tools,
                                           confirm_required=confirm_required, roles=roles,
                                           compaction=compaction, allowed_decisions=allowed_decisions)
@@ -297,142 +264,121 @@ class Orchestrator:
         """The compiled graph on this database, and `context` with its ledger."""
         async with open_async_saver(self.db) as saver:
             with self._ledger() as ledger:
-                yield compile_graph(saver), replace(context, ledger=ledger)
+                yield compile_graph(saver, self.branches), replace(context, ledger=ledger)
 
     def _context(self, model_cfg: ModelLike | Iterable[ModelLike] | None) -> LoopContext:
         context = self.context if model_cfg is None else self.context.with_models(model_cfg)
         _ = context.primary  # raises ConfigurationError when no model is configured
         return context
 
-    async def run(
-        self,
-        task: str,
-        *,
-        system_prompt: str = "",
-        session_messages: Sequence[Mapping[str, Any]] | None = None,
-        model_cfg: ModelLike | Iterable[ModelLike] | None = None,
-        respond_with_final: bool = True,
-        user_role: str = "user",
-        tool_list: Sequence[str] | None = None,
-        confirm_allow: Iterable[str] | None = None,
-        confirm_deny: Iterable[str] | None = None,
-        thread_id: str | None = None,
-        user_id: str | None = None,
-    ) -> OrchestratorResult:
-        """Run `task`; the result has `checkpoint` set if it waits for confirmation.
+    async def run(self, task: str, **options: Unpack[RunOptions]) -> OrchestratorResult:
+        """Run `task`; the result has `checkpoint` set if it waits for a person.
 
-        A `thread_id` of a finished thread continues that conversation; the system prompt
-        and `session_messages` are used only when the thread is new (the last six are kept).
-        `user_id` names the person the run acts for: their remembered rules apply (see
-        `approvals.grant`), and the audit records them.
+        Options (`RunOptions`): the original loop's `system_prompt`, `session_messages` (the
+        last six are kept; both are used only when the thread is new), `model_cfg`,
+        `respond_with_final`, `user_role`, `tool_list`, `confirm_allow`, `confirm_deny`; and
+        `thread_id` (a finished thread's id continues that conversation) and `user_id` (whose
+        remembered rules apply, and whom the audit names).
         """
-        context = self._context(model_cfg)
-        policy = Policy(
-            user_role=user_role,
-            tool_list=list(tool_list) if tool_list is not None else None,
-            confirm_allow=sorted(confirm_allow or ()),
-            confirm_deny=sorted(confirm_deny or ()),
-            max_rounds=self.max_rounds,
-            respond_with_final=respond_with_final,
-            ask_model_to_confirm=self.ask_model_to_confirm,
-            user_id=user_id,
-            remembered={},
-            one_call_per_pause=self.one_call_per_pause,
-            state_version=STATE_VERSION,
-            graphloop_version=VERSION,
-        )
+        return await _final(self.stream(task, tokens=False, **options))
+
+    async def stream(self, task: str, *, tokens: bool = True,
+                     **options: Unpack[RunOptions]) -> AsyncGenerator[RunEvent, None]:
+        """`run`, as events: `Token`s as the model writes (unless `tokens=False`), then
+        `ModelReply`, `ToolResult`, `Compacted` and other `Update`s as nodes finish, and at
+        the end `Paused` (if it waits) and `Finished` with the `OrchestratorResult`.
+        """
+        context = self._context(options.get("model_cfg"))
+        policy = self._policy(options)
         context.check_policy(policy)
-        thread_id = thread_id or uuid4().hex
+        thread_id = options.get("thread_id") or uuid4().hex
         async with self._session(context) as (graph, context):
+            user_id = policy.get("user_id")
             if user_id is not None and context.ledger is not None:
                 policy["remembered"] = context.ledger.rules(user_id)
-            config = _config(thread_id)
-            snapshot = await graph.aget_state(config)
-            _check_version(snapshot, thread_id)
+            snapshot = await graph.aget_state(_config(thread_id))
+            check_version(snapshot, thread_id)
             if snapshot.next:
                 raise ThreadPausedError(
                     f"thread {thread_id!r} has unfinished work (waiting for a decision, or "
                     "stopped by a crash or an error); resume it first, or run this task with "
                     "another thread_id"
                 )
-            messages: list[BaseMessage] = []
-            if not snapshot.values.get("messages"):
-                messages.append(SystemMessage((system_prompt or "") + self.tool_instruction))
-                recent = list(session_messages or ())[-SESSION_MESSAGES_KEPT:]
-                messages += convert_to_messages(
-                    [{"role": m["role"], "content": m["content"]} for m in recent])
-            messages.append(HumanMessage(task))
-            state = LoopState(messages=cast(list[AnyMessage], messages), rounds=0, policy=policy,
-                              pending=[], question="")
-            # durability="sync": each step is on disk before the next starts (crash safety)
-            output = await graph.ainvoke(state, config, context=context, durability="sync")  # pyright: ignore[reportUnknownMemberType]  # langgraph's ainvoke is partly untyped
-            _forget_results(context, thread_id)
-        return _result(output, thread_id)
+            start = self._input(task, policy, options, new_thread=not snapshot.values.get("messages"))
+            async for event in _drive(graph, start, thread_id, context, tokens):
+                yield event
+
+    def _policy(self, options: RunOptions) -> Policy:
+        tool_list = options.get("tool_list")
+        return Policy(
+            user_role=options.get("user_role", "user"),
+            tool_list=list(tool_list) if tool_list is not None else None,
+            confirm_allow=sorted(options.get("confirm_allow") or ()),
+            confirm_deny=sorted(options.get("confirm_deny") or ()),
+            max_rounds=self.max_rounds,
+            respond_with_final=options.get("respond_with_final", True),
+            ask_model_to_confirm=self.ask_model_to_confirm,
+            user_id=options.get("user_id"),
+            remembered={},
+            one_call_per_pause=self.one_call_per_pause,
+            state_version=STATE_VERSION,
+            graphloop_version=VERSION,
+        )
+
+    def _input(self, task: str, policy: Policy, options: RunOptions, *, new_thread: bool) -> LoopState:
+        messages: list[BaseMessage] = []
+        if new_thread:
+            messages.append(SystemMessage((options.get("system_prompt") or "") + self.tool_instruction))
+            recent = list(options.get("session_messages") or ())[-SESSION_MESSAGES_KEPT:]
+            messages += convert_to_messages([{"role": m["role"], "content": m["content"]} for m in recent])
+        messages.append(HumanMessage(task))
+        return LoopState(messages=cast(list[AnyMessage], messages), rounds=0, policy=policy,
+                         pending=[], question="")
 
     async def resume(
-        self,
-        checkpoint_or_thread_id: PendingConfirmation | str,
-        *,
-        confirmed: bool | None = None,
-        decisions: Sequence[Decision] | None = None,
-        model_cfg: ModelLike | Iterable[ModelLike] | None = None,
-        decided_by: str | None = None,
-        interrupt_id: str | None = None,
+        self, checkpoint_or_thread_id: PendingConfirmation | str, **options: Unpack[ResumeOptions]
     ) -> OrchestratorResult:
         """Continue a run, here or in another process using the same database.
 
         A run paused at the gate needs `confirmed=True/False` (every call shown approved or
-        rejected) or `decisions` (one per call shown: approve, edit or reject). Everything is
-        checked before anything is stored; a wrong resume raises a `ResumeError` and the
-        thread stays paused. The decisions are bound to the pause they answer when given a
+        rejected) or `decisions` (one per call shown: approve, edit or reject); a run paused
+        by a question (the `clarify` branch) needs `answer="..."`. Everything is checked
+        before anything is stored; a wrong resume raises a `ResumeError` and the thread stays
+        paused. The decisions are bound to the pause they answer when given a
         `PendingConfirmation` or an `interrupt_id`: an answer to an earlier pause is refused.
         They are recorded with `decided_by` before anything runs, and only once: a second
         resume of the same pause (a double click, another server) raises
         `AlreadyDecidedError`. A run stopped by a crash or an error is continued from its
-        last checkpoint when neither is given; completed tool calls are not run again, and
-        decisions recorded before the crash are carried out.
+        last checkpoint when no decision is given; completed tool calls are not run again,
+        and decisions recorded before the crash are carried out.
         """
-        if confirmed is not None and decisions is not None:
-            raise ConfigurationError("pass confirmed=True/False or decisions=[...], not both")
-        context = self._context(model_cfg)
+        return await _final(self.stream_resume(checkpoint_or_thread_id, tokens=False, **options))
+
+    async def stream_resume(
+        self, checkpoint_or_thread_id: PendingConfirmation | str, *, tokens: bool = True,
+        **options: Unpack[ResumeOptions],
+    ) -> AsyncGenerator[RunEvent, None]:
+        """`resume`, as the events `stream` yields."""
+        given = [k for k in ("confirmed", "decisions", "answer") if options.get(k) is not None]
+        if len(given) > 1:
+            raise ConfigurationError(f"pass one of confirmed=, decisions= or answer=, not {given}")
+        context = self._context(options.get("model_cfg"))
         if isinstance(checkpoint_or_thread_id, PendingConfirmation):
             thread_id = checkpoint_or_thread_id.thread_id
-            expected = interrupt_id or checkpoint_or_thread_id.interrupt_id
+            expected = options.get("interrupt_id") or checkpoint_or_thread_id.interrupt_id
         else:
-            thread_id, expected = checkpoint_or_thread_id, interrupt_id
+            thread_id, expected = checkpoint_or_thread_id, options.get("interrupt_id")
         async with self._session(context) as (graph, context):
-            config = _config(thread_id)
-            snapshot = await graph.aget_state(config)
+            snapshot = await graph.aget_state(_config(thread_id))
             if not snapshot.values:
                 raise UnknownThreadError(
                     f"no thread {thread_id!r} in the database {self.db!r}; check the id and "
                     "that this Orchestrator uses the same db as the run"
                 )
-            _check_version(snapshot, thread_id)
-            command = await self._command(snapshot, thread_id, expected, context,
-                                          confirmed, decisions, decided_by)
-            output = await graph.ainvoke(command, config, context=context, durability="sync")  # pyright: ignore[reportUnknownMemberType]  # langgraph's ainvoke is partly untyped
-            _forget_results(context, thread_id)
-        return _result(output, thread_id)
-
-    async def _command(
-        self, snapshot: StateSnapshot, thread_id: str, expected: str | None, context: LoopContext,
-        confirmed: bool | None, decisions: Sequence[Decision] | None, decided_by: str | None,
-    ) -> Command[Any] | None:
-        """What to invoke the graph with: the checked and recorded decisions, or None to continue."""
-        decided = confirmed is not None or decisions is not None
-        if not snapshot.interrupts:
-            _check_unfinished(snapshot, thread_id, decided)
-            return None
-        ledger = context.ledger
-        if not decided:
-            shown = shown_calls(snapshot.values.get("pending", []), snapshot.values["policy"])
-            return Command(resume={"decisions": _recorded(ledger, thread_id, shown)})
-        shown, answer = _answer(snapshot, thread_id, expected, context, confirmed, decisions)
-        if ledger is not None:
-            entries = decision_entries(thread_id, snapshot.interrupts[0].id, shown, answer, decided_by)
-            await asyncio.to_thread(ledger.claim_decisions, entries)
-        return Command(resume={"decisions": answer})
+            check_version(snapshot, thread_id)
+            command = await _command(snapshot, thread_id, expected, context, options)
+            async for event in _drive(graph, command, thread_id, context, tokens):
+                yield event
 
     async def rebuild_inbox(self) -> int:
         """Re-list every paused thread in the inbox from the checkpoints; return how many wait.
@@ -452,7 +398,7 @@ class Orchestrator:
                 if not snapshot.interrupts:
                     context.ledger.remove_from_inbox(thread_id)
                     continue
-                context.ledger.add_to_inbox(_inbox_entry(thread_id, snapshot))
+                context.ledger.add_to_inbox(inbox_entry_of(thread_id, snapshot))
                 waiting += 1
         return waiting
 
@@ -460,11 +406,11 @@ class Orchestrator:
         """`rebuild_inbox` for synchronous code."""
         return run_sync(self.rebuild_inbox())
 
-    def run_sync(self, task: str, **kwargs: Any) -> OrchestratorResult:
+    def run_sync(self, task: str, **options: Unpack[RunOptions]) -> OrchestratorResult:
         """`run` for synchronous code (also works inside a running event loop, e.g. Jupyter)."""
-        return run_sync(self.run(task, **kwargs))
+        return run_sync(self.run(task, **options))
 
     def resume_sync(self, checkpoint_or_thread_id: PendingConfirmation | str,
-                    **kwargs: Any) -> OrchestratorResult:
+                    **options: Unpack[ResumeOptions]) -> OrchestratorResult:
         """`resume` for synchronous code."""
-        return run_sync(self.resume(checkpoint_or_thread_id, **kwargs))
+        return run_sync(self.resume(checkpoint_or_thread_id, **options))
