@@ -72,6 +72,9 @@ BAD_RESUMES: dict[str, tuple[type[ResumeError], str, dict[str, Any]]] = {
                                                                                 "args": {"reason": "x"}}}]}),
     "earlier pause": (InvalidDecisionError, r"this decision answers pause 'not-this-one', but thread",
                       {"confirmed": True, "interrupt_id": "not-this-one"}),
+    "an answer instead of a decision": (InvalidDecisionError, r"waits for a decision on tool calls, not an "
+                                        r"answer; pass confirmed=True/False or decisions=\[\.\.\.\]",
+                                        {"answer": "yes"}),
     "no decision": (InvalidDecisionError, r"is waiting for a decision; pass confirmed=True/False",
                     {}),
 }
