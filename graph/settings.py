@@ -1,0 +1,119 @@
+"""Where the CLI finds its models and tools: `graphloop.toml`, then the OpenAI environment.
+
+`graphloop.toml` (in the working directory, or given with `--config`)::
+
+    db = "graphloop.db"
+    tools = ["myapp.tools:TOOLS"]          # module:attribute, a tool or a list of tools
+    confirm_required = ["send_email"]
+
+    [[models]]                             # the chain, primary first
+    label = "local"
+    api_url = "http://127.0.0.1:11434/v1"
+    model_name = "qwen3"
+    context_k = 32
+    api_key_env = "OLLAMA_API_KEY"         # the key's environment variable; keys never go in the file
+
+Without `[[models]]`, the model comes from `OPENAI_BASE_URL`, `OPENAI_API_KEY` and
+`--model` (or `OPENAI_MODEL`); with `[[models]]`, `--model LABEL` puts that model first.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+from graphloop.checkpointers import ConfigurationError
+from graphloop.nodes import ModelConfig
+from graphloop.nodes.toolbox import ToolLike
+
+__all__ = ["CONFIG_FILE", "Settings", "load_settings", "load_tools"]
+
+CONFIG_FILE = "graphloop.toml"
+_MODEL_KEYS = {"label", "api_url", "model_name", "host_type", "context_k", "max_output_tokens",
+               "timeout", "max_retries", "retry_base_delay", "retry_max_delay"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a CLI command runs with."""
+
+    models: tuple[ModelConfig, ...]
+    tools: tuple[ToolLike, ...] = ()
+    confirm_required: tuple[str, ...] = ()
+    db: Path = Path("graphloop.db")
+    extra: Mapping[str, Any] = field(default_factory=dict[str, Any])
+
+
+def load_tools(specs: Sequence[str]) -> list[ToolLike]:
+    """Import tools named `module:attribute` (a tool, or a list of tools)."""
+    tools: list[ToolLike] = []
+    for spec in specs:
+        module_name, _, attribute = spec.partition(":")
+        if not module_name or not attribute:
+            raise ConfigurationError(f"tools entry {spec!r} is not of the form 'module:attribute'")
+        try:
+            found: Any = getattr(importlib.import_module(module_name), attribute)
+        except (ImportError, AttributeError) as exc:
+            raise ConfigurationError(f"cannot load tools {spec!r}: {exc}") from None
+        tools += list(cast(Sequence[ToolLike], found)) if isinstance(found, list | tuple) else [found]
+    return tools
+
+
+def _model(entry: Mapping[str, Any], where: str) -> ModelConfig:
+    if "api_key" in entry:
+        raise ConfigurationError(f"{where}: put the key in an environment variable and name it with api_key_env")
+    unknown = sorted(set(entry) - _MODEL_KEYS - {"api_key_env"})
+    if unknown:
+        raise ConfigurationError(f"{where}: unknown keys {unknown!r}; known: {sorted(_MODEL_KEYS | {'api_key_env'})!r}")
+    values = {k: v for k, v in entry.items() if k in _MODEL_KEYS}
+    key_env = entry.get("api_key_env")
+    if key_env is not None:
+        if key_env not in os.environ:
+            raise ConfigurationError(f"{where}: environment variable {key_env!r} (api_key_env) is not set")
+        values["api_key"] = os.environ[key_env]
+    return ModelConfig.coerce(values)
+
+
+def _env_model(model_name: str | None) -> ModelConfig:
+    url = os.environ.get("OPENAI_BASE_URL")
+    name = model_name or os.environ.get("OPENAI_MODEL")
+    if not url or not name:
+        raise ConfigurationError(
+            f"no model configured: add [[models]] to {CONFIG_FILE}, or set OPENAI_BASE_URL and "
+            "pass --model (or set OPENAI_MODEL)")
+    return ModelConfig.coerce({"label": name, "api_url": url, "model_name": name,
+                               "api_key": os.environ.get("OPENAI_API_KEY", "")})
+
+
+def load_settings(config: Path | None = None, *, model: str | None = None, tools: Sequence[str] = (),
+                  confirm: Sequence[str] = (), db: Path | None = None) -> Settings:
+    """Settings from `config` (or ./graphloop.toml if present), overridden by the flags given."""
+    path = config or Path(CONFIG_FILE)
+    data: dict[str, Any] = {}
+    if path.exists():
+        try:
+            data = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigurationError(f"{path}: {exc}") from None
+    elif config is not None:
+        raise ConfigurationError(f"config file {str(config)!r} does not exist")
+    entries = cast(list[Mapping[str, Any]], data.get("models", []))
+    models = tuple(_model(e, f"{path} [[models]] #{i + 1}") for i, e in enumerate(entries))
+    if not models:
+        models = (_env_model(model),)
+    elif model is not None:
+        chosen = tuple(m for m in models if m.label == model)
+        if not chosen:
+            raise ConfigurationError(f"--model {model!r} is not a label in {path}: {[m.label for m in models]!r}")
+        models = chosen + tuple(m for m in models if m.label != model)
+    return Settings(
+        models=models,
+        tools=tuple(load_tools([*data.get("tools", []), *tools])),
+        confirm_required=tuple(dict.fromkeys([*data.get("confirm_required", []), *confirm])),
+        db=db or Path(data.get("db", "graphloop.db")),
+    )
