@@ -1,0 +1,93 @@
+"""`langgraph dev` serves the repository's langgraph.json: a run to the gate and a resume, over HTTP.
+
+The server is the real one (langgraph-cli's in-memory dev server) on loopback; its models
+and tools come from a graphloop.toml pointing at the scripted server, and the client is
+langgraph-sdk.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from langgraph_sdk import get_sync_client
+
+from graphloop.graph.testing import ScriptedServer, reply, tool_call
+
+ROOT = Path(__file__).parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def dev_server(server: ScriptedServer, tmp_path: Path) -> Iterator[str]:
+    (tmp_path / "graphloop.toml").write_text(
+        'tools = ["conftest:TOOLS"]\nconfirm_required = ["delete_file"]\n\n'
+        f'[[models]]\nlabel = "primary"\napi_url = "{server.url}"\nmodel_name = "scripted"\n'
+        'max_retries = 0\n')
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent),
+           "GRAPHLOOP_CONFIG": str(tmp_path / "graphloop.toml"), "LANGSMITH_TRACING": "false"}
+    cli = Path(sys.executable).parent / "langgraph"
+    log = (tmp_path / "dev.log").open("w")
+    process = subprocess.Popen([str(cli), "dev", "--config", str(ROOT / "langgraph.json"), "--port", str(port),
+                                "--no-browser", "--no-reload"], cwd=tmp_path, env=env, stdout=log,
+                               stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/ok", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert process.poll() is None, (tmp_path / "dev.log").read_text()[-3000:]
+            time.sleep(0.3)
+        else:
+            pytest.fail("langgraph dev did not start:\n" + (tmp_path / "dev.log").read_text()[-3000:])
+        yield url
+    finally:
+        process.terminate()
+        process.wait(30)
+        log.close()
+
+
+def test_langgraph_dev_runs_to_the_gate_and_resumes_through_the_sdk(server: ScriptedServer, dev_server: str) -> None:
+    server.add(reply(None, tool_call("add", a=2, b=3), tool_call("delete_file", path="/tmp/x")),
+               reply("May I delete /tmp/x?"), reply("Deleted /tmp/x; 2 + 3 = 5."))
+    with get_sync_client(url=dev_server) as client:
+        resume_through(client)
+    assert server.requests[-1].messages[-1]["content"] == "deleted /tmp/x"
+
+
+def resume_through(client: Any) -> None:
+    thread = client.threads.create()["thread_id"]
+    out: Any = client.runs.wait(thread, "graphloop", input={"messages": [{"role": "user", "content": "go"}]})
+    [pause] = out["__interrupt__"]
+    assert pause["value"]["action_requests"] == [
+        {"name": "delete_file", "args": {"path": "/tmp/x"}, "description": "May I delete /tmp/x?"}]
+    assert client.threads.get_state(thread)["next"] == ["interrupt_for_confirm"]
+
+    bad = client.runs.create(thread, "graphloop", command={"resume": {"decisions": []}})
+    client.runs.join(thread, bad["run_id"])
+    assert client.runs.get(thread, bad["run_id"])["status"] == "error"
+    assert client.threads.get_state(thread)["next"] == ["interrupt_for_confirm"]  # still paused
+
+    done: Any = client.runs.wait(thread, "graphloop", command={"resume": {"decisions": [{"type": "approve"}]}})
+    tools = [m["content"] for m in done["messages"] if m["type"] == "tool"]
+    assert tools == ["5", "deleted /tmp/x"]
+    assert done["messages"][-1]["content"] == "Deleted /tmp/x; 2 + 3 = 5."
+    assert client.threads.get_state(thread)["next"] == []
