@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolCall, ToolMessage
 from langgraph.runtime import Runtime
 
 from graphloop.checkpointers.ledger import CallStatus, Ledger, ToolCallEntry
@@ -139,8 +139,13 @@ def _audit_unrun(context: LoopContext, state: LoopState, policy: Policy, call: R
     context.ledger.record_call(call_entry(job, status, policy))
 
 
-def _as_text(result: object) -> str:
-    return result if isinstance(result, str) else json.dumps(result, ensure_ascii=False, default=str)
+def _as_text(content: str | list[str | dict[str, Any]]) -> str:
+    """A tool message's content as the text the model reads; text blocks (MCP tools) joined."""
+    if isinstance(content, str):
+        return content
+    if all(isinstance(b, dict) and b.get("type") == "text" for b in content):
+        return "\n".join(str(b.get("text", "")) for b in content if isinstance(b, dict))
+    return json.dumps(content, ensure_ascii=False, default=str)
 
 
 async def run_tool(job: ToolJob, runtime: Runtime[LoopContext]) -> dict[str, list[ToolMessage]]:
@@ -185,8 +190,11 @@ async def _invoke(job: ToolJob, context: LoopContext) -> tuple[str, CallStatus]:
     tool = context.tools.get(job["name"])
     assert tool is not None, "execute_tools answers calls to unknown tools"
     timeout = context.timeout_for(job["name"])
+    call = ToolCall(name=job["name"], args=job["args"], id=job["id"], type="tool_call")
     try:
-        result = await asyncio.wait_for(tool.ainvoke(job["args"]), timeout)
+        # invoked with the whole call, a LangChain tool answers with a ToolMessage whose status
+        # says whether the tool handled an error itself (MCP tools do)
+        result = await asyncio.wait_for(tool.ainvoke(call), timeout)
     except TimeoutError:
         logger.warning("Tool %s timed out after %g s", job["name"], timeout)
         return (f"Tool error: {job['name']!r} did not finish within {timeout:g} s and was "
@@ -194,6 +202,10 @@ async def _invoke(job: ToolJob, context: LoopContext) -> tuple[str, CallStatus]:
     except Exception as exc:  # any tool failure is data for the model
         logger.warning("Tool %s failed: %s", job["name"], exc)
         return f"Tool error: {exc}", "error"
-    text = _as_text(result)
+    message = result if isinstance(result, ToolMessage) else ToolMessage(result, tool_call_id=job["id"])
+    text = _as_text(message.content)
+    if message.status == "error":
+        logger.warning("Tool %s reported an error: %.200s", job["name"], text)
+        return text, "error"
     logger.info("Tool %s → %d chars", job["name"], len(text))
     return text, "success"

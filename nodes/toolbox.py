@@ -1,4 +1,7 @@
-"""Tools by name: LangChain tools and plain functions, with their OpenAI schemas.
+"""Tools by name: LangChain tools, toolkits and plain functions, with their OpenAI schemas.
+
+MCP servers' tools come in as LangChain tools through `langchain-mcp-adapters`
+(`await MultiServerMCPClient({...}).get_tools()`).
 
 Example:
     >>> def add(a: int, b: int) -> int:
@@ -17,18 +20,27 @@ import inspect
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from langchain_core.tools import BaseTool, StructuredTool
+from langchain_core.tools import BaseTool, BaseToolkit, StructuredTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
 from graphloop.checkpointers.errors import ConfigurationError
 
 __all__ = ["ToolBox", "ToolLike"]
 
-ToolLike = BaseTool | Callable[..., Any]
-"""A LangChain tool (`@tool`, `BaseTool`) or a plain sync or async function with a docstring."""
+ToolLike = BaseTool | BaseToolkit | Callable[..., Any]
+"""A LangChain tool (`@tool`, `BaseTool`), a toolkit (all its tools), or a plain sync or
+async function with a docstring."""
 
 
-def _as_tool(tool: ToolLike) -> BaseTool:
+def _expand(tools: Iterable[ToolLike]) -> Iterable[BaseTool | Callable[..., Any]]:
+    for tool in tools:
+        if isinstance(tool, BaseToolkit):
+            yield from tool.get_tools()
+        else:
+            yield tool
+
+
+def _as_tool(tool: BaseTool | Callable[..., Any]) -> BaseTool:
     if isinstance(tool, BaseTool):
         return tool
     if not callable(tool):
@@ -49,7 +61,7 @@ class ToolBox:
 
     def __init__(self, tools: Iterable[ToolLike] = ()) -> None:
         self._tools: dict[str, BaseTool] = {}
-        for tool in map(_as_tool, tools):
+        for tool in map(_as_tool, _expand(tools)):
             if tool.name in self._tools:
                 raise ConfigurationError(f"two tools are named {tool.name!r}; names must be unique")
             self._tools[tool.name] = tool
