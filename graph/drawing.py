@@ -63,11 +63,8 @@ def _layout(graph: LoopGraph) -> tuple[dict[str, tuple[float, float, float]], li
 
 def draw_png(graph: LoopGraph, path: str | Path, *, dpi: int = 150) -> Path:
     """Paint the graph into the PNG file `path`, offline; conditional edges are dashed."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        from matplotlib import pyplot
+    try:  # the Figure API, not pyplot: no backend is switched in the caller's notebook
+        from matplotlib.figure import Figure
         from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
     except ImportError:
         raise ConfigurationError(
@@ -75,8 +72,8 @@ def draw_png(graph: LoopGraph, path: str | Path, *, dpi: int = 150) -> Path:
     places, edges = _layout(graph)
     xs = [x for x, _, _ in places.values()]
     ys = [y for _, y, _ in places.values()]
-    figure, axes = pyplot.subplots(figsize=(max(6.0, (max(xs) - min(xs)) * 0.9 + 3),
-                                            max(6.0, (max(ys) - min(ys)) * 0.9 + 2)))
+    figure = Figure(figsize=(max(6.0, (max(xs) - min(xs)) * 0.9 + 3), max(6.0, (max(ys) - min(ys)) * 0.9 + 2)))
+    axes = figure.subplots()
     for name, (x, y, w) in places.items():
         special = name.startswith("__")
         axes.add_patch(FancyBboxPatch((x - w / 2, y - _BOX_H / 2), w, _BOX_H,
@@ -96,5 +93,4 @@ def draw_png(graph: LoopGraph, path: str | Path, *, dpi: int = 150) -> Path:
     axes.axis("off")
     out = Path(path)
     figure.savefig(out, dpi=dpi, bbox_inches="tight")  # pyright: ignore[reportUnknownMemberType]  # matplotlib's **kwargs are untyped
-    pyplot.close(figure)
     return out
