@@ -133,21 +133,37 @@ async def _drive(
     graph: LoopGraph, start: LoopState | Command[Any] | None, thread_id: str, context: LoopContext,
     tokens: bool,
 ) -> AsyncGenerator[RunEvent, None]:
-    """Run the graph from `start`, yielding events; finish with `Paused`? and `Finished`."""
+    """Run the graph from `start`, yielding progress events, and `Finished` last."""
     config = _config(thread_id)
     modes: list[StreamMode] = ["updates", "messages"] if tokens else ["updates"]
     # durability="sync": each step is on disk before the next starts (crash safety)
     async for mode, chunk in graph.astream(start, config, context=context, durability="sync",  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]  # langgraph's astream is partly untyped
                                            stream_mode=modes):
-        for event in event_of(str(mode), chunk, thread_id):  # pyright: ignore[reportUnknownArgumentType]
+        for event in event_of(str(mode), chunk):  # pyright: ignore[reportUnknownArgumentType]
             yield event
     snapshot = await graph.aget_state(config)
     if context.ledger is not None:  # every result is in the checkpoint now: the ledger's copies can go
         context.ledger.forget_results(thread_id)
-    result = result_of(snapshot.values, snapshot.interrupts, thread_id)
-    if result.checkpoint is not None:
-        yield Paused(result.checkpoint)
-    yield Finished(result)
+    yield Finished(result_of(snapshot.values, snapshot.interrupts, thread_id))
+
+
+async def _settled(events: AsyncGenerator[RunEvent, None]) -> AsyncGenerator[RunEvent, None]:
+    """`events`, with `Paused` and `Finished` held back until the run's session is closed.
+
+    So a caller that stops reading at `Paused` (to show the question) leaves nothing open
+    and nothing unsaved.
+    """
+    finished: Finished | None = None
+    async with aclosing(events):
+        async for event in events:
+            if isinstance(event, Finished):
+                finished = event
+            else:
+                yield event
+    assert finished is not None, "every run ends with Finished"
+    if finished.result.checkpoint is not None:
+        yield Paused(finished.result.checkpoint)
+    yield finished
 
 
 async def _final(events: AsyncGenerator[RunEvent, None]) -> OrchestratorResult:
@@ -282,12 +298,16 @@ class Orchestrator:
         """
         return await _final(self.stream(task, tokens=False, **options))
 
-    async def stream(self, task: str, *, tokens: bool = True,
-                     **options: Unpack[RunOptions]) -> AsyncGenerator[RunEvent, None]:
+    def stream(self, task: str, *, tokens: bool = True,
+               **options: Unpack[RunOptions]) -> AsyncGenerator[RunEvent, None]:
         """`run`, as events: `Token`s as the model writes (unless `tokens=False`), then
         `ModelReply`, `ToolResult`, `Compacted` and other `Update`s as nodes finish, and at
-        the end `Paused` (if it waits) and `Finished` with the `OrchestratorResult`.
+        the end `Paused` (if it waits) and `Finished` with the `OrchestratorResult`; by then
+        everything is saved and the database closed.
         """
+        return _settled(self._stream(task, tokens, options))
+
+    async def _stream(self, task: str, tokens: bool, options: RunOptions) -> AsyncGenerator[RunEvent, None]:
         context = self._context(options.get("model_cfg"))
         policy = self._policy(options)
         context.check_policy(policy)
@@ -354,11 +374,16 @@ class Orchestrator:
         """
         return await _final(self.stream_resume(checkpoint_or_thread_id, tokens=False, **options))
 
-    async def stream_resume(
+    def stream_resume(
         self, checkpoint_or_thread_id: PendingConfirmation | str, *, tokens: bool = True,
         **options: Unpack[ResumeOptions],
     ) -> AsyncGenerator[RunEvent, None]:
         """`resume`, as the events `stream` yields."""
+        return _settled(self._stream_resume(checkpoint_or_thread_id, tokens, options))
+
+    async def _stream_resume(
+        self, checkpoint_or_thread_id: PendingConfirmation | str, tokens: bool, options: ResumeOptions,
+    ) -> AsyncGenerator[RunEvent, None]:
         given = [k for k in ("confirmed", "decisions", "answer") if options.get(k) is not None]
         if len(given) > 1:
             raise ConfigurationError(f"pass one of confirmed=, decisions= or answer=, not {given}")

@@ -163,8 +163,8 @@ class Finished:
 RunEvent = Token | ModelReply | ToolResult | Compacted | Update | Paused | Finished
 
 
-def event_of(mode: str, chunk: Any, thread_id: str) -> list[RunEvent]:
-    """The events for one item of `astream(stream_mode=["messages", "updates"])`."""
+def event_of(mode: str, chunk: Any) -> list[RunEvent]:
+    """The progress events for one item of `astream(stream_mode=["messages", "updates"])`."""
     if mode == "messages":
         message, meta = chunk
         if isinstance(message, AIMessageChunk) and message.text:
@@ -173,8 +173,7 @@ def event_of(mode: str, chunk: Any, thread_id: str) -> list[RunEvent]:
     events: list[RunEvent] = []
     for node, values in cast(Mapping[str, Any], chunk).items():
         if node == "__interrupt__":
-            events += [Paused(pending_of(i, thread_id)) for i in values]
-            continue
+            continue  # `Paused` comes once the run has stopped and its state is saved
         values = cast(Mapping[str, Any], values or {})
         if node == COMPACT and "compaction" in values:
             events.append(Compacted(values["compaction"]))
