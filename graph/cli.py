@@ -53,6 +53,8 @@ ModelOpt = Annotated[str | None, typer.Option("--model", help="Model name (with 
 ToolsOpt = Annotated[list[str] | None, typer.Option("--tools", help="Tools to load, as module:attribute (repeatable)")]
 ConfirmOpt = Annotated[list[str] | None, typer.Option("--confirm", help="A tool that needs confirmation (repeatable)")]
 DbOpt = Annotated[Path | None, typer.Option("--db", help="SQLite file (default: graphloop.db)")]
+UrlOpt = Annotated[str | None, typer.Option("--base-url", help="The OpenAI-compatible API root (default: OPENAI_BASE_URL)")]
+KeyEnvOpt = Annotated[str, typer.Option("--api-key-env", help="Environment variable holding the API key")]
 ByOpt = Annotated[str | None, typer.Option("--by", help="Who decides (recorded in the audit)")]
 
 
@@ -78,8 +80,10 @@ def _one_line_errors(command: Callable[P, R]) -> Callable[P, R]:
 
 
 def _orchestrator(config: Path | None, model: str | None, tools: list[str] | None,
-                  confirm: list[str] | None, db: Path | None) -> Orchestrator:
-    settings = load_settings(config, model=model, tools=tools or (), confirm=confirm or (), db=db)
+                  confirm: list[str] | None, db: Path | None, base_url: str | None = None,
+                  key_env: str = "OPENAI_API_KEY") -> Orchestrator:
+    settings = load_settings(config, model=model, tools=tools or (), confirm=confirm or (), db=db,
+                             base_url=base_url, key_env=key_env)
     return Orchestrator(list(settings.tools), confirm_required=settings.confirm_required,
                         db=settings.db, models=list(settings.models))
 
@@ -177,9 +181,10 @@ def run(
     user: Annotated[str | None, typer.Option(help="User id (remembered rules, audit)")] = None,
     system: Annotated[str, typer.Option(help="System prompt")] = "",
     no_input: Annotated[bool, typer.Option("--no-input", help="Leave a confirmation pending")] = False,
+    base_url: UrlOpt = None, api_key_env: KeyEnvOpt = "OPENAI_API_KEY",
 ) -> None:
     """Run a task with live output; answer the confirmation gate here, or leave it pending."""
-    orch = _orchestrator(config, model, tools, confirm, db)
+    orch = _orchestrator(config, model, tools, confirm, db, base_url, api_key_env)
 
     async def go() -> OrchestratorResult:
         result = await _follow(orch.stream(task, system_prompt=system, thread_id=thread, user_id=user))

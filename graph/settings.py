@@ -13,8 +13,9 @@
     context_k = 32
     api_key_env = "OLLAMA_API_KEY"         # the key's environment variable; keys never go in the file
 
-Without `[[models]]`, the model comes from `OPENAI_BASE_URL`, `OPENAI_API_KEY` and
-`--model` (or `OPENAI_MODEL`); with `[[models]]`, `--model LABEL` puts that model first.
+Without `[[models]]` (or with `--base-url`), the model comes from `OPENAI_BASE_URL` (or
+`--base-url`), `OPENAI_API_KEY` (or the variable `--api-key-env` names) and `--model` (or
+`OPENAI_MODEL`); with `[[models]]`, `--model LABEL` puts that model first.
 """
 
 from __future__ import annotations
@@ -79,20 +80,25 @@ def _model(entry: Mapping[str, Any], where: str) -> ModelConfig:
     return ModelConfig.coerce(values)
 
 
-def _env_model(model_name: str | None) -> ModelConfig:
-    url = os.environ.get("OPENAI_BASE_URL")
+def _env_model(model_name: str | None, base_url: str | None, key_env: str) -> ModelConfig:
+    url = base_url or os.environ.get("OPENAI_BASE_URL")
     name = model_name or os.environ.get("OPENAI_MODEL")
     if not url or not name:
         raise ConfigurationError(
-            f"no model configured: add [[models]] to {CONFIG_FILE}, or set OPENAI_BASE_URL and "
-            "pass --model (or set OPENAI_MODEL)")
+            f"no model configured: add [[models]] to {CONFIG_FILE}, or set OPENAI_BASE_URL (or "
+            "pass --base-url) and pass --model (or set OPENAI_MODEL)")
     return ModelConfig.coerce({"label": name, "api_url": url, "model_name": name,
-                               "api_key": os.environ.get("OPENAI_API_KEY", "")})
+                               "api_key": os.environ.get(key_env, "")})
 
 
 def load_settings(config: Path | None = None, *, model: str | None = None, tools: Sequence[str] = (),
-                  confirm: Sequence[str] = (), db: Path | None = None) -> Settings:
-    """Settings from `config` (or ./graphloop.toml if present), overridden by the flags given."""
+                  confirm: Sequence[str] = (), db: Path | None = None, base_url: str | None = None,
+                  key_env: str = "OPENAI_API_KEY") -> Settings:
+    """Settings from `config` (or ./graphloop.toml if present), overridden by the flags given.
+
+    `base_url` and `key_env` (the environment variable holding the key) stand in for
+    `OPENAI_BASE_URL` and `OPENAI_API_KEY` when the file has no `[[models]]`.
+    """
     path = config or Path(CONFIG_FILE)
     data: dict[str, Any] = {}
     if path.exists():
@@ -104,8 +110,8 @@ def load_settings(config: Path | None = None, *, model: str | None = None, tools
         raise ConfigurationError(f"config file {str(config)!r} does not exist")
     entries = cast(list[Mapping[str, Any]], data.get("models", []))
     models = tuple(_model(e, f"{path} [[models]] #{i + 1}") for i, e in enumerate(entries))
-    if not models:
-        models = (_env_model(model),)
+    if not models or base_url is not None:
+        models = (_env_model(model, base_url, key_env),)
     elif model is not None:
         chosen = tuple(m for m in models if m.label == model)
         if not chosen:

@@ -76,6 +76,16 @@ def test_run_streams_the_answer_and_exits_zero(server: ScriptedServer, db: Path)
     assert server.requests[0].headers["authorization"] == f"Bearer {SECRET}"
 
 
+def test_run_takes_the_url_and_the_keys_variable_as_flags(server: ScriptedServer, db: Path) -> None:
+    server.add(reply("hello"))
+    result = CliRunner().invoke(app, ["run", "hi", "--base-url", server.url, "--model", "m",
+                                      "--api-key-env", "MY_KEY", "--db", str(db)],
+                                env={"MY_KEY": "sk-mine", "OPENAI_BASE_URL": "", "NO_COLOR": "1"})
+    assert result.exit_code == 0, result.output
+    assert server.requests[0].headers["authorization"] == "Bearer sk-mine"
+    assert server.requests[0].body["model"] == "m"
+
+
 def test_pending_lists_what_run_left_waiting(server: ScriptedServer, db: Path) -> None:
     thread = gated(server, db)
     result = invoke("pending", "--db", str(db), server=server)
@@ -137,7 +147,7 @@ def test_missing_model_settings_say_what_to_set(server: ScriptedServer, db: Path
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(app, ["run", "hi"], env={"OPENAI_BASE_URL": "", "OPENAI_MODEL": ""})
     assert result.exit_code == 1
-    assert "no model configured: add [[models]] to graphloop.toml, or set OPENAI_BASE_URL" in result.output
+    assert "no model configured: add [[models]] to graphloop.toml, or set OPENAI_BASE_URL (or pass --base-url)" in result.output
 
 
 def test_models_come_from_graphloop_toml_with_keys_from_the_environment(

@@ -57,6 +57,18 @@ def test_message_tokens_arrive_in_order_before_the_node_update(server: ScriptedS
     assert server.requests[0].body["stream"] is True
 
 
+def test_astream_yields_the_same_tokens_asynchronously(server: ScriptedServer, context: LoopContext) -> None:
+    server.add(reply("Async tokens, in order, as the server sends them."))
+
+    async def collect() -> list[str]:
+        return [str(chunk.content) async for chunk, meta in compile_graph().astream(
+            start("go"), context=context, stream_mode="messages")
+            if meta["langgraph_node"] == "call_model" and chunk.content]
+
+    tokens = asyncio.run(collect())
+    assert len(tokens) > 3 and "".join(tokens) == "Async tokens, in order, as the server sends them."
+
+
 def events_of(stream: Any) -> list[RunEvent]:
     async def collect() -> list[RunEvent]:
         return [event async for event in stream]
