@@ -26,7 +26,7 @@ from graphloop.checkpointers.ledger import (
     ToolCallEntry,
     call_hash,
 )
-from graphloop.checkpointers.savers import DbLike, memory_saver, open_async_saver, open_saver
+from graphloop.checkpointers.savers import DbLike, memory_saver, open_async_saver, open_ledger, open_saver
 
 __all__ = [
     "AlreadyDecidedError",
@@ -54,5 +54,6 @@ __all__ = [
     "call_hash",
     "memory_saver",
     "open_async_saver",
+    "open_ledger",
     "open_saver",
 ]

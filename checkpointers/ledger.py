@@ -1,7 +1,8 @@
-"""graphloop's own tables, beside the checkpoints in the same SQLite file.
+"""graphloop's own tables, beside the checkpoints in the same database.
 
-The tables are plain SQLite, made and read with sqlite-utils, so
-`sqlite-utils rows graphloop.db tool_calls` shows the audit::
+In SQLite they are plain tables made with sqlite-utils, so `sqlite-utils rows graphloop.db
+tool_calls` shows the audit; in PostgreSQL the same tables live beside langgraph's
+(`graphloop.checkpointers.ledger_postgres`). The tables::
 
     tool_calls   one row per tool call: the claim that makes it run at most once, then its audit
     tool_results the result of each call of a run in progress, so a result a crash kept from
@@ -14,7 +15,8 @@ The tables are plain SQLite, made and read with sqlite-utils, so
 No secret is ever written: rows hold model labels, never keys.
 
 Example:
-    >>> with Ledger.open(":memory:") as ledger:
+    >>> from graphloop.checkpointers import open_ledger
+    >>> with open_ledger(":memory:") as ledger:
     ...     ledger.grant("ann", "send_email", "allow")
     ...     ledger.rules("ann")
     {'send_email': 'allow'}
@@ -24,23 +26,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
-import threading
-from collections.abc import Generator, Iterable, Mapping, Sequence
-from contextlib import contextmanager
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
-from os import PathLike
-from pathlib import Path
-from typing import Any, Literal, TypedDict, cast, get_args
-
-import sqlite_utils
-from sqlite_utils.db import Table
+from typing import Any, Literal, Protocol, TypedDict, cast, get_args
 
 from graphloop.checkpointers.errors import AlreadyDecidedError, ConfigurationError
 
 __all__ = [
     "SCHEMA_VERSION",
     "CallStatus",
+    "Cursor",
     "DecisionEntry",
     "InboxEntry",
     "Ledger",
@@ -59,7 +56,6 @@ CallStatus = Literal["running", "success", "error", "timeout", "unknown", "refus
 Rule = Literal["allow", "ask", "never"]
 RULES: tuple[Rule, ...] = get_args(Rule)
 
-_BUSY_TIMEOUT_S = 30.0
 
 
 class ToolCallEntry(TypedDict):
@@ -141,87 +137,51 @@ def _json(value: object) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
-class Ledger:
-    """The claims, audit, inbox and rules of one database. Thread-safe; open with `Ledger.open`."""
+def is_postgres_url(db: object) -> bool:
+    """Whether `db` names a PostgreSQL database (`postgresql://...` or `postgres://...`)."""
+    return isinstance(db, str) and db.startswith(("postgres://", "postgresql://"))
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
-        self._db = sqlite_utils.Database(conn)
-        self._lock = threading.RLock()
-        self._create_tables()
 
-    @classmethod
-    @contextmanager
-    def open(cls, path: str | PathLike[str]) -> Generator[Ledger, None, None]:
-        """Open (creating the tables if needed) the ledger in the SQLite file `path`."""
-        if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(str(path), timeout=_BUSY_TIMEOUT_S, check_same_thread=False,
-                               isolation_level=None)
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            yield cls(conn)
-        finally:
-            conn.close()
+class Cursor(Protocol):
+    """What the ledger needs of a database connection inside one transaction."""
 
-    # -- schema -----------------------------------------------------------------------------
+    def run(self, sql: str, args: Sequence[object] = ()) -> int:
+        """Execute `sql` (with `?` placeholders); the number of rows it changed."""
+        ...
 
-    def _table(self, name: str) -> Table:
-        return self._db.table(name)
+    def rows(self, sql: str, args: Sequence[object] = ()) -> list[dict[str, Any]]:
+        """The rows of a query, as dicts."""
+        ...
 
-    def _schema_version(self) -> int | None:
-        if not self._table("graphloop_meta").exists():
-            return None
-        row = self._conn.execute("SELECT value FROM graphloop_meta WHERE key = 'schema_version'").fetchone()
-        return None if row is None else int(row[0])
 
-    def _create_tables(self) -> None:
-        """Create the tables unless they are there; a read only, once they are (no write lock)."""
-        db = self._table
-        with self._lock:
-            found = self._schema_version()
-            if found is not None and found > SCHEMA_VERSION:
-                raise ConfigurationError(
-                    f"this database's graphloop tables are schema version {found}, written by a "
-                    f"newer graphloop; this one knows version {SCHEMA_VERSION}: upgrade graphloop")
-            if found == SCHEMA_VERSION:
-                return
-            db("graphloop_meta").create({"key": str, "value": str}, pk="key", if_not_exists=True)
-            db("tool_calls").create(
-                {"thread_id": str, "call_id": str, "round": int, "tool": str, "args": str,
-                 "status": str, "started_at": str, "duration_ms": float, "model": str,
-                 "user_id": str, "user_role": str, "result_chars": int},
-                pk=("thread_id", "call_id"), not_null=["status", "tool"], if_not_exists=True)
-            db("decisions").create(
-                {"thread_id": str, "call_id": str, "interrupt_id": str, "tool": str, "decision": str,
-                 "decided_by": str, "decided_at": str, "call_hash": str, "edited_hash": str,
-                 "payload": str},
-                pk=("thread_id", "call_id"), not_null=["decision"], if_not_exists=True)
-            db("tool_results").create({"thread_id": str, "call_id": str, "result": str},
-                                      pk=("thread_id", "call_id"), if_not_exists=True)
-            db("inbox").create(
-                {"thread_id": str, "interrupt_id": str, "calls": str, "question": str,
-                 "waiting_since": str, "user_id": str, "user_role": str},
-                pk="thread_id", if_not_exists=True)
-            db("inbox").create_index(["waiting_since"], if_not_exists=True)
-            db("tool_rules").create(
-                {"user_id": str, "tool": str, "rule": str, "granted_by": str, "granted_at": str},
-                pk=("user_id", "tool"), if_not_exists=True)
-            self._conn.execute(
-                "INSERT OR IGNORE INTO graphloop_meta (key, value) VALUES ('schema_version', ?)",
-                (str(SCHEMA_VERSION),))
+class Ledger(ABC):
+    """The claims, audit, inbox and rules of one database. Thread-safe.
 
-    @contextmanager
-    def _transaction(self) -> Generator[sqlite3.Connection, None, None]:
-        """One write transaction, taken at once (`BEGIN IMMEDIATE`) so checks and writes agree."""
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+    `open_ledger(db)` opens one for a SQLite file or a PostgreSQL URL. The statements are the
+    same on both (`?` placeholders, `ON CONFLICT`); a subclass supplies the connection and
+    the tables.
+    """
+
+    order_key = "rowid"
+    """A column that orders rows as they were inserted."""
+
+    @abstractmethod
+    def _transaction(self, *, write: bool = True) -> AbstractContextManager[Cursor]:
+        """One transaction; a write transaction takes the write lock at once."""
+
+    def _run(self, sql: str, args: Sequence[object] = ()) -> int:
+        with self._transaction() as tx:
+            return tx.run(sql, args)
+
+    def _rows(self, sql: str, args: Sequence[object] = ()) -> list[dict[str, Any]]:
+        with self._transaction(write=False) as tx:
+            return tx.rows(sql, args)
+
+    def _check_version(self, found: int | None) -> None:
+        if found is not None and found > SCHEMA_VERSION:
+            raise ConfigurationError(
+                f"this database's graphloop tables are schema version {found}, written by a "
+                f"newer graphloop; this one knows version {SCHEMA_VERSION}: upgrade graphloop")
 
     # -- tool calls: claims and audit -------------------------------------------------------
 
@@ -231,54 +191,53 @@ class Ledger:
         The insert is atomic, so of two processes claiming the same call exactly one wins.
         """
         row = {**entry, "args": _json(entry["args"])}
-        with self._lock:
-            inserted = self._conn.execute(
-                f"INSERT INTO tool_calls ({', '.join(row)}) VALUES ({', '.join('?' * len(row))}) "
-                "ON CONFLICT (thread_id, call_id) DO NOTHING", tuple(row.values())).rowcount
-            return None if inserted else self.tool_call(entry["thread_id"], entry["call_id"])
+        inserted = self._run(f"INSERT INTO tool_calls ({', '.join(row)}) VALUES ({_marks(row)}) "
+                             "ON CONFLICT (thread_id, call_id) DO NOTHING", tuple(row.values()))
+        return None if inserted else self.tool_call(entry["thread_id"], entry["call_id"])
 
     def finish_call(self, thread_id: str, call_id: str, status: CallStatus, *,
                     duration_ms: float | None = None, result: str | None = None) -> None:
         """Record the outcome of a claimed call, and keep its result until `forget_results`."""
-        with self._transaction() as conn:
-            conn.execute("UPDATE tool_calls SET status = ?, duration_ms = ?, result_chars = ? "
-                         "WHERE thread_id = ? AND call_id = ?",
-                         (status, duration_ms, None if result is None else len(result), thread_id, call_id))
+        with self._transaction() as tx:
+            tx.run("UPDATE tool_calls SET status = ?, duration_ms = ?, result_chars = ? "
+                   "WHERE thread_id = ? AND call_id = ?",
+                   (status, duration_ms, None if result is None else len(result), thread_id, call_id))
             if result is not None:
-                conn.execute("INSERT OR REPLACE INTO tool_results (thread_id, call_id, result) "
-                             "VALUES (?, ?, ?)", (thread_id, call_id, result))
+                tx.run("INSERT INTO tool_results (thread_id, call_id, result) VALUES (?, ?, ?) "
+                       "ON CONFLICT (thread_id, call_id) DO UPDATE SET result = excluded.result",
+                       (thread_id, call_id, result))
 
     def mark_unknown(self, thread_id: str, call_id: str) -> None:
         """A claimed call whose process stopped before its outcome: it may or may not have run."""
-        with self._lock:
-            self._conn.execute("UPDATE tool_calls SET status = 'unknown' WHERE thread_id = ? "
-                               "AND call_id = ? AND status = 'running'", (thread_id, call_id))
+        self._run("UPDATE tool_calls SET status = 'unknown' WHERE thread_id = ? AND call_id = ? "
+                  "AND status = 'running'", (thread_id, call_id))
 
     def result(self, thread_id: str, call_id: str) -> str | None:
         """The kept result of a finished call, if its run has not stopped since."""
-        with self._lock:
-            row = self._conn.execute("SELECT result FROM tool_results WHERE thread_id = ? AND call_id = ?",
-                                     (thread_id, call_id)).fetchone()
-        return None if row is None else str(row[0])
+        rows = self._rows("SELECT result FROM tool_results WHERE thread_id = ? AND call_id = ?",
+                          (thread_id, call_id))
+        return str(rows[0]["result"]) if rows else None
 
     def forget_results(self, thread_id: str) -> None:
         """Drop the kept results of `thread_id`: its checkpoint holds them now."""
-        with self._lock:
-            self._conn.execute("DELETE FROM tool_results WHERE thread_id = ?", (thread_id,))
+        self._run("DELETE FROM tool_results WHERE thread_id = ?", (thread_id,))
 
     def record_call(self, entry: ToolCallEntry) -> None:
         """Record a call that was answered without running (refused or rejected); idempotent."""
-        with self._lock:
-            self._table("tool_calls").insert({**entry, "args": _json(entry["args"])}, ignore=True)
+        row = {**entry, "args": _json(entry["args"])}
+        self._run(f"INSERT INTO tool_calls ({', '.join(row)}) VALUES ({_marks(row)}) "
+                  "ON CONFLICT (thread_id, call_id) DO NOTHING", tuple(row.values()))
 
     def tool_call(self, thread_id: str, call_id: str) -> ToolCallEntry | None:
-        rows = self._rows("tool_calls", "thread_id = ? AND call_id = ?", [thread_id, call_id])
+        rows = self._rows(f"SELECT {_CALL_COLUMNS} FROM tool_calls WHERE thread_id = ? AND call_id = ?",
+                          (thread_id, call_id))
         return _call_entry(rows[0]) if rows else None
 
     def tool_calls(self, thread_id: str | None = None) -> list[ToolCallEntry]:
         """The audit of tool calls, oldest first; of one thread when `thread_id` is given."""
-        where, args = ("thread_id = ?", [thread_id]) if thread_id is not None else (None, [])
-        return [_call_entry(r) for r in self._rows("tool_calls", where, args, "started_at, rowid")]
+        where, args = _where("thread_id", thread_id)
+        return [_call_entry(r) for r in self._rows(
+            f"SELECT {_CALL_COLUMNS} FROM tool_calls{where} ORDER BY started_at, {self.order_key}", args)]
 
     # -- decisions --------------------------------------------------------------------------
 
@@ -288,37 +247,35 @@ class Ledger:
         Of two processes deciding the same pause at once, exactly one succeeds. The thread
         leaves the inbox in the same transaction.
         """
-        with self._transaction() as conn:
-            earlier = self._decided(conn, entries)
-            if earlier:
-                raise AlreadyDecidedError.of(earlier)
-            self._insert_decisions(conn, entries)
+        with self._transaction() as tx:
+            for entry in entries:
+                if not tx.run(_INSERT_DECISION.format(**_decision_sql(entry)), tuple(entry.values())):
+                    raise AlreadyDecidedError.of(self._decided(tx, entries))
+            self._leave_inbox(tx, entries)
 
     def record_decisions(self, entries: Sequence[DecisionEntry]) -> None:
         """Record decisions unless already recorded (a graph resumed without the Orchestrator)."""
-        with self._transaction() as conn:
-            self._insert_decisions(conn, [e for e in entries if not self._decided(conn, [e])])
+        with self._transaction() as tx:
+            for entry in entries:
+                tx.run(_INSERT_DECISION.format(**_decision_sql(entry)), tuple(entry.values()))
+            self._leave_inbox(tx, entries)
 
-    def _decided(self, conn: sqlite3.Connection, entries: Sequence[DecisionEntry]) -> list[DecisionEntry]:
-        found: list[DecisionEntry] = []
-        for entry in entries:
-            cursor = conn.execute("SELECT * FROM decisions WHERE thread_id = ? AND call_id = ?",
-                                  (entry["thread_id"], entry["call_id"]))
-            names = [d[0] for d in cursor.description]
-            found += [cast(DecisionEntry, dict(zip(names, row, strict=True))) for row in cursor]
-        return found
-
-    def _insert_decisions(self, conn: sqlite3.Connection, entries: Sequence[DecisionEntry]) -> None:
-        for entry in entries:
-            conn.execute(f"INSERT INTO decisions ({', '.join(entry)}) VALUES ({', '.join('?' * len(entry))})",
-                         tuple(entry.values()))
+    @staticmethod
+    def _leave_inbox(tx: Cursor, entries: Sequence[DecisionEntry]) -> None:
         for thread_id in {e["thread_id"] for e in entries}:
-            conn.execute("DELETE FROM inbox WHERE thread_id = ?", (thread_id,))
+            tx.run("DELETE FROM inbox WHERE thread_id = ?", (thread_id,))
+
+    @staticmethod
+    def _decided(tx: Cursor, entries: Sequence[DecisionEntry]) -> list[DecisionEntry]:
+        return [cast(DecisionEntry, row) for e in entries for row in tx.rows(
+            f"SELECT {_DECISION_COLUMNS} FROM decisions WHERE thread_id = ? AND call_id = ?",
+            (e["thread_id"], e["call_id"]))]
 
     def decisions(self, thread_id: str | None = None) -> list[DecisionEntry]:
         """Every recorded decision, oldest first; of one thread when `thread_id` is given."""
-        where, args = ("thread_id = ?", [thread_id]) if thread_id is not None else (None, [])
-        return cast(list[DecisionEntry], self._rows("decisions", where, args, "decided_at, rowid"))
+        where, args = _where("thread_id", thread_id)
+        return cast(list[DecisionEntry], self._rows(
+            f"SELECT {_DECISION_COLUMNS} FROM decisions{where} ORDER BY decided_at, {self.order_key}", args))
 
     # -- inbox ------------------------------------------------------------------------------
 
@@ -326,30 +283,28 @@ class Ledger:
         """List a paused thread, unless its calls are already decided; keeps `waiting_since`."""
         row = {**entry, "calls": _json(entry["calls"])}
         ids = [str(c["id"]) for c in entry["calls"]]
-        with self._lock:
-            self._conn.execute(
-                f"INSERT INTO inbox ({', '.join(row)}) SELECT {', '.join('?' * len(row))} "
-                f"WHERE NOT EXISTS (SELECT 1 FROM decisions WHERE thread_id = ? "
-                f"AND call_id IN ({', '.join('?' * len(ids))})) "
-                "ON CONFLICT (thread_id) DO UPDATE SET interrupt_id = excluded.interrupt_id, "
-                "calls = excluded.calls, question = excluded.question, "
-                "waiting_since = excluded.waiting_since "
-                "WHERE inbox.interrupt_id != excluded.interrupt_id",
-                (*row.values(), entry["thread_id"], *ids))
+        self._run(
+            f"INSERT INTO inbox ({', '.join(row)}) SELECT {_marks(row)} "
+            f"WHERE NOT EXISTS (SELECT 1 FROM decisions WHERE thread_id = ? "
+            f"AND call_id IN ({', '.join('?' * len(ids))})) "
+            "ON CONFLICT (thread_id) DO UPDATE SET interrupt_id = excluded.interrupt_id, "
+            "calls = excluded.calls, question = excluded.question, "
+            "waiting_since = excluded.waiting_since "
+            "WHERE inbox.interrupt_id != excluded.interrupt_id",
+            (*row.values(), entry["thread_id"], *ids))
 
     def remove_from_inbox(self, thread_id: str) -> None:
-        with self._lock:
-            self._conn.execute("DELETE FROM inbox WHERE thread_id = ?", (thread_id,))
+        self._run("DELETE FROM inbox WHERE thread_id = ?", (thread_id,))
 
     def inbox(self, user_id: str | None = None) -> list[InboxEntry]:
         """Threads waiting for a decision, longest waiting first; of one user when given."""
-        where, args = ("user_id = ?", [user_id]) if user_id is not None else (None, [])
-        return [cast(InboxEntry, {**r, "calls": json.loads(r["calls"])})
-                for r in self._rows("inbox", where, args, "waiting_since")]
+        where, args = _where("user_id", user_id)
+        return [_inbox_entry(r) for r in self._rows(
+            f"SELECT {_INBOX_COLUMNS} FROM inbox{where} ORDER BY waiting_since", args)]
 
     def inbox_entry(self, thread_id: str) -> InboxEntry | None:
-        rows = self._rows("inbox", "thread_id = ?", [thread_id])
-        return cast(InboxEntry, {**rows[0], "calls": json.loads(rows[0]["calls"])}) if rows else None
+        rows = self._rows(f"SELECT {_INBOX_COLUMNS} FROM inbox WHERE thread_id = ?", (thread_id,))
+        return _inbox_entry(rows[0]) if rows else None
 
     # -- remembered rules -------------------------------------------------------------------
 
@@ -357,15 +312,14 @@ class Ledger:
         """Remember `rule` for `user_id` and `tool` (replacing an earlier rule)."""
         if rule not in RULES:
             raise ConfigurationError(f"rule={rule!r} is not one of {list(RULES)!r}")
-        with self._lock:
-            row = RuleEntry(user_id=user_id, tool=tool, rule=rule, granted_by=granted_by, granted_at=now())
-            self._table("tool_rules").upsert(dict(row), pk=("user_id", "tool"))
+        self._run("INSERT INTO tool_rules (user_id, tool, rule, granted_by, granted_at) "
+                  "VALUES (?, ?, ?, ?, ?) ON CONFLICT (user_id, tool) DO UPDATE SET "
+                  "rule = excluded.rule, granted_by = excluded.granted_by, granted_at = excluded.granted_at",
+                  (user_id, tool, rule, granted_by, now()))
 
     def revoke(self, user_id: str, tool: str) -> bool:
         """Forget the rule for `user_id` and `tool`; False when there was none."""
-        with self._lock:
-            return self._conn.execute("DELETE FROM tool_rules WHERE user_id = ? AND tool = ?",
-                                      (user_id, tool)).rowcount > 0
+        return self._run("DELETE FROM tool_rules WHERE user_id = ? AND tool = ?", (user_id, tool)) > 0
 
     def rules(self, user_id: str) -> dict[str, Rule]:
         """`user_id`'s remembered rules, tool → rule."""
@@ -373,16 +327,34 @@ class Ledger:
 
     def rule_entries(self, user_id: str | None = None) -> list[RuleEntry]:
         """Every remembered rule (of one user when given), with who granted it and when."""
-        where, args = ("user_id = ?", [user_id]) if user_id is not None else (None, [])
-        return cast(list[RuleEntry], self._rows("tool_rules", where, args, "user_id, tool"))
+        where, args = _where("user_id", user_id)
+        return cast(list[RuleEntry], self._rows(
+            f"SELECT user_id, tool, rule, granted_by, granted_at FROM tool_rules{where} "
+            "ORDER BY user_id, tool", args))
 
-    # -- reading ----------------------------------------------------------------------------
 
-    def _rows(self, table: str, where: str | None, args: Iterable[object],
-              order_by: str | None = None) -> list[dict[str, Any]]:
-        with self._lock:
-            return list(self._table(table).rows_where(where, list[Any](args), order_by=order_by))  # pyright: ignore[reportUnknownMemberType]  # where_args is an unparameterised Sequence
+_CALL_COLUMNS = ", ".join(ToolCallEntry.__annotations__)
+_DECISION_COLUMNS = ", ".join(DecisionEntry.__annotations__)
+_INBOX_COLUMNS = ", ".join(InboxEntry.__annotations__)
+_INSERT_DECISION = ("INSERT INTO decisions ({columns}) VALUES ({marks}) "
+                    "ON CONFLICT (thread_id, call_id) DO NOTHING")
+
+
+def _marks(row: Mapping[str, object]) -> str:
+    return ", ".join("?" * len(row))
+
+
+def _decision_sql(entry: DecisionEntry) -> dict[str, str]:
+    return {"columns": ", ".join(entry), "marks": _marks(entry)}
+
+
+def _where(column: str, value: str | None) -> tuple[str, tuple[object, ...]]:
+    return (f" WHERE {column} = ?", (value,)) if value is not None else ("", ())
 
 
 def _call_entry(row: Mapping[str, Any]) -> ToolCallEntry:
     return cast(ToolCallEntry, {**row, "args": json.loads(row["args"])})
+
+
+def _inbox_entry(row: Mapping[str, Any]) -> InboxEntry:
+    return cast(InboxEntry, {**row, "calls": json.loads(row["calls"])})

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import AsyncGenerator, Generator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 from os import PathLike
 from pathlib import Path
 
@@ -22,8 +22,10 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from graphloop.checkpointers.errors import ConfigurationError
+from graphloop.checkpointers.ledger import Ledger, is_postgres_url
+from graphloop.checkpointers.ledger_sqlite import SqliteLedger
 
-__all__ = ["DbLike", "memory_saver", "open_async_saver", "open_saver"]
+__all__ = ["DbLike", "memory_saver", "open_async_saver", "open_ledger", "open_saver"]
 
 DbLike = str | PathLike[str] | BaseCheckpointSaver[str]
 """A SQLite file path, or a saver you opened yourself (any langgraph checkpointer)."""
@@ -76,3 +78,13 @@ async def open_async_saver(db: DbLike) -> AsyncGenerator[BaseCheckpointSaver[str
         return
     async with aiosqlite.connect(_sqlite_path(db), timeout=_BUSY_TIMEOUT_S) as conn:
         yield AsyncSqliteSaver(conn)
+
+
+def open_ledger(db: str | PathLike[str]) -> AbstractContextManager[Ledger]:
+    """Open graphloop's own tables (claims, audit, inbox, rules) in a SQLite file or at a
+    PostgreSQL URL, creating them if needed."""
+    if is_postgres_url(db):
+        from graphloop.checkpointers.ledger_postgres import PostgresLedger
+
+        return PostgresLedger.connect(str(db))
+    return SqliteLedger.connect(db)

@@ -23,6 +23,7 @@ from graphloop.checkpointers import (
     call_hash,
     memory_saver,
     open_async_saver,
+    open_ledger,
     open_saver,
 )
 from graphloop.graph.approvals import Approvals
@@ -115,5 +116,6 @@ __all__ = [
     "guardrail",
     "memory_saver",
     "open_async_saver",
+    "open_ledger",
     "open_saver",
 ]

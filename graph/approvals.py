@@ -22,6 +22,7 @@ from graphloop.checkpointers import (
     Rule,
     RuleEntry,
     ToolCallEntry,
+    open_ledger,
 )
 
 __all__ = ["Approvals"]
@@ -41,7 +42,7 @@ class Approvals:
 
     @contextmanager
     def _ledger(self) -> Generator[Ledger, None, None]:
-        with Ledger.open(self.db) as ledger:
+        with open_ledger(self.db) as ledger:
             yield ledger
 
     def pending(self, user_id: str | None = None) -> list[InboxEntry]:

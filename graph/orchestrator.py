@@ -38,6 +38,7 @@ from graphloop.checkpointers import (
     ThreadPausedError,
     UnknownThreadError,
     open_async_saver,
+    open_ledger,
 )
 from graphloop.graph.approvals import Approvals
 from graphloop.graph.builder import LoopGraph, compile_graph
@@ -272,7 +273,7 @@ class Orchestrator:
         if isinstance(self.db, BaseCheckpointSaver):
             yield None
             return
-        with Ledger.open(self.db) as ledger:
+        with open_ledger(self.db) as ledger:
             yield ledger
 
     @asynccontextmanager

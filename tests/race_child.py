@@ -12,12 +12,12 @@ from langgraph.types import Command
 
 from graphloop.graph import (
     AlreadyDecidedError,
-    Ledger,
     ModelConfig,
     NotPausedError,
     Orchestrator,
     ResumeError,
     compile_graph,
+    open_ledger,
     open_saver,
 )
 from graphloop.graph.testing import ScriptedReply, reply, tool_call
@@ -72,7 +72,7 @@ def worker(name: str, db: str, api_url: str, effects: str, inbox: Any, outbox: A
 def resume_graph(orch: Orchestrator, db: str, thread_id: str) -> None:
     from dataclasses import replace
 
-    with open_saver(db) as saver, Ledger.open(db) as ledger:
+    with open_saver(db) as saver, open_ledger(db) as ledger:
         compile_graph(saver).invoke(Command(resume={"decisions": [{"type": "approve"}]}),
                                     {"configurable": {"thread_id": thread_id}},
                                     context=replace(orch.context, ledger=ledger), durability="sync")

@@ -19,7 +19,6 @@ from graphloop.graph import (
     ConfigurationError,
     Decision,
     InvalidDecisionError,
-    Ledger,
     LoopContext,
     ModelConfig,
     NotPausedError,
@@ -31,6 +30,7 @@ from graphloop.graph import (
     UnknownThreadError,
     call_hash,
     compile_graph,
+    open_ledger,
     open_saver,
 )
 from graphloop.graph.testing import ScriptedServer, reply, tool_call
@@ -134,7 +134,7 @@ def test_a_resume_that_loses_the_race_gets_already_decided_and_runs_nothing(
     assert result.checkpoint is not None
     [entry] = orch.approvals.pending()
     shown = [PendingCall(id=c["id"], name=c["name"], args=c["args"]) for c in entry["calls"]]  # type: ignore[typeddict-item]
-    with Ledger.open(db) as ledger:  # another server recorded its decision a moment earlier
+    with open_ledger(db) as ledger:  # another server recorded its decision a moment earlier
         ledger.claim_decisions(decision_entries(result.thread_id, entry["interrupt_id"], shown,
                                                 [Decision(type="reject")], decided_by="bob"))
     with pytest.raises(AlreadyDecidedError, match=r"call 'call_1_1' \(delete_file\) was already decided "
@@ -209,7 +209,7 @@ def test_a_graph_resumed_directly_records_its_decision_and_leaves_the_inbox(
 ) -> None:
     server.add(reply(None, tool_call("delete_file", path="/tmp/x")), reply(QUESTION), reply("Deleted."))
     config: Any = {"configurable": {"thread_id": "direct"}}
-    with open_saver(db) as saver, Ledger.open(db) as ledger:
+    with open_saver(db) as saver, open_ledger(db) as ledger:
         graph, ctx = compile_graph(saver), replace(context, ledger=ledger)
         out = graph.invoke({"messages": [HumanMessage("delete it")]}, config, context=ctx)
         assert [e["interrupt_id"] for e in ledger.inbox()] == [out["__interrupt__"][0].id]
@@ -394,7 +394,7 @@ def test_a_result_lost_before_its_checkpoint_is_replayed_from_the_ledger(
 ) -> None:
     server.add(reply(None, tool_call("add", a=2, b=3)), reply("5"))
     config: Any = {"configurable": {"thread_id": "lost"}}
-    with open_saver(db) as saver, Ledger.open(db) as ledger:
+    with open_saver(db) as saver, open_ledger(db) as ledger:
         ctx = replace(context, ledger=ledger)
         graph = compile_graph(saver)
         graph.invoke({"messages": [HumanMessage("add")]}, config, context=ctx, interrupt_before=["run_tool"])
@@ -431,7 +431,7 @@ def test_unknown_tools_in_allowed_decisions_are_configuration_errors() -> None:
 
 def test_a_database_with_newer_graphloop_tables_is_refused(tmp_path: Path) -> None:
     db = tmp_path / "future.db"
-    with Ledger.open(db) as ledger:
+    with open_ledger(db) as ledger:
         ledger.grant("ann", "add", "allow")
     import sqlite3
 

@@ -1,0 +1,86 @@
+"""The ledger in PostgreSQL, beside langgraph's checkpoint tables, through a connection pool."""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from psycopg import Connection
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+from graphloop.checkpointers.ledger import SCHEMA_VERSION, Cursor, Ledger
+
+__all__ = ["PostgresLedger"]
+
+_TABLES = """
+CREATE TABLE IF NOT EXISTS graphloop_meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS tool_calls (
+    thread_id TEXT NOT NULL, call_id TEXT NOT NULL, round INTEGER, tool TEXT NOT NULL, args TEXT,
+    status TEXT NOT NULL, started_at TEXT, duration_ms DOUBLE PRECISION, model TEXT, user_id TEXT,
+    user_role TEXT, result_chars INTEGER, seq BIGSERIAL, PRIMARY KEY (thread_id, call_id));
+CREATE TABLE IF NOT EXISTS decisions (
+    thread_id TEXT NOT NULL, call_id TEXT NOT NULL, interrupt_id TEXT, tool TEXT,
+    decision TEXT NOT NULL, decided_by TEXT, decided_at TEXT, call_hash TEXT, edited_hash TEXT,
+    payload TEXT, seq BIGSERIAL, PRIMARY KEY (thread_id, call_id));
+CREATE TABLE IF NOT EXISTS tool_results (
+    thread_id TEXT NOT NULL, call_id TEXT NOT NULL, result TEXT, PRIMARY KEY (thread_id, call_id));
+CREATE TABLE IF NOT EXISTS inbox (
+    thread_id TEXT PRIMARY KEY, interrupt_id TEXT, calls TEXT, question TEXT, waiting_since TEXT,
+    user_id TEXT, user_role TEXT);
+CREATE INDEX IF NOT EXISTS inbox_waiting_since ON inbox (waiting_since);
+CREATE TABLE IF NOT EXISTS tool_rules (
+    user_id TEXT NOT NULL, tool TEXT NOT NULL, rule TEXT, granted_by TEXT, granted_at TEXT,
+    PRIMARY KEY (user_id, tool));
+"""
+
+
+class _PostgresCursor:
+    def __init__(self, conn: Connection[dict[str, Any]]) -> None:
+        self._conn = conn
+
+    def run(self, sql: str, args: Sequence[object] = ()) -> int:
+        return self._conn.execute(sql.replace("?", "%s"), tuple(args)).rowcount  # pyright: ignore[reportArgumentType]  # the statement is built from constants
+
+    def rows(self, sql: str, args: Sequence[object] = ()) -> list[dict[str, Any]]:
+        return self._conn.execute(sql.replace("?", "%s"), tuple(args)).fetchall()  # pyright: ignore[reportArgumentType]  # the statement is built from constants
+
+
+class PostgresLedger(Ledger):
+    """The ledger in a PostgreSQL database, shared by every worker that uses it."""
+
+    order_key = "seq"
+
+    def __init__(self, pool: ConnectionPool[Connection[dict[str, Any]]]) -> None:
+        self._pool = pool
+        self._create_tables()
+
+    @classmethod
+    @contextmanager
+    def connect(cls, url: str, *, max_size: int = 10) -> Generator[Ledger, None, None]:
+        """Open the ledger in the PostgreSQL database at `url`, with a pool of connections."""
+        with ConnectionPool(url, min_size=1, max_size=max_size, kwargs={"row_factory": dict_row},
+                            connection_class=Connection[dict[str, Any]], open=True) as pool:
+            yield cls(pool)
+
+    @contextmanager
+    def _transaction(self, *, write: bool = True) -> Generator[Cursor, None, None]:
+        with self._pool.connection() as conn, conn.transaction():
+            yield _PostgresCursor(conn)
+
+    def _create_tables(self) -> None:
+        with self._pool.connection() as conn, conn.transaction():
+            # one creator at a time across workers: CREATE IF NOT EXISTS races in PostgreSQL
+            conn.execute("SELECT pg_advisory_xact_lock(7201451)")
+            exists = conn.execute("SELECT to_regclass('graphloop_meta') AS t").fetchone()
+            found = None
+            if exists and exists["t"] is not None:
+                row = conn.execute("SELECT value FROM graphloop_meta WHERE key = 'schema_version'").fetchone()
+                found = None if row is None else int(row["value"])
+            self._check_version(found)
+            if found == SCHEMA_VERSION:
+                return
+            conn.execute(_TABLES)  # pyright: ignore[reportArgumentType]  # a constant
+            conn.execute("INSERT INTO graphloop_meta (key, value) VALUES ('schema_version', %s) "
+                         "ON CONFLICT DO NOTHING", (str(SCHEMA_VERSION),))

@@ -1,0 +1,104 @@
+"""The ledger in a SQLite file: tables made with sqlite-utils, one connection, WAL mode."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Generator, Sequence
+from contextlib import contextmanager
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from graphloop.checkpointers.ledger import SCHEMA_VERSION, Cursor, Ledger
+
+__all__ = ["SqliteLedger"]
+
+_BUSY_TIMEOUT_S = 30.0
+
+
+class _SqliteCursor:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def run(self, sql: str, args: Sequence[object] = ()) -> int:
+        return self._conn.execute(sql, tuple(args)).rowcount
+
+    def rows(self, sql: str, args: Sequence[object] = ()) -> list[dict[str, Any]]:
+        cursor = self._conn.execute(sql, tuple(args))
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor]
+
+
+class SqliteLedger(Ledger):
+    """The ledger in the SQLite file the checkpoints use."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self._lock = threading.RLock()
+        self._create_tables()
+
+    @classmethod
+    @contextmanager
+    def connect(cls, path: str | PathLike[str]) -> Generator[Ledger, None, None]:
+        """Open the ledger in the SQLite file `path` (":memory:" for a throwaway one)."""
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(str(path), timeout=_BUSY_TIMEOUT_S, check_same_thread=False,
+                               isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            yield cls(conn)
+        finally:
+            conn.close()
+
+    @contextmanager
+    def _transaction(self, *, write: bool = True) -> Generator[Cursor, None, None]:
+        """`BEGIN IMMEDIATE` for writes, so checks and writes in it agree across processes."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            try:
+                yield _SqliteCursor(self._conn)
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def _create_tables(self) -> None:
+        """Create the tables unless they are there; a read only, once they are (no write lock)."""
+        db = sqlite_utils.Database(self._conn)
+        with self._lock:
+            found = None
+            if db.table("graphloop_meta").exists():
+                row = self._conn.execute(
+                    "SELECT value FROM graphloop_meta WHERE key = 'schema_version'").fetchone()
+                found = None if row is None else int(row[0])
+            self._check_version(found)
+            if found == SCHEMA_VERSION:
+                return
+            db.table("graphloop_meta").create({"key": str, "value": str}, pk="key", if_not_exists=True)
+            db.table("tool_calls").create(
+                {"thread_id": str, "call_id": str, "round": int, "tool": str, "args": str,
+                 "status": str, "started_at": str, "duration_ms": float, "model": str,
+                 "user_id": str, "user_role": str, "result_chars": int},
+                pk=("thread_id", "call_id"), not_null=["status", "tool"], if_not_exists=True)
+            db.table("decisions").create(
+                {"thread_id": str, "call_id": str, "interrupt_id": str, "tool": str, "decision": str,
+                 "decided_by": str, "decided_at": str, "call_hash": str, "edited_hash": str,
+                 "payload": str},
+                pk=("thread_id", "call_id"), not_null=["decision"], if_not_exists=True)
+            db.table("tool_results").create({"thread_id": str, "call_id": str, "result": str},
+                                            pk=("thread_id", "call_id"), if_not_exists=True)
+            db.table("inbox").create(
+                {"thread_id": str, "interrupt_id": str, "calls": str, "question": str,
+                 "waiting_since": str, "user_id": str, "user_role": str},
+                pk="thread_id", if_not_exists=True)
+            db.table("inbox").create_index(["waiting_since"], if_not_exists=True)
+            db.table("tool_rules").create(
+                {"user_id": str, "tool": str, "rule": str, "granted_by": str, "granted_at": str},
+                pk=("user_id", "tool"), if_not_exists=True)
+            self._conn.execute(
+                "INSERT OR IGNORE INTO graphloop_meta (key, value) VALUES ('schema_version', ?)",
+                (str(SCHEMA_VERSION),))
