@@ -1,6 +1,9 @@
-"""Checkpoint saver factories: a SQLite file by default, memory for throwaway runs.
+"""Checkpoint saver factories: a SQLite file by default, PostgreSQL for several machines,
+memory for throwaway runs; and the ledger beside them.
 
 SQLite runs in WAL mode (set by langgraph's saver on setup) so readers never block the writer.
+A `postgresql://` URL opens langgraph's Postgres saver on a connection pool (and creates its
+tables the first time a process uses that database).
 
 Example:
     >>> async with open_async_saver("graphloop.db") as saver:  # doctest: +SKIP
@@ -28,7 +31,8 @@ from graphloop.checkpointers.ledger_sqlite import SqliteLedger
 __all__ = ["DbLike", "memory_saver", "open_async_saver", "open_ledger", "open_saver"]
 
 DbLike = str | PathLike[str] | BaseCheckpointSaver[str]
-"""A SQLite file path, or a saver you opened yourself (any langgraph checkpointer)."""
+"""A SQLite file path, a `postgresql://` URL, or a saver you opened yourself (any langgraph
+checkpointer)."""
 
 _BUSY_TIMEOUT_S = 30.0
 
@@ -40,14 +44,45 @@ def memory_saver() -> InMemorySaver:
 
 def _sqlite_path(db: str | PathLike[str]) -> str:
     text = str(db)
-    if text.startswith(("postgres://", "postgresql://")):
-        raise ConfigurationError(
-            f"db={text!r}: PostgreSQL is not supported yet; pass a SQLite file path "
-            "or an opened langgraph checkpointer"
-        )
     if text != ":memory:":
         Path(text).parent.mkdir(parents=True, exist_ok=True)
     return text
+
+
+_POOL_SIZE = 10
+_ready: set[str] = set()
+"""PostgreSQL URLs whose checkpoint tables this process has already set up."""
+
+
+@asynccontextmanager
+async def _postgres_async(url: str) -> AsyncGenerator[BaseCheckpointSaver[str], None]:
+    """langgraph's async Postgres saver on a connection pool (the settings it requires)."""
+    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+    from psycopg.rows import dict_row
+    from psycopg_pool import AsyncConnectionPool
+
+    async with AsyncConnectionPool(url, min_size=1, max_size=_POOL_SIZE, open=False, kwargs={
+            "autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}) as pool:
+        saver = AsyncPostgresSaver(pool)  # pyright: ignore[reportArgumentType]  # a pool is a valid conn
+        if url not in _ready:
+            await saver.setup()  # idempotent; its migrations run in a transaction
+            _ready.add(url)
+        yield saver
+
+
+@contextmanager
+def _postgres_sync(url: str) -> Generator[BaseCheckpointSaver[str], None, None]:
+    from langgraph.checkpoint.postgres import PostgresSaver
+    from psycopg.rows import dict_row
+    from psycopg_pool import ConnectionPool
+
+    with ConnectionPool(url, min_size=1, max_size=_POOL_SIZE, kwargs={
+            "autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}) as pool:
+        saver = PostgresSaver(pool)  # pyright: ignore[reportArgumentType]  # a pool is a valid conn
+        if url not in _ready:
+            saver.setup()
+            _ready.add(url)
+        yield saver
 
 
 @contextmanager
@@ -55,6 +90,10 @@ def open_saver(db: DbLike) -> Generator[BaseCheckpointSaver[str], None, None]:
     """Open a synchronous saver for `db`; a saver passed in is yielded as is (not closed)."""
     if isinstance(db, BaseCheckpointSaver):
         yield db
+        return
+    if is_postgres_url(db):
+        with _postgres_sync(str(db)) as saver:
+            yield saver
         return
     conn = sqlite3.connect(_sqlite_path(db), check_same_thread=False, timeout=_BUSY_TIMEOUT_S)
     try:
@@ -71,10 +110,15 @@ async def open_async_saver(db: DbLike) -> AsyncGenerator[BaseCheckpointSaver[str
         sync_only = type(db).aget_tuple is BaseCheckpointSaver.aget_tuple  # pyright: ignore[reportUnknownMemberType]
         if isinstance(db, SqliteSaver) or sync_only:
             raise ConfigurationError(
-                f"db={type(db).__name__} has no async methods; pass a SQLite path, "
-                "or an async-capable saver such as AsyncSqliteSaver or InMemorySaver"
+                f"db={type(db).__name__} has no async methods; pass a SQLite path or a "
+                "PostgreSQL URL, or an async-capable saver such as AsyncSqliteSaver, "
+                "AsyncPostgresSaver or InMemorySaver"
             )
         yield db
+        return
+    if is_postgres_url(db):
+        async with _postgres_async(str(db)) as saver:
+            yield saver
         return
     async with aiosqlite.connect(_sqlite_path(db), timeout=_BUSY_TIMEOUT_S) as conn:
         yield AsyncSqliteSaver(conn)

@@ -29,10 +29,10 @@ __all__ = ["Approvals"]
 
 
 class Approvals:
-    """Read the inbox and the audit, and keep per-user tool rules, in the SQLite file `db`.
+    """Read the inbox and the audit, and keep per-user tool rules, in the database `db`.
 
     Args:
-        db: The SQLite file the runs use.
+        db: The SQLite file or PostgreSQL URL the runs use.
         tools: Known tool names; when given, rules for other names are refused.
     """
 

@@ -264,7 +264,8 @@ class Orchestrator:
         """The inbox, remembered rules and audit of this Orchestrator's database."""
         if isinstance(self.db, BaseCheckpointSaver):
             raise ConfigurationError(
-                "approvals live in a SQLite file; this Orchestrator was given a saver object "
+                "approvals live in the database (a SQLite file or a PostgreSQL URL); this "
+                "Orchestrator was given a saver object "
                 f"({type(self.db).__name__}), so it keeps no ledger")
         return Approvals(self.db, self.context.tools.names)
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -75,5 +77,60 @@ def context(model: ModelConfig) -> LoopContext:
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Path:
+def sqlite_db(tmp_path: Path) -> Path:
     return tmp_path / "graphloop.db"
+
+
+@pytest.fixture
+def db(sqlite_db: Path) -> Path:
+    return sqlite_db
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A PostgreSQL server for the whole test run, started from the machine's installation."""
+    from postgres_server import start_postgres
+
+    url, stop = start_postgres()
+    try:
+        yield url
+    finally:
+        stop()
+
+
+_databases = itertools.count()
+
+
+@pytest.fixture
+def postgres_db(postgres_server: str) -> str:
+    """A fresh, empty database on the test server."""
+    import psycopg
+
+    name = f"t{os.getpid()}_{next(_databases)}"
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")  # pyright: ignore[reportArgumentType]
+    return postgres_server.rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def any_db(request: pytest.FixtureRequest, sqlite_db: Path) -> Path | str:
+    """The same test on a SQLite file and on a PostgreSQL database."""
+    if request.param == "sqlite":
+        return sqlite_db
+    return request.getfixturevalue("postgres_db")
+
+
+def stored_bytes(db: Path | str) -> bytes:
+    """Every byte a test database holds: the SQLite files, or every PostgreSQL table's rows."""
+    if isinstance(db, Path):
+        return b"".join(p.read_bytes() for p in db.parent.iterdir() if p.name.startswith(db.name))
+    import psycopg
+
+    chunks: list[bytes] = []
+    with psycopg.connect(db) as conn:
+        tables = [r[0] for r in conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+        for table in tables:
+            with conn.cursor().copy(f"COPY {table} TO STDOUT (FORMAT binary)") as copy:  # pyright: ignore[reportArgumentType]
+                chunks += [bytes(block) for block in copy]
+    return b"".join(chunks)

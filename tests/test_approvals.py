@@ -36,9 +36,14 @@ from graphloop.graph import (
 from graphloop.graph.testing import ScriptedServer, reply, tool_call
 from graphloop.nodes.audit import decision_entries
 
-from conftest import CALLS, SECRET, TOOLS
+from conftest import CALLS, SECRET, TOOLS, stored_bytes
 
 QUESTION = "Shall I delete /tmp/x?"
+
+
+@pytest.fixture
+def db(any_db: Path | str) -> Path | str:
+    return any_db
 
 
 @pytest.fixture
@@ -308,8 +313,9 @@ def test_every_call_and_decision_is_audited_without_secrets(
     assert decision["call_hash"] == call_hash("delete_file", {"path": "/tmp/x"})
     assert decision["edited_hash"] == call_hash("delete_file", {"path": "/tmp/y"})
     assert decision["interrupt_id"] == result.checkpoint.interrupt_id  # type: ignore[union-attr]
-    for path in db.parent.iterdir():
-        assert SECRET.encode() not in path.read_bytes(), path
+    stored = stored_bytes(db)
+    assert b"ann@example.com" in stored  # the scan reads the rows
+    assert SECRET.encode() not in stored
 
 
 def test_rejected_and_refused_calls_are_audited_too(server: ScriptedServer, orch: Orchestrator) -> None:
@@ -320,8 +326,9 @@ def test_rejected_and_refused_calls_are_audited_too(server: ScriptedServer, orch
     assert statuses == [("get_weather", "success"), ("delete_file", "rejected"), ("nope", "refused")]
 
 
-def test_sqlite_utils_reads_the_audit_tables(server: ScriptedServer, orch: Orchestrator, db: Path) -> None:
-    result = paused(server, orch)
+def test_sqlite_utils_reads_the_audit_tables(server: ScriptedServer, model: ModelConfig, sqlite_db: Path) -> None:
+    db = sqlite_db
+    result = paused(server, Orchestrator(TOOLS, confirm_required=["delete_file"], db=db, models=[model]))
     cli = Path(sys.executable).parent / "sqlite-utils"
     out = subprocess.run([str(cli), "rows", str(db), "tool_calls"], capture_output=True, text=True, check=True)
     [row] = json.loads(out.stdout)
@@ -418,7 +425,7 @@ def call_entry_for(config: Any, call_id: str, tool: str, args: dict[str, object]
 def test_approvals_need_a_sqlite_file(model: ModelConfig) -> None:
     from graphloop.graph import memory_saver
 
-    with pytest.raises(ConfigurationError, match="approvals live in a SQLite file"):
+    with pytest.raises(ConfigurationError, match="approvals live in the database"):
         _ = Orchestrator(TOOLS, db=memory_saver(), models=[model]).approvals
 
 
