@@ -76,3 +76,17 @@ def resume_graph(orch: Orchestrator, db: str, thread_id: str) -> None:
         compile_graph(saver).invoke(Command(resume={"decisions": [{"type": "approve"}]}),
                                     {"configurable": {"thread_id": thread_id}},
                                     context=replace(orch.context, ledger=ledger), durability="sync")
+
+
+def work_through(name: str, db: str, api_url: str, effects: str, thread_ids: list[str], barrier: Any,
+                 outbox: Any) -> None:
+    """Resume every thread of `thread_ids` in turn (the other workers hold the same list)."""
+    orch = orchestrator(db, api_url, effects)
+    barrier.wait()
+    for thread_id in thread_ids:
+        try:
+            orch.resume_sync(thread_id, confirmed=True, decided_by=name)
+            outbox.put((thread_id, name, "resumed"))
+        except (AlreadyDecidedError, NotPausedError) as exc:
+            outbox.put((thread_id, name, type(exc).__name__))
+    outbox.put((None, name, "done"))

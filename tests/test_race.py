@@ -13,21 +13,24 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from graphloop.graph.testing import ScriptedServer
 
 import race_child
 
 TRIALS = 50
 DIRECT_TRIALS = 20
+POSTGRES_TRIALS = 25
 
 
-def run_trials(tmp_path: Path, trials: int, direct: bool) -> tuple[Counter[str], Counter[str]]:
+def run_trials(tmp_path: Path, trials: int, direct: bool, db: str | None = None) -> tuple[Counter[str], Counter[str]]:
     tests_dir = str(Path(__file__).parent)
     if tests_dir not in sys.path:
         sys.path.insert(0, tests_dir)
     mp = multiprocessing.get_context("forkserver")
     mp.set_forkserver_preload(["graphloop.graph", "race_child"])
-    db, effects = str(tmp_path / "race.db"), str(tmp_path / "effects.log")
+    db, effects = db or str(tmp_path / "race.db"), str(tmp_path / "effects.log")
     outcomes: Counter[str] = Counter()
     with ScriptedServer([race_child.model_reply] * (4 * trials)) as server:
         orch = race_child.orchestrator(db, server.url, effects)
@@ -69,3 +72,11 @@ def test_two_direct_graph_resumes_still_run_the_call_once_thanks_to_its_claim(tm
     outcomes, runs = run_trials(tmp_path, DIRECT_TRIALS, direct=True)
     print(f"{DIRECT_TRIALS} trials: {dict(outcomes)}")
     assert set(runs.values()) == {1}, runs
+
+
+@pytest.mark.postgres
+def test_the_race_on_postgres_runs_each_approved_call_once(tmp_path: Path, postgres_db: str) -> None:
+    outcomes, runs = run_trials(tmp_path, POSTGRES_TRIALS, direct=False, db=postgres_db)
+    print(f"{POSTGRES_TRIALS} trials on PostgreSQL: {dict(outcomes)}")
+    assert set(runs.values()) == {1}, runs
+    assert set(outcomes) <= {"AlreadyDecidedError + resumed", "NotPausedError + resumed"}, outcomes
