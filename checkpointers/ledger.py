@@ -306,6 +306,24 @@ class Ledger(ABC):
         rows = self._rows(f"SELECT {_INBOX_COLUMNS} FROM inbox WHERE thread_id = ?", (thread_id,))
         return _inbox_entry(rows[0]) if rows else None
 
+    # -- threads and retention --------------------------------------------------------------
+
+    def thread_ids(self) -> list[str]:
+        """Every thread with a checkpoint (langgraph's SQLite and Postgres savers both keep
+        them in a `checkpoints` table with a `thread_id` column)."""
+        return [str(r["thread_id"]) for r in self._rows(
+            "SELECT DISTINCT thread_id FROM checkpoints ORDER BY thread_id")]
+
+    def forget_thread(self, thread_id: str, *, audit: bool) -> None:
+        """Remove what the ledger holds for a deleted thread; its audit rows too if `audit`."""
+        with self._transaction() as tx:
+            for table in ("tool_results", "inbox", *(("tool_calls", "decisions") if audit else ())):
+                tx.run(f"DELETE FROM {table} WHERE thread_id = ?", (thread_id,))
+
+    @abstractmethod
+    def reclaim_space(self) -> None:
+        """Give freed pages back (`VACUUM` in SQLite; autovacuum does it in PostgreSQL)."""
+
     # -- remembered rules -------------------------------------------------------------------
 
     def grant(self, user_id: str, tool: str, rule: Rule, *, granted_by: str | None = None) -> None:

@@ -69,6 +69,9 @@ class PostgresLedger(Ledger):
         with self._pool.connection() as conn, conn.transaction():
             yield _PostgresCursor(conn)
 
+    def reclaim_space(self) -> None:
+        """Nothing to do: PostgreSQL's autovacuum reuses the freed space."""
+
     def _create_tables(self) -> None:
         with self._pool.connection() as conn, conn.transaction():
             # one creator at a time across workers: CREATE IF NOT EXISTS races in PostgreSQL

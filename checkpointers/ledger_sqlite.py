@@ -66,6 +66,11 @@ class SqliteLedger(Ledger):
                 raise
             self._conn.execute("COMMIT")
 
+    def reclaim_space(self) -> None:
+        with self._lock:
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._conn.execute("VACUUM")
+
     def _create_tables(self) -> None:
         """Create the tables unless they are there; a read only, once they are (no write lock)."""
         db = sqlite_utils.Database(self._conn)

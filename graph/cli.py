@@ -19,7 +19,7 @@ from rich.markup import escape
 from rich.status import Status
 from rich.table import Table
 
-from graphloop.checkpointers import GraphloopError, UnknownThreadError, open_saver
+from graphloop.checkpointers import ConfigurationError, GraphloopError, UnknownThreadError, open_saver
 from graphloop.graph.approvals import Approvals
 from graphloop.graph.builder import compile_graph
 from graphloop.graph.demo import run_demo
@@ -35,6 +35,7 @@ from graphloop.graph.results import (
     Token,
     ToolResult,
 )
+from graphloop.graph.retention import parse_age
 from graphloop.graph.settings import load_settings
 from graphloop.nodes import Decision
 
@@ -262,6 +263,22 @@ def history(
                           for c in getattr(m, "tool_calls", []))
         table.add_row(str(i), m.type, m.text[:200], calls)
     console.print(table)
+
+
+@app.command()
+@_one_line_errors
+def prune(
+    older_than: Annotated[str, typer.Option("--older-than", help="Age of the last activity: 30d, 12h, 45m, 10s")],
+    audit: Annotated[bool, typer.Option("--audit", help="Delete their audit rows too")] = False,
+    config: ConfigOpt = None, db: DbOpt = None,
+) -> None:
+    """Delete finished threads older than an age and reclaim the space (paused ones stay)."""
+    try:
+        age = parse_age(older_than)
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from None
+    report = Orchestrator(db=_db(config, db)).prune_sync(age, audit=audit)
+    console.print(f"deleted {len(report.deleted)} finished thread(s); {report.kept} kept")
 
 
 @app.command()

@@ -16,6 +16,7 @@ import logging
 from collections.abc import AsyncGenerator, Generator, Iterable, Mapping, Sequence
 from contextlib import aclosing, asynccontextmanager, contextmanager
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any, TypedDict, Unpack, cast
 from uuid import uuid4
 
@@ -63,6 +64,7 @@ from graphloop.graph.resumes import (
     recorded,
     reply_to_question,
 )
+from graphloop.graph.retention import PruneReport, prune_threads
 from graphloop.nodes import (
     Branch,
     CompactionSettings,
@@ -415,12 +417,10 @@ class Orchestrator:
         latest checkpoint: seconds for ten thousand threads.
         """
         async with self._session(self.context) as (graph, context):
-            saver = cast(BaseCheckpointSaver[str], graph.checkpointer)  # pyright: ignore[reportUnknownMemberType]  # compiled with the saver above
             if context.ledger is None:
                 raise ConfigurationError("the inbox lives in a SQLite file; this Orchestrator has none")
-            threads = {str(c.config.get("configurable", {})["thread_id"]) async for c in saver.alist(None)}
             waiting = 0
-            for thread_id in sorted(threads):
+            for thread_id in context.ledger.thread_ids():
                 snapshot = await graph.aget_state(_config(thread_id))
                 if not snapshot.interrupts:
                     context.ledger.remove_from_inbox(thread_id)
@@ -428,6 +428,21 @@ class Orchestrator:
                 context.ledger.add_to_inbox(inbox_entry_of(thread_id, snapshot))
                 waiting += 1
         return waiting
+
+    async def prune(self, older_than: timedelta, *, audit: bool = False) -> PruneReport:
+        """Delete finished threads whose last activity is older than `older_than`, then
+        reclaim the space (`VACUUM` in SQLite). Paused and unfinished threads are kept.
+        With `audit=True` their audit rows (tool calls, decisions) go too; by default the
+        audit outlives the threads.
+        """
+        async with open_async_saver(self.db) as saver, self._session(self.context) as (graph, context):
+            if context.ledger is None:
+                raise ConfigurationError("prune works on a SQLite file or a PostgreSQL URL, not a saver object")
+            return await prune_threads(graph, saver, context.ledger, older_than, audit=audit)
+
+    def prune_sync(self, older_than: timedelta, *, audit: bool = False) -> PruneReport:
+        """`prune` for synchronous code."""
+        return run_sync(self.prune(older_than, audit=audit))
 
     def rebuild_inbox_sync(self) -> int:
         """`rebuild_inbox` for synchronous code."""
