@@ -177,7 +177,9 @@ class Ledger(ABC):
         with self._transaction(write=False) as tx:
             return tx.rows(sql, args)
 
-    def _check_version(self, found: int | None) -> None:
+    @staticmethod
+    def check_version(found: int | None) -> None:
+        """Refuse tables written by a newer graphloop (`ConfigurationError`)."""
         if found is not None and found > SCHEMA_VERSION:
             raise ConfigurationError(
                 f"this database's graphloop tables are schema version {found}, written by a "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import threading
 from collections.abc import Generator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -36,6 +38,23 @@ CREATE TABLE IF NOT EXISTS tool_rules (
 """
 
 
+def _create_tables(pool: ConnectionPool[Connection[dict[str, Any]]]) -> None:
+    with pool.connection() as conn, conn.transaction():
+        # one creator at a time across workers: CREATE IF NOT EXISTS races in PostgreSQL
+        conn.execute("SELECT pg_advisory_xact_lock(7201451)")
+        exists = conn.execute("SELECT to_regclass('graphloop_meta') AS t").fetchone()
+        found = None
+        if exists and exists["t"] is not None:
+            row = conn.execute("SELECT value FROM graphloop_meta WHERE key = 'schema_version'").fetchone()
+            found = None if row is None else int(row["value"])
+        Ledger.check_version(found)
+        if found == SCHEMA_VERSION:
+            return
+        conn.execute(_TABLES)  # pyright: ignore[reportArgumentType]  # a constant
+        conn.execute("INSERT INTO graphloop_meta (key, value) VALUES ('schema_version', %s) "
+                     "ON CONFLICT DO NOTHING", (str(SCHEMA_VERSION),))
+
+
 class _PostgresCursor:
     def __init__(self, conn: Connection[dict[str, Any]]) -> None:
         self._conn = conn
@@ -47,6 +66,30 @@ class _PostgresCursor:
         return self._conn.execute(sql.replace("?", "%s"), tuple(args)).fetchall()  # pyright: ignore[reportArgumentType]  # the statement is built from constants
 
 
+_POOL_SIZE = 20
+_pools: dict[str, ConnectionPool[Connection[dict[str, Any]]]] = {}
+_pools_lock = threading.Lock()
+
+
+def _pool(url: str) -> ConnectionPool[Connection[dict[str, Any]]]:
+    with _pools_lock:
+        if url not in _pools:
+            pool = ConnectionPool(url, min_size=1, max_size=_POOL_SIZE, kwargs={"row_factory": dict_row},
+                                  connection_class=Connection[dict[str, Any]], open=True)
+            _create_tables(pool)
+            _pools[url] = pool
+            if len(_pools) == 1:
+                atexit.register(_close_pools)
+        return _pools[url]
+
+
+def _close_pools() -> None:
+    with _pools_lock:
+        for pool in _pools.values():
+            pool.close()
+        _pools.clear()
+
+
 class PostgresLedger(Ledger):
     """The ledger in a PostgreSQL database, shared by every worker that uses it."""
 
@@ -54,15 +97,16 @@ class PostgresLedger(Ledger):
 
     def __init__(self, pool: ConnectionPool[Connection[dict[str, Any]]]) -> None:
         self._pool = pool
-        self._create_tables()
 
     @classmethod
     @contextmanager
-    def connect(cls, url: str, *, max_size: int = 10) -> Generator[Ledger, None, None]:
-        """Open the ledger in the PostgreSQL database at `url`, with a pool of connections."""
-        with ConnectionPool(url, min_size=1, max_size=max_size, kwargs={"row_factory": dict_row},
-                            connection_class=Connection[dict[str, Any]], open=True) as pool:
-            yield cls(pool)
+    def connect(cls, url: str) -> Generator[Ledger, None, None]:
+        """The ledger of the PostgreSQL database at `url`.
+
+        Every ledger of one database in a process shares one pool of connections (opened on
+        first use, closed at exit), so many concurrent runs need few connections.
+        """
+        yield cls(_pool(url))
 
     @contextmanager
     def _transaction(self, *, write: bool = True) -> Generator[Cursor, None, None]:
@@ -72,18 +116,3 @@ class PostgresLedger(Ledger):
     def reclaim_space(self) -> None:
         """Nothing to do: PostgreSQL's autovacuum reuses the freed space."""
 
-    def _create_tables(self) -> None:
-        with self._pool.connection() as conn, conn.transaction():
-            # one creator at a time across workers: CREATE IF NOT EXISTS races in PostgreSQL
-            conn.execute("SELECT pg_advisory_xact_lock(7201451)")
-            exists = conn.execute("SELECT to_regclass('graphloop_meta') AS t").fetchone()
-            found = None
-            if exists and exists["t"] is not None:
-                row = conn.execute("SELECT value FROM graphloop_meta WHERE key = 'schema_version'").fetchone()
-                found = None if row is None else int(row["value"])
-            self._check_version(found)
-            if found == SCHEMA_VERSION:
-                return
-            conn.execute(_TABLES)  # pyright: ignore[reportArgumentType]  # a constant
-            conn.execute("INSERT INTO graphloop_meta (key, value) VALUES ('schema_version', %s) "
-                         "ON CONFLICT DO NOTHING", (str(SCHEMA_VERSION),))

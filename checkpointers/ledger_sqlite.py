@@ -49,7 +49,8 @@ class SqliteLedger(Ledger):
         conn = sqlite3.connect(str(path), timeout=_BUSY_TIMEOUT_S, check_same_thread=False,
                                isolation_level=None)
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                conn.execute("PRAGMA journal_mode=WAL")
             yield cls(conn)
         finally:
             conn.close()
@@ -73,37 +74,49 @@ class SqliteLedger(Ledger):
 
     def _create_tables(self) -> None:
         """Create the tables unless they are there; a read only, once they are (no write lock)."""
-        db = sqlite_utils.Database(self._conn)
         with self._lock:
-            found = None
-            if db.table("graphloop_meta").exists():
-                row = self._conn.execute(
-                    "SELECT value FROM graphloop_meta WHERE key = 'schema_version'").fetchone()
-                found = None if row is None else int(row[0])
-            self._check_version(found)
+            found = self._schema_version()
+            self.check_version(found)
             if found == SCHEMA_VERSION:
                 return
-            db.table("graphloop_meta").create({"key": str, "value": str}, pk="key", if_not_exists=True)
-            db.table("tool_calls").create(
-                {"thread_id": str, "call_id": str, "round": int, "tool": str, "args": str,
-                 "status": str, "started_at": str, "duration_ms": float, "model": str,
-                 "user_id": str, "user_role": str, "result_chars": int},
-                pk=("thread_id", "call_id"), not_null=["status", "tool"], if_not_exists=True)
-            db.table("decisions").create(
-                {"thread_id": str, "call_id": str, "interrupt_id": str, "tool": str, "decision": str,
-                 "decided_by": str, "decided_at": str, "call_hash": str, "edited_hash": str,
-                 "payload": str},
-                pk=("thread_id", "call_id"), not_null=["decision"], if_not_exists=True)
-            db.table("tool_results").create({"thread_id": str, "call_id": str, "result": str},
-                                            pk=("thread_id", "call_id"), if_not_exists=True)
-            db.table("inbox").create(
-                {"thread_id": str, "interrupt_id": str, "calls": str, "question": str,
-                 "waiting_since": str, "user_id": str, "user_role": str},
-                pk="thread_id", if_not_exists=True)
-            db.table("inbox").create_index(["waiting_since"], if_not_exists=True)
-            db.table("tool_rules").create(
-                {"user_id": str, "tool": str, "rule": str, "granted_by": str, "granted_at": str},
-                pk=("user_id", "tool"), if_not_exists=True)
-            self._conn.execute(
-                "INSERT OR IGNORE INTO graphloop_meta (key, value) VALUES ('schema_version', ?)",
-                (str(SCHEMA_VERSION),))
+            # one creator at a time: the write lock first (waiting up to the busy timeout), then
+            # look again, since another process may have made the tables meanwhile
+            with self._transaction():
+                found = self._schema_version()
+                self.check_version(found)
+                if found != SCHEMA_VERSION:
+                    self._make_tables(sqlite_utils.Database(self._conn))
+
+    def _schema_version(self) -> int | None:
+        if not self._conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'graphloop_meta'").fetchone():
+            return None
+        row = self._conn.execute("SELECT value FROM graphloop_meta WHERE key = 'schema_version'").fetchone()
+        return None if row is None else int(row[0])
+
+    def _make_tables(self, db: sqlite_utils.Database) -> None:
+        """The tables, by sqlite-utils (inside the caller's transaction: nothing commits early)."""
+        db.table("graphloop_meta").create({"key": str, "value": str}, pk="key", if_not_exists=True)
+        db.table("tool_calls").create(
+            {"thread_id": str, "call_id": str, "round": int, "tool": str, "args": str,
+             "status": str, "started_at": str, "duration_ms": float, "model": str,
+             "user_id": str, "user_role": str, "result_chars": int},
+            pk=("thread_id", "call_id"), not_null=["status", "tool"], if_not_exists=True)
+        db.table("decisions").create(
+            {"thread_id": str, "call_id": str, "interrupt_id": str, "tool": str, "decision": str,
+             "decided_by": str, "decided_at": str, "call_hash": str, "edited_hash": str,
+             "payload": str},
+            pk=("thread_id", "call_id"), not_null=["decision"], if_not_exists=True)
+        db.table("tool_results").create({"thread_id": str, "call_id": str, "result": str},
+                                        pk=("thread_id", "call_id"), if_not_exists=True)
+        db.table("inbox").create(
+            {"thread_id": str, "interrupt_id": str, "calls": str, "question": str,
+             "waiting_since": str, "user_id": str, "user_role": str},
+            pk="thread_id", if_not_exists=True)
+        db.table("inbox").create_index(["waiting_since"], if_not_exists=True)
+        db.table("tool_rules").create(
+            {"user_id": str, "tool": str, "rule": str, "granted_by": str, "granted_at": str},
+            pk=("user_id", "tool"), if_not_exists=True)
+        self._conn.execute(
+            "INSERT OR IGNORE INTO graphloop_meta (key, value) VALUES ('schema_version', ?)",
+            (str(SCHEMA_VERSION),))

@@ -12,7 +12,9 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import weakref
 from collections.abc import AsyncGenerator, Generator
 from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 from os import PathLike
@@ -52,27 +54,38 @@ def _sqlite_path(db: str | PathLike[str]) -> str:
 _POOL_SIZE = 10
 _ready: set[str] = set()
 """PostgreSQL URLs whose checkpoint tables this process has already set up."""
+_setup_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
+_SETUP_LOCK = 7201452
+"""The advisory lock that keeps two processes from setting up the same database at once."""
 
 
 @asynccontextmanager
 async def _postgres_async(url: str) -> AsyncGenerator[BaseCheckpointSaver[str], None]:
     """langgraph's async Postgres saver on a connection pool (the settings it requires)."""
     from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+    from psycopg import AsyncConnection
     from psycopg.rows import dict_row
     from psycopg_pool import AsyncConnectionPool
 
-    async with AsyncConnectionPool(url, min_size=1, max_size=_POOL_SIZE, open=False, kwargs={
+    # one connection per run: many concurrent runs must not exhaust the server's connections
+    async with AsyncConnectionPool(url, min_size=1, max_size=1, open=False, kwargs={
             "autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}) as pool:
         saver = AsyncPostgresSaver(pool)  # pyright: ignore[reportArgumentType]  # a pool is a valid conn
         if url not in _ready:
-            await saver.setup()  # idempotent; its migrations run in a transaction
-            _ready.add(url)
+            loop_lock = _setup_locks.setdefault(asyncio.get_running_loop(), asyncio.Lock())
+            async with loop_lock, await AsyncConnection.connect(url, autocommit=True) as lock:
+                # setup() races with itself on a new database: one process at a time, one task
+                await lock.execute("SELECT pg_advisory_lock(%s)", (_SETUP_LOCK,))
+                if url not in _ready:
+                    await saver.setup()
+                    _ready.add(url)
         yield saver
 
 
 @contextmanager
 def _postgres_sync(url: str) -> Generator[BaseCheckpointSaver[str], None, None]:
     from langgraph.checkpoint.postgres import PostgresSaver
+    from psycopg import Connection
     from psycopg.rows import dict_row
     from psycopg_pool import ConnectionPool
 
@@ -80,8 +93,10 @@ def _postgres_sync(url: str) -> Generator[BaseCheckpointSaver[str], None, None]:
             "autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}) as pool:
         saver = PostgresSaver(pool)  # pyright: ignore[reportArgumentType]  # a pool is a valid conn
         if url not in _ready:
-            saver.setup()
-            _ready.add(url)
+            with Connection.connect(url, autocommit=True) as lock:
+                lock.execute("SELECT pg_advisory_lock(%s)", (_SETUP_LOCK,))
+                saver.setup()
+                _ready.add(url)
         yield saver
 
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, Generator, Iterable, Mapping, Sequence
-from contextlib import aclosing, asynccontextmanager, contextmanager
+from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any, TypedDict, Unpack, cast
@@ -35,7 +35,6 @@ from graphloop.checkpointers import (
     ConfigurationError,
     DbLike,
     InvalidDecisionError,
-    Ledger,
     ThreadPausedError,
     UnknownThreadError,
     open_async_saver,
@@ -146,7 +145,7 @@ async def _drive(
             yield event
     snapshot = await graph.aget_state(config)
     if context.ledger is not None:  # every result is in the checkpoint now: the ledger's copies can go
-        context.ledger.forget_results(thread_id)
+        await asyncio.to_thread(context.ledger.forget_results, thread_id)
     yield Finished(result_of(snapshot.values, snapshot.interrupts, thread_id))
 
 
@@ -196,7 +195,7 @@ async def _command(
     ledger = context.ledger
     if not decided:
         shown = shown_calls(snapshot.values.get("pending", []), snapshot.values["policy"])
-        return Command(resume={"decisions": recorded(ledger, thread_id, shown)})
+        return Command(resume={"decisions": await asyncio.to_thread(recorded, ledger, thread_id, shown)})
     shown, chosen = answer(snapshot, thread_id, expected, context, confirmed, decisions)
     if ledger is not None:
         entries = decision_entries(thread_id, snapshot.interrupts[0].id, shown, chosen,
@@ -271,20 +270,23 @@ class Orchestrator:
                 f"({type(self.db).__name__}), so it keeps no ledger")
         return Approvals(self.db, self.context.tools.names)
 
-    @contextmanager
-    def _ledger(self) -> Generator[Ledger | None, None, None]:
-        if isinstance(self.db, BaseCheckpointSaver):
-            yield None
-            return
-        with open_ledger(self.db) as ledger:
-            yield ledger
-
     @asynccontextmanager
     async def _session(self, context: LoopContext) -> AsyncGenerator[tuple[LoopGraph, LoopContext], None]:
-        """The compiled graph on this database, and `context` with its ledger."""
+        """The compiled graph on this database, and `context` with its ledger.
+
+        The ledger is blocking I/O: it is opened, used and closed off the event loop, since a
+        blocked loop would stall the async saver's open transaction behind it.
+        """
         async with open_async_saver(self.db) as saver:
-            with self._ledger() as ledger:
+            if isinstance(self.db, BaseCheckpointSaver):
+                yield compile_graph(saver, self.branches), replace(context, ledger=None)
+                return
+            opened = open_ledger(self.db)
+            ledger = await asyncio.to_thread(opened.__enter__)
+            try:
                 yield compile_graph(saver, self.branches), replace(context, ledger=ledger)
+            finally:
+                await asyncio.to_thread(opened.__exit__, None, None, None)
 
     def _context(self, model_cfg: ModelLike | Iterable[ModelLike] | None) -> LoopContext:
         context = self.context if model_cfg is None else self.context.with_models(model_cfg)
@@ -319,7 +321,7 @@ class Orchestrator:
         async with self._session(context) as (graph, context):
             user_id = policy.get("user_id")
             if user_id is not None and context.ledger is not None:
-                policy["remembered"] = context.ledger.rules(user_id)
+                policy["remembered"] = await asyncio.to_thread(context.ledger.rules, user_id)
             snapshot = await graph.aget_state(_config(thread_id))
             check_version(snapshot, thread_id)
             if snapshot.next:
@@ -420,12 +422,13 @@ class Orchestrator:
             if context.ledger is None:
                 raise ConfigurationError("the inbox lives in a SQLite file; this Orchestrator has none")
             waiting = 0
-            for thread_id in context.ledger.thread_ids():
+            ledger = context.ledger
+            for thread_id in await asyncio.to_thread(ledger.thread_ids):
                 snapshot = await graph.aget_state(_config(thread_id))
                 if not snapshot.interrupts:
-                    context.ledger.remove_from_inbox(thread_id)
+                    await asyncio.to_thread(ledger.remove_from_inbox, thread_id)
                     continue
-                context.ledger.add_to_inbox(inbox_entry_of(thread_id, snapshot))
+                await asyncio.to_thread(ledger.add_to_inbox, inbox_entry_of(thread_id, snapshot))
                 waiting += 1
         return waiting
 
@@ -435,9 +438,10 @@ class Orchestrator:
         With `audit=True` their audit rows (tool calls, decisions) go too; by default the
         audit outlives the threads.
         """
-        async with open_async_saver(self.db) as saver, self._session(self.context) as (graph, context):
+        async with self._session(self.context) as (graph, context):
             if context.ledger is None:
                 raise ConfigurationError("prune works on a SQLite file or a PostgreSQL URL, not a saver object")
+            saver = cast(BaseCheckpointSaver[str], graph.checkpointer)  # pyright: ignore[reportUnknownMemberType]  # compiled with the session's saver
             return await prune_threads(graph, saver, context.ledger, older_than, audit=audit)
 
     def prune_sync(self, older_than: timedelta, *, audit: bool = False) -> PruneReport:

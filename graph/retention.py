@@ -6,6 +6,7 @@ threads and threads stopped by a crash or an error are kept, whatever their age.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -34,7 +35,7 @@ async def prune_threads(graph: LoopGraph, saver: BaseCheckpointSaver[str], ledge
     """Delete finished threads whose latest checkpoint is older than `older_than`."""
     cutoff = datetime.now(UTC) - older_than
     deleted: list[str] = []
-    threads = ledger.thread_ids()
+    threads = await asyncio.to_thread(ledger.thread_ids)  # blocking I/O stays off the event loop
     for thread_id in threads:
         snapshot = await graph.aget_state({"configurable": {"thread_id": thread_id}})
         messages: list[AnyMessage] = snapshot.values.get("messages") or []
@@ -42,9 +43,9 @@ async def prune_threads(graph: LoopGraph, saver: BaseCheckpointSaver[str], ledge
         created = datetime.fromisoformat(snapshot.created_at) if snapshot.created_at else None
         if finished and created is not None and created < cutoff:
             await saver.adelete_thread(thread_id)
-            ledger.forget_thread(thread_id, audit=audit)
+            await asyncio.to_thread(ledger.forget_thread, thread_id, audit=audit)
             deleted.append(thread_id)
-    ledger.reclaim_space()
+    await asyncio.to_thread(ledger.reclaim_space)
     return PruneReport(deleted=deleted, kept=len(threads) - len(deleted))
 
 

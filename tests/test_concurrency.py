@@ -1,0 +1,56 @@
+"""Many threads at once in one process: 200 concurrent runs, each with tool rounds, finish
+without "database is locked" (SQLite in WAL mode with a busy timeout) and on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from graphloop.graph import ModelConfig, Orchestrator
+from graphloop.graph.testing import ScriptedReply, ScriptedServer, reply, tool_call
+
+THREADS = 200
+ROUNDS = 2
+
+
+def lookup(key: str) -> str:
+    """Look a key up."""
+    return f"{key}: " + "x" * 2000
+
+
+def by_conversation(body: dict[str, Any]) -> ScriptedReply:
+    """Tool rounds until ROUNDS results are in, then the answer; the same for every thread."""
+    done = sum(1 for m in body["messages"] if m["role"] == "tool")
+    task = next(m["content"] for m in body["messages"] if m["role"] == "user")
+    if done >= ROUNDS:
+        return reply(f"answer for {task}")
+    return reply(None, tool_call("lookup", key=f"{task}-{done}"))
+
+
+@pytest.fixture
+def db(any_db: Path | str) -> Path | str:
+    return any_db
+
+
+def test_two_hundred_threads_run_at_once_without_lock_errors(db: Path | str) -> None:
+    with ScriptedServer([by_conversation] * (THREADS * (ROUNDS + 1))) as server:
+        model = ModelConfig(label="primary", api_url=server.url, model_name="scripted", max_retries=0)
+        orch = Orchestrator([lookup], db=db, models=[model])
+
+        async def all_at_once() -> list[str]:
+            results = await asyncio.gather(*(orch.run(f"task {i}", thread_id=f"t{i}") for i in range(THREADS)))
+            return [r.response for r in results]
+
+        started = time.monotonic()
+        answers = asyncio.run(all_at_once())
+        elapsed = time.monotonic() - started
+        server.assert_all_used()
+    assert answers == [f"answer for task {i}" for i in range(THREADS)]
+    calls = orch.approvals.tool_calls()
+    assert len(calls) == THREADS * ROUNDS and {c["status"] for c in calls} == {"success"}
+    print(f"{THREADS} threads x {ROUNDS} tool rounds at once on {type(db).__name__}: {elapsed:.1f} s")
