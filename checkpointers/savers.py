@@ -107,6 +107,7 @@ def open_saver(db: DbLike) -> Generator[BaseCheckpointSaver[str], None, None]:
         yield db
         return
     if is_postgres_url(db):
+        _require_postgres()
         with _postgres_sync(str(db)) as saver:
             yield saver
         return
@@ -132,6 +133,7 @@ async def open_async_saver(db: DbLike) -> AsyncGenerator[BaseCheckpointSaver[str
         yield db
         return
     if is_postgres_url(db):
+        _require_postgres()
         async with _postgres_async(str(db)) as saver:
             yield saver
         return
@@ -139,10 +141,21 @@ async def open_async_saver(db: DbLike) -> AsyncGenerator[BaseCheckpointSaver[str
         yield AsyncSqliteSaver(conn)
 
 
+def _require_postgres() -> None:
+    try:
+        import langgraph.checkpoint.postgres  # noqa: F401  # pyright: ignore[reportUnusedImport]
+        import psycopg_pool  # noqa: F401  # pyright: ignore[reportUnusedImport]
+    except ImportError:
+        raise ConfigurationError(
+            "a postgresql:// database needs the postgres extra: pip install 'graphloop[postgres]'"
+        ) from None
+
+
 def open_ledger(db: str | PathLike[str]) -> AbstractContextManager[Ledger]:
     """Open graphloop's own tables (claims, audit, inbox, rules) in a SQLite file or at a
     PostgreSQL URL, creating them if needed."""
     if is_postgres_url(db):
+        _require_postgres()
         from graphloop.checkpointers.ledger_postgres import PostgresLedger
 
         return PostgresLedger.connect(str(db))
