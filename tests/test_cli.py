@@ -188,3 +188,10 @@ def test_a_real_graphloop_process_runs_to_the_gate(server: ScriptedServer, db: P
     assert result.returncode == 0, result.stderr
     assert "waiting: May I delete /tmp/x?" in result.stdout
     assert [e["question"] for e in Approvals(db).pending()] == ["May I delete /tmp/x?"]
+
+
+def test_demo_through_typers_runner(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["demo", "--db", str(tmp_path / "demo.db")], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "2. resume (a new process, same SQLite file): approve" in result.output
+    assert "answer: Done." in result.output
