@@ -14,10 +14,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
-from contextlib import aclosing, asynccontextmanager
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import timedelta
-from typing import Any, TypedDict, Unpack, cast
+from typing import Unpack, cast
 from uuid import uuid4
 
 from langchain_core.messages import (
@@ -27,14 +27,11 @@ from langchain_core.messages import (
     SystemMessage,
     convert_to_messages,
 )
-from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.types import Command, StateSnapshot, StreamMode
 
 from graphloop.checkpointers import (
     ConfigurationError,
     DbLike,
-    InvalidDecisionError,
     ThreadPausedError,
     UnknownThreadError,
     open_async_saver,
@@ -44,39 +41,36 @@ from graphloop.graph.approvals import Approvals
 from graphloop.graph.builder import LoopGraph, compile_graph
 from graphloop.graph.results import (
     AWAITING,
-    Finished,
     OrchestratorResult,
-    Paused,
     PendingConfirmation,
     RunEvent,
     ToolCallRecord,
-    event_of,
-    pending_of,
-    result_of,
 )
 from graphloop.graph.resumes import (
     VERSION,
-    answer,
-    check_unfinished,
     check_version,
     inbox_entry_of,
-    recorded,
-    reply_to_question,
 )
 from graphloop.graph.retention import PruneReport, prune_threads
+from graphloop.graph.running import (
+    ResumeOptions,
+    RunOptions,
+    command_for,
+    config_for,
+    drive,
+    final,
+    settled,
+)
 from graphloop.nodes import (
     Branch,
     CompactionSettings,
-    Decision,
     LoopContext,
     LoopState,
     ModelLike,
     Policy,
     run_sync,
 )
-from graphloop.nodes.audit import decision_entries
 from graphloop.nodes.config import RoleTools
-from graphloop.nodes.confirm import shown_calls
 from graphloop.nodes.state import DEFAULT_MAX_ROUNDS, STATE_VERSION, DecisionType
 from graphloop.nodes.toolbox import ToolLike
 
@@ -102,110 +96,6 @@ TOOL_INSTRUCTION = (
 SESSION_MESSAGES_KEPT = 6
 
 logger = logging.getLogger(__name__)
-
-
-class RunOptions(TypedDict, total=False):
-    """The options of `Orchestrator.run` and `stream` (see `run`)."""
-
-    system_prompt: str
-    session_messages: Sequence[Mapping[str, Any]] | None
-    model_cfg: ModelLike | Iterable[ModelLike] | None
-    respond_with_final: bool
-    user_role: str
-    tool_list: Sequence[str] | None
-    confirm_allow: Iterable[str] | None
-    confirm_deny: Iterable[str] | None
-    thread_id: str | None
-    user_id: str | None
-
-
-class ResumeOptions(TypedDict, total=False):
-    """The options of `Orchestrator.resume` and `stream_resume` (see `resume`)."""
-
-    confirmed: bool | None
-    decisions: Sequence[Decision] | None
-    answer: str | None
-    """The reply to a question pause (`PendingConfirmation.kind == "question"`)."""
-    model_cfg: ModelLike | Iterable[ModelLike] | None
-    decided_by: str | None
-    interrupt_id: str | None
-
-
-async def _drive(
-    graph: LoopGraph, start: LoopState | Command[Any] | None, thread_id: str, context: LoopContext,
-    tokens: bool,
-) -> AsyncGenerator[RunEvent, None]:
-    """Run the graph from `start`, yielding progress events, and `Finished` last."""
-    config = _config(thread_id)
-    modes: list[StreamMode] = ["updates", "messages"] if tokens else ["updates"]
-    # durability="sync": each step is on disk before the next starts (crash safety)
-    async for mode, chunk in graph.astream(start, config, context=context, durability="sync",  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]  # langgraph's astream is partly untyped
-                                           stream_mode=modes):
-        for event in event_of(str(mode), chunk):  # pyright: ignore[reportUnknownArgumentType]
-            yield event
-    snapshot = await graph.aget_state(config)
-    if context.ledger is not None:  # every result is in the checkpoint now: the ledger's copies can go
-        await asyncio.to_thread(context.ledger.forget_results, thread_id)
-    yield Finished(result_of(snapshot.values, snapshot.interrupts, thread_id))
-
-
-async def _settled(events: AsyncGenerator[RunEvent, None]) -> AsyncGenerator[RunEvent, None]:
-    """`events`, with `Paused` and `Finished` held back until the run's session is closed.
-
-    So a caller that stops reading at `Paused` (to show the question) leaves nothing open
-    and nothing unsaved.
-    """
-    finished: Finished | None = None
-    async with aclosing(events):
-        async for event in events:
-            if isinstance(event, Finished):
-                finished = event
-            else:
-                yield event
-    assert finished is not None, "every run ends with Finished"
-    if finished.result.checkpoint is not None:
-        yield Paused(finished.result.checkpoint)
-    yield finished
-
-
-async def _final(events: AsyncGenerator[RunEvent, None]) -> OrchestratorResult:
-    async with aclosing(events):
-        async for event in events:
-            if isinstance(event, Finished):
-                return event.result
-    raise AssertionError("every event stream ends with Finished")
-
-
-async def _command(
-    snapshot: StateSnapshot, thread_id: str, expected: str | None, context: LoopContext,
-    options: ResumeOptions,
-) -> Command[Any] | None:
-    """What to invoke the graph with: the checked and recorded decisions, or None to continue."""
-    confirmed, decisions = options.get("confirmed"), options.get("decisions")
-    decided = confirmed is not None or decisions is not None or options.get("answer") is not None
-    if not snapshot.interrupts:
-        check_unfinished(snapshot, thread_id, decided)
-        return None
-    if pending_of(snapshot.interrupts[0], thread_id).kind == "question":
-        return Command(resume=reply_to_question(snapshot, thread_id, expected, options))
-    if options.get("answer") is not None:
-        raise InvalidDecisionError(
-            f"thread {thread_id!r} waits for a decision on tool calls, not an answer; pass "
-            "confirmed=True/False or decisions=[...]")
-    ledger = context.ledger
-    if not decided:
-        shown = shown_calls(snapshot.values.get("pending", []), snapshot.values["policy"])
-        return Command(resume={"decisions": await asyncio.to_thread(recorded, ledger, thread_id, shown)})
-    shown, chosen = answer(snapshot, thread_id, expected, context, confirmed, decisions)
-    if ledger is not None:
-        entries = decision_entries(thread_id, snapshot.interrupts[0].id, shown, chosen,
-                                   options.get("decided_by"))
-        await asyncio.to_thread(ledger.claim_decisions, entries)
-    return Command(resume={"decisions": chosen})
-
-
-def _config(thread_id: str) -> RunnableConfig:
-    return {"configurable": {"thread_id": thread_id}}
 
 
 class Orchestrator:
@@ -302,7 +192,7 @@ class Orchestrator:
         `thread_id` (a finished thread's id continues that conversation) and `user_id` (whose
         remembered rules apply, and whom the audit names).
         """
-        return await _final(self.stream(task, tokens=False, **options))
+        return await final(self.stream(task, tokens=False, **options))
 
     def stream(self, task: str, *, tokens: bool = True,
                **options: Unpack[RunOptions]) -> AsyncGenerator[RunEvent, None]:
@@ -311,7 +201,7 @@ class Orchestrator:
         the end `Paused` (if it waits) and `Finished` with the `OrchestratorResult`; by then
         everything is saved and the database closed.
         """
-        return _settled(self._stream(task, tokens, options))
+        return settled(self._stream(task, tokens, options))
 
     async def _stream(self, task: str, tokens: bool, options: RunOptions) -> AsyncGenerator[RunEvent, None]:
         context = self._context(options.get("model_cfg"))
@@ -322,7 +212,7 @@ class Orchestrator:
             user_id = policy.get("user_id")
             if user_id is not None and context.ledger is not None:
                 policy["remembered"] = await asyncio.to_thread(context.ledger.rules, user_id)
-            snapshot = await graph.aget_state(_config(thread_id))
+            snapshot = await graph.aget_state(config_for(thread_id))
             check_version(snapshot, thread_id)
             if snapshot.next:
                 raise ThreadPausedError(
@@ -331,7 +221,7 @@ class Orchestrator:
                     "another thread_id"
                 )
             start = self._input(task, policy, options, new_thread=not snapshot.values.get("messages"))
-            async for event in _drive(graph, start, thread_id, context, tokens):
+            async for event in drive(graph, start, thread_id, context, tokens):
                 yield event
 
     def _policy(self, options: RunOptions) -> Policy:
@@ -378,14 +268,14 @@ class Orchestrator:
         last checkpoint when no decision is given; completed tool calls are not run again,
         and decisions recorded before the crash are carried out.
         """
-        return await _final(self.stream_resume(checkpoint_or_thread_id, tokens=False, **options))
+        return await final(self.stream_resume(checkpoint_or_thread_id, tokens=False, **options))
 
     def stream_resume(
         self, checkpoint_or_thread_id: PendingConfirmation | str, *, tokens: bool = True,
         **options: Unpack[ResumeOptions],
     ) -> AsyncGenerator[RunEvent, None]:
         """`resume`, as the events `stream` yields."""
-        return _settled(self._stream_resume(checkpoint_or_thread_id, tokens, options))
+        return settled(self._stream_resume(checkpoint_or_thread_id, tokens, options))
 
     async def _stream_resume(
         self, checkpoint_or_thread_id: PendingConfirmation | str, tokens: bool, options: ResumeOptions,
@@ -400,15 +290,15 @@ class Orchestrator:
         else:
             thread_id, expected = checkpoint_or_thread_id, options.get("interrupt_id")
         async with self._session(context) as (graph, context):
-            snapshot = await graph.aget_state(_config(thread_id))
+            snapshot = await graph.aget_state(config_for(thread_id))
             if not snapshot.values:
                 raise UnknownThreadError(
                     f"no thread {thread_id!r} in the database {self.db!r}; check the id and "
                     "that this Orchestrator uses the same db as the run"
                 )
             check_version(snapshot, thread_id)
-            command = await _command(snapshot, thread_id, expected, context, options)
-            async for event in _drive(graph, command, thread_id, context, tokens):
+            command = await command_for(snapshot, thread_id, expected, context, options)
+            async for event in drive(graph, command, thread_id, context, tokens):
                 yield event
 
     async def rebuild_inbox(self) -> int:
@@ -424,7 +314,7 @@ class Orchestrator:
             waiting = 0
             ledger = context.ledger
             for thread_id in await asyncio.to_thread(ledger.thread_ids):
-                snapshot = await graph.aget_state(_config(thread_id))
+                snapshot = await graph.aget_state(config_for(thread_id))
                 if not snapshot.interrupts:
                     await asyncio.to_thread(ledger.remove_from_inbox, thread_id)
                     continue
