@@ -192,9 +192,8 @@ class Ledger(ABC):
 
         The insert is atomic, so of two processes claiming the same call exactly one wins.
         """
-        row = {**entry, "args": _json(entry["args"])}
-        inserted = self._run(f"INSERT INTO tool_calls ({', '.join(row)}) VALUES ({_marks(row)}) "
-                             "ON CONFLICT (thread_id, call_id) DO NOTHING", tuple(row.values()))
+        with self._transaction() as tx:
+            inserted = _insert_new(tx, "tool_calls", {**entry, "args": _json(entry["args"])})
         return None if inserted else self.tool_call(entry["thread_id"], entry["call_id"])
 
     def finish_call(self, thread_id: str, call_id: str, status: CallStatus, *,
@@ -226,9 +225,8 @@ class Ledger(ABC):
 
     def record_call(self, entry: ToolCallEntry) -> None:
         """Record a call that was answered without running (refused or rejected); idempotent."""
-        row = {**entry, "args": _json(entry["args"])}
-        self._run(f"INSERT INTO tool_calls ({', '.join(row)}) VALUES ({_marks(row)}) "
-                  "ON CONFLICT (thread_id, call_id) DO NOTHING", tuple(row.values()))
+        with self._transaction() as tx:
+            _insert_new(tx, "tool_calls", {**entry, "args": _json(entry["args"])})
 
     def tool_call(self, thread_id: str, call_id: str) -> ToolCallEntry | None:
         rows = self._rows(f"SELECT {_CALL_COLUMNS} FROM tool_calls WHERE thread_id = ? AND call_id = ?",
@@ -251,7 +249,7 @@ class Ledger(ABC):
         """
         with self._transaction() as tx:
             for entry in entries:
-                if not tx.run(_INSERT_DECISION.format(**_decision_sql(entry)), tuple(entry.values())):
+                if not _insert_new(tx, "decisions", entry):
                     raise AlreadyDecidedError.of(self._decided(tx, entries))
             self._leave_inbox(tx, entries)
 
@@ -259,7 +257,7 @@ class Ledger(ABC):
         """Record decisions unless already recorded (a graph resumed without the Orchestrator)."""
         with self._transaction() as tx:
             for entry in entries:
-                tx.run(_INSERT_DECISION.format(**_decision_sql(entry)), tuple(entry.values()))
+                _insert_new(tx, "decisions", entry)
             self._leave_inbox(tx, entries)
 
     @staticmethod
@@ -356,16 +354,16 @@ class Ledger(ABC):
 _CALL_COLUMNS = ", ".join(ToolCallEntry.__annotations__)
 _DECISION_COLUMNS = ", ".join(DecisionEntry.__annotations__)
 _INBOX_COLUMNS = ", ".join(InboxEntry.__annotations__)
-_INSERT_DECISION = ("INSERT INTO decisions ({columns}) VALUES ({marks}) "
-                    "ON CONFLICT (thread_id, call_id) DO NOTHING")
 
 
 def _marks(row: Mapping[str, object]) -> str:
     return ", ".join("?" * len(row))
 
 
-def _decision_sql(entry: DecisionEntry) -> dict[str, str]:
-    return {"columns": ", ".join(entry), "marks": _marks(entry)}
+def _insert_new(tx: Cursor, table: str, row: Mapping[str, object]) -> int:
+    """Insert `row` unless its (thread_id, call_id) is there already; 1 if inserted, else 0."""
+    return tx.run(f"INSERT INTO {table} ({', '.join(row)}) VALUES ({_marks(row)}) "
+                  "ON CONFLICT (thread_id, call_id) DO NOTHING", tuple(row.values()))
 
 
 def _where(column: str, value: str | None) -> tuple[str, tuple[object, ...]]:

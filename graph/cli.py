@@ -36,7 +36,7 @@ from graphloop.graph.results import (
     ToolResult,
 )
 from graphloop.graph.retention import parse_age
-from graphloop.graph.settings import load_settings
+from graphloop.graph.settings import database_path, load_settings
 from graphloop.nodes import Decision
 
 __all__ = ["app", "main"]
@@ -87,15 +87,6 @@ def _orchestrator(config: Path | None, model: str | None, tools: list[str] | Non
                              base_url=base_url, key_env=key_env)
     return Orchestrator(list(settings.tools), confirm_required=settings.confirm_required,
                         db=settings.db, models=list(settings.models))
-
-
-def _db(config: Path | None, db: Path | None) -> Path:
-    if db is not None:
-        return db
-    import tomllib
-
-    path = config or Path("graphloop.toml")
-    return Path(tomllib.loads(path.read_text()).get("db", "graphloop.db")) if path.exists() else Path("graphloop.db")
 
 
 class _Printer:
@@ -237,7 +228,7 @@ def pending(
     user: Annotated[str | None, typer.Option(help="Only this user's threads")] = None,
 ) -> None:
     """List the threads waiting for a decision."""
-    entries = Approvals(_db(config, db)).pending(user)
+    entries = Approvals(database_path(config, db)).pending(user)
     table = Table("thread", "waiting since", "calls", "question")
     for e in entries:
         calls = "\n".join(f"{c['name']}({json.dumps(c['args'], ensure_ascii=False)})" for c in e["calls"])
@@ -252,7 +243,7 @@ def history(
     config: ConfigOpt = None, db: DbOpt = None,
 ) -> None:
     """Show a thread's messages as a table."""
-    path = _db(config, db)
+    path = database_path(config, db)
     with open_saver(path) as saver:
         messages = compile_graph(saver).get_state({"configurable": {"thread_id": thread}}).values.get("messages")
     if not messages:
@@ -277,7 +268,7 @@ def prune(
         age = parse_age(older_than)
     except ValueError as exc:
         raise ConfigurationError(str(exc)) from None
-    report = Orchestrator(db=_db(config, db)).prune_sync(age, audit=audit)
+    report = Orchestrator(db=database_path(config, db)).prune_sync(age, audit=audit)
     console.print(f"deleted {len(report.deleted)} finished thread(s); {report.kept} kept")
 
 

@@ -32,6 +32,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from graphloop.checkpointers import (
     ConfigurationError,
     DbLike,
+    Ledger,
     ThreadPausedError,
     UnknownThreadError,
     open_async_saver,
@@ -45,6 +46,7 @@ from graphloop.graph.results import (
     PendingConfirmation,
     RunEvent,
     ToolCallRecord,
+    pending_of,
 )
 from graphloop.graph.resumes import (
     VERSION,
@@ -145,7 +147,8 @@ class Orchestrator:
         self.tool_instruction = tool_instruction
         self.one_call_per_pause = one_call_per_pause
         self.branches = tuple(branches)
-        compile_graph(branches=self.branches)  # a bad branch fails here, not at the first run
+        # compiled once (a bad branch fails here); each session copies it onto its saver
+        self._graph = compile_graph(branches=self.branches)
         self.context = LoopContext.create(models=models or (), tools=tools,
                                           confirm_required=confirm_required, roles=roles,
                                           compaction=compaction, allowed_decisions=allowed_decisions)
@@ -154,10 +157,7 @@ class Orchestrator:
     def approvals(self) -> Approvals:
         """The inbox, remembered rules and audit of this Orchestrator's database."""
         if isinstance(self.db, BaseCheckpointSaver):
-            raise ConfigurationError(
-                "approvals live in the database (a SQLite file or a PostgreSQL URL); this "
-                "Orchestrator was given a saver object "
-                f"({type(self.db).__name__}), so it keeps no ledger")
+            raise self._no_ledger()
         return Approvals(self.db, self.context.tools.names)
 
     @asynccontextmanager
@@ -168,15 +168,26 @@ class Orchestrator:
         blocked loop would stall the async saver's open transaction behind it.
         """
         async with open_async_saver(self.db) as saver:
+            graph = self._graph.copy({"checkpointer": saver})
             if isinstance(self.db, BaseCheckpointSaver):
-                yield compile_graph(saver, self.branches), replace(context, ledger=None)
+                yield graph, replace(context, ledger=None)
                 return
             opened = open_ledger(self.db)
             ledger = await asyncio.to_thread(opened.__enter__)
             try:
-                yield compile_graph(saver, self.branches), replace(context, ledger=ledger)
+                yield graph, replace(context, ledger=ledger)
             finally:
                 await asyncio.to_thread(opened.__exit__, None, None, None)
+
+    def _no_ledger(self) -> ConfigurationError:
+        return ConfigurationError(
+            "approvals live in the database (a SQLite file or a PostgreSQL URL); this Orchestrator "
+            f"was given a saver object ({type(self.db).__name__}), so it keeps no ledger")
+
+    def _ledger_of(self, context: LoopContext) -> Ledger:
+        if context.ledger is None:
+            raise self._no_ledger()
+        return context.ledger
 
     def _context(self, model_cfg: ModelLike | Iterable[ModelLike] | None) -> LoopContext:
         context = self.context if model_cfg is None else self.context.with_models(model_cfg)
@@ -309,13 +320,11 @@ class Orchestrator:
         latest checkpoint: seconds for ten thousand threads.
         """
         async with self._session(self.context) as (graph, context):
-            if context.ledger is None:
-                raise ConfigurationError("the inbox lives in a SQLite file; this Orchestrator has none")
+            ledger = self._ledger_of(context)
             waiting = 0
-            ledger = context.ledger
             for thread_id in await asyncio.to_thread(ledger.thread_ids):
                 snapshot = await graph.aget_state(config_for(thread_id))
-                if not snapshot.interrupts:
+                if not snapshot.interrupts or pending_of(snapshot.interrupts[0], thread_id).kind != "confirm":
                     await asyncio.to_thread(ledger.remove_from_inbox, thread_id)
                     continue
                 await asyncio.to_thread(ledger.add_to_inbox, inbox_entry_of(thread_id, snapshot))
@@ -329,10 +338,9 @@ class Orchestrator:
         audit outlives the threads.
         """
         async with self._session(self.context) as (graph, context):
-            if context.ledger is None:
-                raise ConfigurationError("prune works on a SQLite file or a PostgreSQL URL, not a saver object")
-            saver = cast(BaseCheckpointSaver[str], graph.checkpointer)  # pyright: ignore[reportUnknownMemberType]  # compiled with the session's saver
-            return await prune_threads(graph, saver, context.ledger, older_than, audit=audit)
+            ledger = self._ledger_of(context)
+            saver = cast(BaseCheckpointSaver[str], graph.checkpointer)  # pyright: ignore[reportUnknownMemberType]  # the session's saver
+            return await prune_threads(graph, saver, ledger, older_than, audit=audit)
 
     def prune_sync(self, older_than: timedelta, *, audit: bool = False) -> PruneReport:
         """`prune` for synchronous code."""

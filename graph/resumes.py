@@ -36,9 +36,11 @@ from graphloop.nodes.state import STATE_VERSION
 __all__ = [
     "VERSION",
     "answer",
+    "check_bound",
     "check_unfinished",
     "check_version",
     "inbox_entry_of",
+    "is_finished",
     "recorded",
     "reply_to_question",
 ]
@@ -57,11 +59,7 @@ def answer(
         raise InvalidDecisionError(
             f"thread {thread_id!r} is waiting for a decision; pass confirmed=True/False or "
             "decisions=[...]")
-    if expected is not None and expected != snapshot.interrupts[0].id:
-        raise InvalidDecisionError(
-            f"this decision answers pause {expected!r}, but thread {thread_id!r} now waits at "
-            f"pause {snapshot.interrupts[0].id!r}; show the person the latest pause "
-            "(Orchestrator.approvals.pending()) and decide that one")
+    check_bound(snapshot, thread_id, expected)
     policy: Policy = snapshot.values["policy"]
     shown = shown_calls(snapshot.values.get("pending", []), policy)
     context.check_policy(policy)
@@ -93,6 +91,12 @@ def check_version(snapshot: StateSnapshot, thread_id: str) -> None:
             "or newer")
 
 
+def is_finished(snapshot: StateSnapshot) -> bool:
+    """Whether the thread is done: nothing left to run, and its last message is an answer."""
+    messages: Sequence[AnyMessage] = snapshot.values.get("messages", [])
+    return not snapshot.next and bool(messages) and is_answer(messages[-1])
+
+
 def check_unfinished(snapshot: StateSnapshot, thread_id: str, decided: bool) -> None:
     """Refuse to continue a thread that is not paused unless it stopped before its answer.
 
@@ -100,8 +104,7 @@ def check_unfinished(snapshot: StateSnapshot, thread_id: str, decided: bool) -> 
     leaves no next task although the run has no answer: LangGraph applies those results and
     goes on when the thread is invoked again.
     """
-    messages: Sequence[AnyMessage] = snapshot.values.get("messages", [])
-    if not snapshot.next and messages and is_answer(messages[-1]):
+    if is_finished(snapshot):
         raise NotPausedError(f"thread {thread_id!r} has finished; nothing to resume")
     if decided:
         raise NotPausedError(
@@ -120,13 +123,19 @@ def inbox_entry_of(thread_id: str, snapshot: StateSnapshot) -> InboxEntry:
 
 
 
+def check_bound(snapshot: StateSnapshot, thread_id: str, expected: str | None) -> None:
+    """Refuse an answer meant for another pause than the one the thread waits at."""
+    if expected is not None and expected != snapshot.interrupts[0].id:
+        raise InvalidDecisionError(
+            f"this decision answers pause {expected!r}, but thread {thread_id!r} now waits at "
+            f"pause {snapshot.interrupts[0].id!r}; show the person the latest pause "
+            "(Orchestrator.approvals.pending()) and decide that one")
+
+
 def reply_to_question(snapshot: StateSnapshot, thread_id: str, expected: str | None,
                       options: Mapping[str, Any]) -> str:
     """The answer to a question pause (a branch such as `clarify`), checked."""
-    if expected is not None and expected != snapshot.interrupts[0].id:
-        raise InvalidDecisionError(
-            f"this answer is for pause {expected!r}, but thread {thread_id!r} now waits at "
-            f"pause {snapshot.interrupts[0].id!r}; answer the latest question")
+    check_bound(snapshot, thread_id, expected)
     reply = options.get("answer")
     if not isinstance(reply, str):
         raise InvalidDecisionError(

@@ -10,12 +10,12 @@ import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from langchain_core.messages import AnyMessage
+from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from graphloop.checkpointers import Ledger
 from graphloop.graph.builder import LoopGraph
-from graphloop.nodes import is_answer
+from graphloop.graph.resumes import is_finished
 
 __all__ = ["PruneReport", "parse_age", "prune_threads"]
 
@@ -37,11 +37,11 @@ async def prune_threads(graph: LoopGraph, saver: BaseCheckpointSaver[str], ledge
     deleted: list[str] = []
     threads = await asyncio.to_thread(ledger.thread_ids)  # blocking I/O stays off the event loop
     for thread_id in threads:
-        snapshot = await graph.aget_state({"configurable": {"thread_id": thread_id}})
-        messages: list[AnyMessage] = snapshot.values.get("messages") or []
-        finished = not snapshot.next and bool(messages) and is_answer(messages[-1])
-        created = datetime.fromisoformat(snapshot.created_at) if snapshot.created_at else None
-        if finished and created is not None and created < cutoff:
+        config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
+        latest = await saver.aget_tuple(config)  # the age first: it needs no history replayed
+        if latest is None or datetime.fromisoformat(latest.checkpoint["ts"]) >= cutoff:
+            continue
+        if is_finished(await graph.aget_state(config)):
             await saver.adelete_thread(thread_id)
             await asyncio.to_thread(ledger.forget_thread, thread_id, audit=audit)
             deleted.append(thread_id)

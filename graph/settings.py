@@ -24,7 +24,7 @@ import importlib
 import os
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -32,7 +32,7 @@ from graphloop.checkpointers import ConfigurationError
 from graphloop.nodes import ModelConfig
 from graphloop.nodes.toolbox import ToolLike
 
-__all__ = ["CONFIG_FILE", "Settings", "load_settings", "load_tools"]
+__all__ = ["CONFIG_FILE", "Settings", "database_path", "load_settings", "load_tools"]
 
 CONFIG_FILE = "graphloop.toml"
 _MODEL_KEYS = {"label", "api_url", "model_name", "host_type", "context_k", "max_output_tokens",
@@ -47,7 +47,6 @@ class Settings:
     tools: tuple[ToolLike, ...] = ()
     confirm_required: tuple[str, ...] = ()
     db: Path = Path("graphloop.db")
-    extra: Mapping[str, Any] = field(default_factory=dict[str, Any])
 
 
 def load_tools(specs: Sequence[str]) -> list[ToolLike]:
@@ -99,15 +98,7 @@ def load_settings(config: Path | None = None, *, model: str | None = None, tools
     `base_url` and `key_env` (the environment variable holding the key) stand in for
     `OPENAI_BASE_URL` and `OPENAI_API_KEY` when the file has no `[[models]]`.
     """
-    path = config or Path(CONFIG_FILE)
-    data: dict[str, Any] = {}
-    if path.exists():
-        try:
-            data = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigurationError(f"{path}: {exc}") from None
-    elif config is not None:
-        raise ConfigurationError(f"config file {str(config)!r} does not exist")
+    path, data = _read_config(config)
     entries = cast(list[Mapping[str, Any]], data.get("models", []))
     models = tuple(_model(e, f"{path} [[models]] #{i + 1}") for i, e in enumerate(entries))
     if not models or base_url is not None:
@@ -121,5 +112,27 @@ def load_settings(config: Path | None = None, *, model: str | None = None, tools
         models=models,
         tools=tuple(load_tools([*data.get("tools", []), *tools])),
         confirm_required=tuple(dict.fromkeys([*data.get("confirm_required", []), *confirm])),
-        db=db or Path(data.get("db", "graphloop.db")),
+        db=db or _db_of(data),
     )
+
+
+def database_path(config: Path | None = None, db: Path | None = None) -> Path:
+    """The database a command uses: `db` if given, else the config's `db`, else graphloop.db."""
+    return db or _db_of(_read_config(config)[1])
+
+
+def _db_of(data: Mapping[str, Any]) -> Path:
+    return Path(data.get("db", "graphloop.db"))
+
+
+def _read_config(config: Path | None) -> tuple[Path, dict[str, Any]]:
+    """`config` (which must exist) or ./graphloop.toml (if it exists), parsed."""
+    path = config or Path(CONFIG_FILE)
+    if not path.exists():
+        if config is not None:
+            raise ConfigurationError(f"config file {str(config)!r} does not exist")
+        return path, {}
+    try:
+        return path, tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"{path}: {exc}") from None

@@ -84,10 +84,14 @@ def hitl_request(pending: Sequence[PendingCall], question: str) -> HITLRequest:
             ActionRequest(name=p["name"], args=p["args"], description=question) for p in pending
         ],
         review_configs=[
-            ReviewConfig(action_name=p["name"], allowed_decisions=p.get("allowed", list(DECISION_TYPES)))
-            for p in pending
+            ReviewConfig(action_name=p["name"], allowed_decisions=allowed_of(p)) for p in pending
         ],
     )
+
+
+def allowed_of(call: PendingCall) -> list[DecisionType]:
+    """The decisions a person may make about `call` (all three unless it says otherwise)."""
+    return call.get("allowed", list(DECISION_TYPES))
 
 
 def shown_calls(pending: Sequence[PendingCall], policy: Policy) -> list[PendingCall]:
@@ -140,7 +144,7 @@ def _check_one(decision: object, call: PendingCall, allowed: Collection[str] | N
             f"decision {decision!r} for {call['name']!r} has no valid 'type'; "
             f"use one of {list(DECISION_TYPES)!r}"
         )
-    permitted = call.get("allowed", list(DECISION_TYPES))
+    permitted = allowed_of(call)
     if kind not in permitted:
         raise InvalidDecisionError(
             f"decision {kind!r} is not allowed for {call['name']!r}; allowed: {permitted!r}"
@@ -214,15 +218,16 @@ def interrupt_for_confirm(state: LoopState, runtime: Runtime[LoopContext]) -> di
     pending = state.get("pending", [])
     shown = shown_calls(pending, policy)
     question = state.get("question") or default_question(shown)
-    if context.ledger is not None:
-        context.ledger.add_to_inbox(
-            inbox_entry(current_thread(), current_interrupt_id(), shown, question, policy))
+    ledger = context.ledger
+    # a ledger implies a checkpointed run, which has a thread id (a graph without one has neither)
+    thread_id, interrupt_id = (current_thread(), current_interrupt_id()) if ledger is not None else ("", "")
+    if ledger is not None:
+        ledger.add_to_inbox(inbox_entry(thread_id, interrupt_id, shown, question, policy))
     answer = interrupt(hitl_request(shown, question),
                        response_schema=answer_schema(shown, context.allowed_tools(policy)))
     decisions = [cast(Decision, d.model_dump(exclude_none=True)) for d in answer.decisions]
-    if context.ledger is not None:  # the Orchestrator records first, with who decided
-        context.ledger.record_decisions(
-            decision_entries(current_thread(), current_interrupt_id(), shown, decisions, decided_by=None))
+    if ledger is not None:  # the Orchestrator records first, with who decided
+        ledger.record_decisions(decision_entries(thread_id, interrupt_id, shown, decisions, decided_by=None))
     decided = [_decided(p, d) for p, d in zip(shown, decisions, strict=True)]
     undecided = [p for p in pending if p not in shown]
     return {"pending": decided + undecided, "question": ""}

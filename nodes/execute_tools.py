@@ -48,7 +48,8 @@ def _streak(call: RequestedCall, messages: Sequence[AnyMessage]) -> int:
 
 
 def _refusal(
-    call: RequestedCall, allowed: Sequence[str], policy: Policy, state: LoopState, context: LoopContext
+    call: RequestedCall, allowed: Sequence[str], never: frozenset[str], policy: Policy, state: LoopState,
+    context: LoopContext,
 ) -> str | None:
     """Why `call` may not run, as a message for the model; None when it may."""
     available = ", ".join(allowed) or "none"
@@ -58,7 +59,7 @@ def _refusal(
     if call.name not in allowed:
         return (f"Error: tool {call.name!r} is not available to role {policy['user_role']!r} "
                 f"in this run. Available tools: {available}.")
-    if call.name in context.never_tools(policy):
+    if call.name in never:
         return (f"Error: the user has chosen never to allow {call.name!r}, so it was not run. "
                 "Do not call it again; finish without it, or tell the user what it would do.")
     if call.error is not None:
@@ -95,6 +96,7 @@ def execute_tools(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, 
     policy = policy_of(state)
     allowed = context.allowed_tools(policy)
     gated = context.gated_tools(policy)
+    never = context.never_tools(policy)
     decisions = {p["id"]: p["decision"] for p in state.get("pending", []) if "decision" in p}
     replies: list[AnyMessage] = []
     edited: dict[str, RequestedCall] = {}
@@ -103,7 +105,7 @@ def execute_tools(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, 
         decision = decisions.get(call.id)
         if decision is not None and decision["type"] == "edit":
             call = edited[call.id] = _apply(call, decision)
-        refusal = _refusal(call, allowed, policy, state, context)
+        refusal = _refusal(call, allowed, never, policy, state, context)
         if refusal is not None:
             if call.error is not None:
                 logger.warning("Malformed tool args for %s from model %s: %s — args: %.200s",
