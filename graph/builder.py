@@ -27,6 +27,7 @@ from graphloop.nodes import (
     finalize,
     interrupt_for_confirm,
     route_after_execute,
+    route_after_tools,
     run_sync,
     run_tool,
 )
@@ -94,7 +95,10 @@ def build_graph(branches: Sequence[Branch] = ()) -> StateGraph[LoopState, LoopCo
         EXECUTE_TOOLS, route_after_execute,
         [RUN_TOOL, ASK_CONFIRMATION, INTERRUPT_FOR_CONFIRM, COMPACT, FINALIZE],
     )
-    builder.add_edge(RUN_TOOL, EXECUTE_TOOLS)
+    # once the turn's calls are answered, straight on: a second pass of execute_tools would
+    # find nothing to do and cost a checkpoint per round
+    builder.add_conditional_edges(RUN_TOOL, route_after_tools,
+                                  [ASK_CONFIRMATION, INTERRUPT_FOR_CONFIRM, COMPACT, FINALIZE])
     builder.add_edge(ASK_CONFIRMATION, INTERRUPT_FOR_CONFIRM)
     builder.add_edge(INTERRUPT_FOR_CONFIRM, EXECUTE_TOOLS)
     builder.set_finish_point(FINALIZE)
