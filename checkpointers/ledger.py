@@ -6,7 +6,8 @@ tool_calls` shows the audit; in PostgreSQL the same tables live beside langgraph
 
     tool_calls   one row per tool call: the claim that makes it run at most once, then its audit
     tool_results the result of each call of a run in progress, so a result a crash kept from
-                 the checkpoint is replayed, not lost and not re-run; cleared when the run stops
+                 the checkpoint is replayed, not lost and not re-run; cleared round by round
+                 (the next round's claims) and when the run stops
     decisions    one row per decided call: what was decided, by whom, when, and a hash of what
                  was asked; the first decision for a call wins, a second raises AlreadyDecidedError
     inbox        one row per thread waiting for a decision
@@ -191,9 +192,16 @@ class Ledger(ABC):
         """Claim a call before running it: None when claimed now, else the earlier claim.
 
         The insert is atomic, so of two processes claiming the same call exactly one wins.
+        Results kept for calls of earlier rounds go in the same transaction: the checkpoint
+        holds them by now, and a table that empties once per round reuses its pages instead
+        of leaving a run's worth of free pages behind.
         """
         with self._transaction() as tx:
             inserted = _insert_new(tx, "tool_calls", {**entry, "args": _json(entry["args"])})
+            if inserted and entry.get("round"):
+                tx.run("DELETE FROM tool_results WHERE thread_id = ? AND EXISTS (SELECT 1 FROM tool_calls c "
+                       "WHERE c.thread_id = tool_results.thread_id AND c.call_id = tool_results.call_id "
+                       "AND c.round < ?)", (entry["thread_id"], entry["round"]))
         return None if inserted else self.tool_call(entry["thread_id"], entry["call_id"])
 
     def finish_call(self, thread_id: str, call_id: str, status: CallStatus, *,

@@ -422,6 +422,19 @@ def call_entry_for(config: Any, call_id: str, tool: str, args: dict[str, object]
             "result_chars": None}
 
 
+def test_kept_results_go_when_the_next_round_claims_a_call(db: Path | str) -> None:
+    config: Any = {"configurable": {"thread_id": "kept"}}
+    with open_ledger(db) as ledger:
+        for call_id in ("a1", "a2"):  # two calls of round 1, the second still running
+            assert ledger.claim_call(call_entry_for(config, call_id, "add", {})) is None
+        ledger.finish_call("kept", "a1", "success", result="1")
+        assert ledger.claim_call(call_entry_for(config, "a1", "add", {})) is not None  # a re-claim keeps it
+        assert ledger.result("kept", "a1") == "1"
+        assert ledger.claim_call({**call_entry_for(config, "b1", "add", {}), "round": 2}) is None
+        ledger.finish_call("kept", "b1", "success", result="2")
+        assert (ledger.result("kept", "a1"), ledger.result("kept", "b1")) == (None, "2")
+
+
 def test_approvals_need_a_sqlite_file(model: ModelConfig) -> None:
     from graphloop.graph import memory_saver
 

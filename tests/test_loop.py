@@ -262,15 +262,3 @@ def test_missing_model_is_a_configuration_error() -> None:
     with pytest.raises(ConfigurationError, match="no model configured"):
         compile_graph().invoke(start("hi"), context=LoopContext.create(tools=TOOLS))
 
-
-def test_each_tool_round_saves_four_checkpoints(server: ScriptedServer, context: LoopContext) -> None:
-    """compact, call_model, execute_tools, run_tool: no second pass once the calls are answered."""
-    def checkpoints(tool_rounds: int, thread: str) -> int:
-        server.add(*(reply(None, tool_call("add", a=n, b=1)) for n in range(tool_rounds)), reply("done"))
-        graph = compile_graph(checkpointer=saver)
-        config: Any = {"configurable": {"thread_id": thread}}
-        graph.invoke(start("sum"), config, context=context)
-        return len(list(graph.get_state_history(config)))
-
-    saver = memory_saver()
-    assert checkpoints(3, "three") - checkpoints(1, "one") == 2 * 4
