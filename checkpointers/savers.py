@@ -67,8 +67,9 @@ async def _postgres_async(url: str) -> AsyncGenerator[BaseCheckpointSaver[str], 
     from psycopg.rows import dict_row
     from psycopg_pool import AsyncConnectionPool
 
-    # one connection per run: many concurrent runs must not exhaust the server's connections
-    async with AsyncConnectionPool(url, min_size=1, max_size=1, open=False, kwargs={
+    # the Orchestrator's concurrent runs share one saver (its shared session), so a
+    # pool per Orchestrator and event loop bounds the connections however many runs there are
+    async with AsyncConnectionPool(url, min_size=1, max_size=_POOL_SIZE, open=False, kwargs={
             "autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}) as pool:
         saver = AsyncPostgresSaver(pool)  # pyright: ignore[reportArgumentType]  # a pool is a valid conn
         if url not in _ready:

@@ -35,8 +35,6 @@ from graphloop.checkpointers import (
     Ledger,
     ThreadPausedError,
     UnknownThreadError,
-    open_async_saver,
-    open_ledger,
 )
 from graphloop.graph.approvals import Approvals
 from graphloop.graph.builder import LoopGraph, compile_graph
@@ -63,6 +61,7 @@ from graphloop.graph.running import (
     final,
     settled,
 )
+from graphloop.graph.sessions import SharedSession
 from graphloop.nodes import (
     Branch,
     CompactionSettings,
@@ -148,7 +147,7 @@ class Orchestrator:
         self.one_call_per_pause = one_call_per_pause
         self.branches = tuple(branches)
         # compiled once (a bad branch fails here); each session copies it onto its saver
-        self._graph = compile_graph(branches=self.branches)
+        self._shared = SharedSession(db, compile_graph(branches=self.branches))
         self.context = LoopContext.create(models=models or (), tools=tools,
                                           confirm_required=confirm_required, roles=roles,
                                           compaction=compaction, allowed_decisions=allowed_decisions)
@@ -162,22 +161,10 @@ class Orchestrator:
 
     @asynccontextmanager
     async def _session(self, context: LoopContext) -> AsyncGenerator[tuple[LoopGraph, LoopContext], None]:
-        """The compiled graph on this database, and `context` with its ledger.
-
-        The ledger is blocking I/O: it is opened, used and closed off the event loop, since a
-        blocked loop would stall the async saver's open transaction behind it.
-        """
-        async with open_async_saver(self.db) as saver:
-            graph = self._graph.copy({"checkpointer": saver})
-            if isinstance(self.db, BaseCheckpointSaver):
-                yield graph, replace(context, ledger=None)
-                return
-            opened = open_ledger(self.db)
-            ledger = await asyncio.to_thread(opened.__enter__)
-            try:
-                yield graph, replace(context, ledger=ledger)
-            finally:
-                await asyncio.to_thread(opened.__exit__, None, None, None)
+        """The compiled graph on this database, and `context` with its ledger (shared by the
+        runs in progress on this event loop, see `graphloop.graph.sessions`)."""
+        async with self._shared() as (graph, ledger):
+            yield graph, replace(context, ledger=ledger)
 
     def _no_ledger(self) -> ConfigurationError:
         return ConfigurationError(

@@ -54,3 +54,27 @@ def test_two_hundred_threads_run_at_once_without_lock_errors(db: Path | str) -> 
     calls = orch.approvals.tool_calls()
     assert len(calls) == THREADS * ROUNDS and {c["status"] for c in calls} == {"success"}
     print(f"{THREADS} threads x {ROUNDS} tool rounds at once on {type(db).__name__}: {elapsed:.1f} s")
+
+
+def test_runs_at_once_share_one_session_and_the_last_to_finish_closes_it(db: Path | str) -> None:
+    from psycopg_pool import PoolClosed
+
+    from graphloop.graph.builder import compile_graph
+    from graphloop.graph.sessions import SharedSession
+
+    config: Any = {"configurable": {"thread_id": "nobody"}}
+    shared = SharedSession(db, compile_graph())
+
+    async def at_once() -> None:
+        async with shared() as (first, ledger):
+            with pytest.raises(RuntimeError, match="boom"):
+                async with shared() as (second, same_ledger):
+                    assert second is first and same_ledger is ledger
+                    raise RuntimeError("boom")  # one run failing leaves the others their session
+            assert (await first.aget_state(config)).values == {}
+        with pytest.raises((ValueError, PoolClosed)):  # closed by the last run out
+            await first.aget_state(config)
+        async with shared() as (fresh, _):
+            assert fresh is not first and (await fresh.aget_state(config)).values == {}
+
+    asyncio.run(at_once())

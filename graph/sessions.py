@@ -1,0 +1,76 @@
+"""The database session that the concurrent runs of one Orchestrator share.
+
+The first run on an event loop opens the saver and the ledger; runs that start while it is
+open use the same ones, and the last to finish closes them. So 200 runs at once write through
+one SQLite connection, queued in this process, instead of 200 connections taking turns at the
+file's write lock, where SQLite's busy handler sleeps 1 to 100 ms between tries. On PostgreSQL
+they share one connection pool.
+
+The ledger is blocking I/O: it is opened and closed off the event loop, since a blocked loop
+would stall the async saver's open transaction behind it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import AsyncGenerator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+
+from graphloop.checkpointers import DbLike, Ledger, open_async_saver, open_ledger
+from graphloop.graph.builder import LoopGraph
+
+__all__ = ["SharedSession"]
+
+
+@dataclass
+class _Open:
+    graph: LoopGraph
+    ledger: Ledger | None
+    closing: AsyncExitStack
+    users: int = 0
+
+
+@dataclass
+class SharedSession:
+    """`graph` on `db`'s saver, with `db`'s ledger (None for a saver passed in), per event loop."""
+
+    db: DbLike
+    graph: LoopGraph
+    _open: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Open] = field(
+        default_factory=weakref.WeakKeyDictionary)
+    _locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = field(
+        default_factory=weakref.WeakKeyDictionary)
+
+    @asynccontextmanager
+    async def __call__(self) -> AsyncGenerator[tuple[LoopGraph, Ledger | None], None]:
+        loop = asyncio.get_running_loop()
+        lock = self._locks.setdefault(loop, asyncio.Lock())
+        async with lock:
+            session = self._open.get(loop)
+            if session is None:
+                session = self._open[loop] = await self._start()
+            session.users += 1
+        try:
+            yield session.graph, session.ledger
+        finally:
+            async with lock:
+                session.users -= 1
+                if session.users == 0:
+                    del self._open[loop]
+                    await session.closing.aclose()
+
+    async def _start(self) -> _Open:
+        async with AsyncExitStack() as stack:
+            saver = await stack.enter_async_context(open_async_saver(self.db))
+            graph = self.graph.copy({"checkpointer": saver})
+            ledger = None
+            if not isinstance(self.db, BaseCheckpointSaver):
+                opened = open_ledger(self.db)
+                ledger = await asyncio.to_thread(opened.__enter__)
+                stack.push_async_callback(asyncio.to_thread, opened.__exit__, None, None, None)
+            return _Open(graph, ledger, stack.pop_all())
+        raise AssertionError("unreachable: the stack above returns or raises")  # pragma: no cover
