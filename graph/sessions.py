@@ -41,9 +41,9 @@ class SharedSession:
     db: DbLike
     graph: LoopGraph
     _open: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Open] = field(
-        default_factory=weakref.WeakKeyDictionary)
+        default_factory=lambda: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Open]())
     _locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = field(
-        default_factory=weakref.WeakKeyDictionary)
+        default_factory=lambda: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock]())
 
     @asynccontextmanager
     async def __call__(self) -> AsyncGenerator[tuple[LoopGraph, Ledger | None], None]:
@@ -57,11 +57,12 @@ class SharedSession:
         try:
             yield session.graph, session.ledger
         finally:
-            async with lock:
-                session.users -= 1
-                if session.users == 0:
-                    del self._open[loop]
-                    await session.closing.aclose()
+            session.users -= 1  # at once: a cancelled run still leaves
+            if session.users == 0:
+                async with lock:  # a run that joined meanwhile keeps the session open
+                    if session.users == 0 and self._open.get(loop) is session:
+                        del self._open[loop]
+                        await session.closing.aclose()
 
     async def _start(self) -> _Open:
         async with AsyncExitStack() as stack:

@@ -97,7 +97,8 @@ class RepairedChatOpenAI(ChatOpenAI):
         self._streams: OrderedDict[str, _Indexes] = OrderedDict()
 
     def _get_request_payload(self, input_: Any, *, stop: list[str] | None = None, **kwargs: Any) -> dict[str, Any]:
-        return untransformed(super()._get_request_payload(input_, stop=stop, **kwargs))  # pyright: ignore[reportUnknownMemberType]  # untyped dict in langchain-openai's signature
+        payload: dict[str, Any] = super()._get_request_payload(input_, stop=stop, **kwargs)  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]  # untyped dict in langchain-openai's signature
+        return untransformed(payload)
 
     def _create_chat_result(
         self, response: dict[str, Any] | openai.BaseModel, generation_info: dict[str, Any] | None = None
