@@ -65,7 +65,8 @@ class SharedSession:
                         await session.closing.aclose()
 
     async def _start(self) -> _Open:
-        async with AsyncExitStack() as stack:
+        stack = AsyncExitStack()
+        try:
             saver = await stack.enter_async_context(open_async_saver(self.db))
             graph = self.graph.copy({"checkpointer": saver})
             ledger = None
@@ -73,5 +74,7 @@ class SharedSession:
                 opened = open_ledger(self.db)
                 ledger = await asyncio.to_thread(opened.__enter__)
                 stack.push_async_callback(asyncio.to_thread, opened.__exit__, None, None, None)
-            return _Open(graph, ledger, stack.pop_all())
-        raise AssertionError("unreachable: the stack above returns or raises")  # pragma: no cover
+        except BaseException:
+            await stack.aclose()
+            raise
+        return _Open(graph, ledger, stack)

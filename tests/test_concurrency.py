@@ -77,4 +77,24 @@ def test_runs_at_once_share_one_session_and_the_last_to_finish_closes_it(db: Pat
         async with shared() as (fresh, _):
             assert fresh is not first and (await fresh.aget_state(config)).values == {}
 
+    async def cancelled() -> None:
+        entered = asyncio.Event()
+        held: list[Any] = []
+
+        async def hold() -> None:
+            async with shared() as (graph, _):
+                held.append(graph)
+                assert (await graph.aget_state(config)).values == {}
+                entered.set()
+                await asyncio.sleep(60)
+
+        task = asyncio.create_task(hold())
+        await entered.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        with pytest.raises((ValueError, PoolClosed)):  # a cancelled run closes its session too
+            await held[0].aget_state(config)
+
     asyncio.run(at_once())
+    asyncio.run(cancelled())
