@@ -64,6 +64,15 @@ def researcher(rounds: int) -> Callable[[dict[str, Any]], ScriptedReply]:
 
 # -- the three systems --------------------------------------------------------------------------
 
+def took_turn(messages: list[dict[str, Any]], message: Any) -> bool:
+    """Append the model's `message` and its tools' results; False when it answered."""
+    messages.append(message.model_dump(exclude_none=True))
+    for call in message.tool_calls or ():
+        args = json.loads(call.function.arguments)
+        messages.append({"role": "tool", "tool_call_id": call.id, "content": fetch(**args)})
+    return bool(message.tool_calls)
+
+
 def hand_loop(url: str, rounds: int, untransformed: bool = False) -> list[dict[str, Any]]:
     """The loop as people write it by hand: call, run the tools, append, repeat.
 
@@ -76,13 +85,8 @@ def hand_loop(url: str, rounds: int, untransformed: bool = False) -> list[dict[s
         body: dict[str, Any] = {"messages": messages, "tools": TOOL_SCHEMA}
         if untransformed:
             body = {"messages": [], "tools": [], "extra_body": body}
-        message = client.chat.completions.create(model="scripted", **body).choices[0].message
-        messages.append(message.model_dump(exclude_none=True))
-        if not message.tool_calls:
+        if not took_turn(messages, client.chat.completions.create(model="scripted", **body).choices[0].message):
             break
-        for call in message.tool_calls:
-            args = json.loads(call.function.arguments)  # type: ignore[union-attr]
-            messages.append({"role": "tool", "tool_call_id": call.id, "content": fetch(**args)})
     client.close()
     return messages
 
@@ -90,14 +94,10 @@ def hand_loop(url: str, rounds: int, untransformed: bool = False) -> list[dict[s
 async def hand_loop_async(client: openai.AsyncOpenAI, rounds: int) -> None:
     messages: list[dict[str, Any]] = [{"role": "user", "content": "Read every document."}]
     for _ in range(rounds + 1):
-        message = (await client.chat.completions.create(model="scripted", messages=messages,  # type: ignore[arg-type]
-                                                        tools=TOOL_SCHEMA)).choices[0].message  # type: ignore[arg-type]
-        messages.append(message.model_dump(exclude_none=True))
-        if not message.tool_calls:
+        reply = await client.chat.completions.create(model="scripted", messages=messages,  # type: ignore[arg-type]
+                                                     tools=TOOL_SCHEMA)  # type: ignore[arg-type]
+        if not took_turn(messages, reply.choices[0].message):
             return
-        for call in message.tool_calls:
-            args = json.loads(call.function.arguments)  # type: ignore[union-attr]
-            messages.append({"role": "tool", "tool_call_id": call.id, "content": fetch(**args)})
 
 
 def graphloop_run(url: str, rounds: int, db: Path) -> None:

@@ -197,7 +197,7 @@ class Ledger(ABC):
         of leaving a run's worth of free pages behind.
         """
         with self._transaction() as tx:
-            inserted = _insert_new(tx, "tool_calls", {**entry, "args": _json(entry["args"])})
+            inserted = _insert_call(tx, entry)
             if inserted and entry.get("round"):
                 tx.run("DELETE FROM tool_results WHERE thread_id = ? AND EXISTS (SELECT 1 FROM tool_calls c "
                        "WHERE c.thread_id = tool_results.thread_id AND c.call_id = tool_results.call_id "
@@ -206,7 +206,8 @@ class Ledger(ABC):
 
     def finish_call(self, thread_id: str, call_id: str, status: CallStatus, *,
                     duration_ms: float | None = None, result: str | None = None) -> None:
-        """Record the outcome of a claimed call, and keep its result until `forget_results`."""
+        """Record the outcome of a claimed call, and keep its result until the next round's
+        first claim or `forget_results`."""
         with self._transaction() as tx:
             tx.run("UPDATE tool_calls SET status = ?, duration_ms = ?, result_chars = ? "
                    "WHERE thread_id = ? AND call_id = ?",
@@ -234,7 +235,7 @@ class Ledger(ABC):
     def record_call(self, entry: ToolCallEntry) -> None:
         """Record a call that was answered without running (refused or rejected); idempotent."""
         with self._transaction() as tx:
-            _insert_new(tx, "tool_calls", {**entry, "args": _json(entry["args"])})
+            _insert_call(tx, entry)
 
     def tool_call(self, thread_id: str, call_id: str) -> ToolCallEntry | None:
         rows = self._rows(f"SELECT {_CALL_COLUMNS} FROM tool_calls WHERE thread_id = ? AND call_id = ?",
@@ -372,6 +373,10 @@ def _insert_new(tx: Cursor, table: str, row: Mapping[str, object]) -> int:
     """Insert `row` unless its (thread_id, call_id) is there already; 1 if inserted, else 0."""
     return tx.run(f"INSERT INTO {table} ({', '.join(row)}) VALUES ({_marks(row)}) "
                   "ON CONFLICT (thread_id, call_id) DO NOTHING", tuple(row.values()))
+
+
+def _insert_call(tx: Cursor, entry: ToolCallEntry) -> int:
+    return _insert_new(tx, "tool_calls", {**entry, "args": _json(entry["args"])})
 
 
 def _where(column: str, value: str | None) -> tuple[str, tuple[object, ...]]:
