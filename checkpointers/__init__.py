@@ -7,6 +7,7 @@ from graphloop.checkpointers.errors import (
     ContextOverflowError,
     GraphloopError,
     InvalidDecisionError,
+    LedgerWarning,
     ModelCallError,
     ModelUnavailableError,
     NotPausedError,
@@ -26,7 +27,15 @@ from graphloop.checkpointers.ledger import (
     ToolCallEntry,
     call_hash,
 )
-from graphloop.checkpointers.savers import DbLike, memory_saver, open_async_saver, open_ledger, open_saver
+from graphloop.checkpointers.savers import (
+    DbLike,
+    attach_ledger,
+    ledger_for,
+    memory_saver,
+    open_async_saver,
+    open_ledger,
+    open_saver,
+)
 
 __all__ = [
     "AlreadyDecidedError",
@@ -40,6 +49,7 @@ __all__ = [
     "InboxEntry",
     "InvalidDecisionError",
     "Ledger",
+    "LedgerWarning",
     "ModelCallError",
     "ModelUnavailableError",
     "NotPausedError",
@@ -51,7 +61,9 @@ __all__ = [
     "ThreadVersionError",
     "ToolCallEntry",
     "UnknownThreadError",
+    "attach_ledger",
     "call_hash",
+    "ledger_for",
     "memory_saver",
     "open_async_saver",
     "open_ledger",

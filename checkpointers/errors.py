@@ -17,6 +17,9 @@ The tree::
             ├── AlreadyDecidedError     someone else already decided this pause (a race lost)
             └── ThreadVersionError      the thread was saved by a graphloop this one cannot resume
 
+Warnings: `LedgerWarning` (a `UserWarning`), when a graph is compiled with a saver graphloop
+cannot attach its ledger to.
+
 Tool failures are not exceptions for the caller: they become tool messages the model reads.
 This module sits at the bottom of the import chain (graph → nodes → checkpointers) so every
 layer can raise these.
@@ -33,6 +36,7 @@ __all__ = [
     "ContextOverflowError",
     "GraphloopError",
     "InvalidDecisionError",
+    "LedgerWarning",
     "ModelCallError",
     "ModelUnavailableError",
     "NotPausedError",
@@ -133,5 +137,23 @@ class AlreadyDecidedError(ResumeError):
         )
 
 
+    @classmethod
+    def carried_out(cls, decisions: Sequence[Mapping[str, object]]) -> AlreadyDecidedError:
+        """The error for a resume of a pause whose decisions were already carried out."""
+        first = decisions[0]
+        return cls(
+            f"thread {first['thread_id']!r}: this pause was already decided ({first['tool']}: "
+            f"{first['decision']!r} by {first['decided_by']!r} at {first['decided_at']}) and carried "
+            "out; this resume came from an earlier view of the thread (a second tab, a double "
+            "submit) and was refused: nothing ran. Reload the thread to see where it is now",
+            decisions,
+        )
+
+
 class ThreadVersionError(ResumeError):
     """The thread's state was written by a graphloop version this one cannot resume."""
+
+
+class LedgerWarning(UserWarning):
+    """A graph compiled with a saver graphloop cannot attach its ledger to: calls are not
+    claimed (at most once) nor audited unless the context brings a ledger."""

@@ -52,8 +52,11 @@ __all__ = [
 SCHEMA_VERSION = 1
 """Version of these tables; a database written by a newer graphloop is refused, not guessed at."""
 
-CallStatus = Literal["running", "success", "error", "timeout", "unknown", "refused", "rejected"]
-"""`running`: claimed, no outcome yet (after a crash: `unknown`, never run again)."""
+CallStatus = Literal["running", "success", "error", "timeout", "unknown", "refused", "rejected",
+                     "responded", "abandoned"]
+"""`running`: claimed, no outcome yet (after a crash: `unknown`, never run again);
+`responded`: a person answered in the tool's place; `abandoned`: never decided (new input
+while paused, a dismissed pause), not run."""
 Rule = Literal["allow", "ask", "never"]
 RULES: tuple[Rule, ...] = get_args(Rule)
 
@@ -279,6 +282,22 @@ class Ledger(ABC):
         return [cast(DecisionEntry, row) for e in entries for row in tx.rows(
             f"SELECT {_DECISION_COLUMNS} FROM decisions WHERE thread_id = ? AND call_id = ?",
             (e["thread_id"], e["call_id"]))]
+
+    def refuse_carried_out(self, thread_id: str, call_ids: Sequence[str]) -> None:
+        """`AlreadyDecidedError` when a decided call of `call_ids` was already carried out.
+
+        A call is carried out once it has a row in `tool_calls` (claimed to run, rejected,
+        answered). A resume that reaches a decided pause again can only come from an earlier
+        checkpoint of the thread: a second tab, a double submit.
+        """
+        with self._transaction(write=False) as tx:
+            marks = ", ".join("?" * len(call_ids))
+            carried = tx.rows(f"SELECT {_DECISION_COLUMNS} FROM decisions d WHERE thread_id = ? "
+                              f"AND call_id IN ({marks}) AND EXISTS (SELECT 1 FROM tool_calls c "
+                              "WHERE c.thread_id = d.thread_id AND c.call_id = d.call_id)",
+                              (thread_id, *call_ids))
+        if carried:
+            raise AlreadyDecidedError.carried_out(carried)
 
     def decisions(self, thread_id: str | None = None) -> list[DecisionEntry]:
         """Every recorded decision, oldest first; of one thread when `thread_id` is given."""

@@ -30,7 +30,8 @@ from graphloop.checkpointers.errors import ConfigurationError
 from graphloop.checkpointers.ledger import Ledger, is_postgres_url
 from graphloop.checkpointers.ledger_sqlite import SqliteLedger
 
-__all__ = ["DbLike", "memory_saver", "open_async_saver", "open_ledger", "open_saver"]
+__all__ = ["DbLike", "attach_ledger", "ledger_for", "memory_saver", "open_async_saver", "open_ledger",
+           "open_saver"]
 
 DbLike = str | PathLike[str] | BaseCheckpointSaver[str]
 """A SQLite file path, a `postgresql://` URL, or a saver you opened yourself (any langgraph
@@ -39,9 +40,32 @@ checkpointer)."""
 _BUSY_TIMEOUT_S = 30.0
 
 
+_ledgers: weakref.WeakKeyDictionary[BaseCheckpointSaver[str], Ledger] = weakref.WeakKeyDictionary()
+
+
+def attach_ledger(saver: BaseCheckpointSaver[str], ledger: Ledger) -> None:
+    """Make `ledger` the one graphs compiled with `saver` claim calls and decisions in.
+
+    graphloop's own factories (`open_saver`, `open_async_saver`, `memory_saver`) do this; call
+    it for a saver you opened yourself, with a ledger on the same database.
+    """
+    _ledgers[saver] = ledger
+
+
+def ledger_for(saver: BaseCheckpointSaver[str]) -> Ledger | None:
+    """The ledger attached to `saver`, if any."""
+    return _ledgers.get(saver)
+
+
 def memory_saver() -> InMemorySaver:
-    """A saver that keeps checkpoints in this process only (tests, notebooks)."""
-    return InMemorySaver()
+    """A saver that keeps checkpoints in this process only (tests, notebooks), with a ledger
+    in memory beside it, so calls are still claimed once and audited."""
+    saver = InMemorySaver()
+    conn = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+    ledger = SqliteLedger(conn)
+    attach_ledger(saver, ledger)
+    weakref.finalize(saver, conn.close)
+    return saver
 
 
 def _sqlite_path(db: str | PathLike[str]) -> str:
@@ -103,25 +127,31 @@ def _postgres_sync(url: str) -> Generator[BaseCheckpointSaver[str], None, None]:
 
 @contextmanager
 def open_saver(db: DbLike) -> Generator[BaseCheckpointSaver[str], None, None]:
-    """Open a synchronous saver for `db`; a saver passed in is yielded as is (not closed)."""
+    """Open a synchronous saver for `db`, with graphloop's ledger in the same database attached
+    (see `attach_ledger`); a saver passed in is yielded as is (not closed)."""
     if isinstance(db, BaseCheckpointSaver):
         yield db
         return
-    if is_postgres_url(db):
-        _require_postgres()
-        with _postgres_sync(str(db)) as saver:
+    with open_ledger(db) as ledger:
+        if is_postgres_url(db):
+            _require_postgres()
+            with _postgres_sync(str(db)) as saver:
+                attach_ledger(saver, ledger)
+                yield saver
+            return
+        conn = sqlite3.connect(_sqlite_path(db), check_same_thread=False, timeout=_BUSY_TIMEOUT_S)
+        try:
+            saver = SqliteSaver(conn)
+            attach_ledger(saver, ledger)
             yield saver
-        return
-    conn = sqlite3.connect(_sqlite_path(db), check_same_thread=False, timeout=_BUSY_TIMEOUT_S)
-    try:
-        yield SqliteSaver(conn)
-    finally:
-        conn.close()
+        finally:
+            conn.close()
 
 
 @asynccontextmanager
 async def open_async_saver(db: DbLike) -> AsyncGenerator[BaseCheckpointSaver[str], None]:
-    """Open an asyncio saver for `db`; a saver passed in is yielded as is (not closed)."""
+    """Open an asyncio saver for `db`, with graphloop's ledger attached (see `open_saver`); a
+    saver passed in is yielded as is (not closed)."""
     if isinstance(db, BaseCheckpointSaver):
         # SqliteSaver's async methods only raise; a bare subclass may not have them at all.
         sync_only = type(db).aget_tuple is BaseCheckpointSaver.aget_tuple  # pyright: ignore[reportUnknownMemberType]
@@ -133,13 +163,22 @@ async def open_async_saver(db: DbLike) -> AsyncGenerator[BaseCheckpointSaver[str
             )
         yield db
         return
-    if is_postgres_url(db):
-        _require_postgres()
-        async with _postgres_async(str(db)) as saver:
+    opened = open_ledger(db)
+    # the ledger is blocking I/O: opened and closed off the event loop
+    ledger = await asyncio.to_thread(opened.__enter__)
+    try:
+        if is_postgres_url(db):
+            _require_postgres()
+            async with _postgres_async(str(db)) as saver:
+                attach_ledger(saver, ledger)
+                yield saver
+            return
+        async with aiosqlite.connect(_sqlite_path(db), timeout=_BUSY_TIMEOUT_S) as conn:
+            saver = AsyncSqliteSaver(conn)
+            attach_ledger(saver, ledger)
             yield saver
-        return
-    async with aiosqlite.connect(_sqlite_path(db), timeout=_BUSY_TIMEOUT_S) as conn:
-        yield AsyncSqliteSaver(conn)
+    finally:
+        await asyncio.to_thread(opened.__exit__, None, None, None)
 
 
 def _require_postgres() -> None:

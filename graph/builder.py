@@ -8,6 +8,8 @@ Example:
 
 from __future__ import annotations
 
+import functools
+import warnings
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TypeVar, cast
 
@@ -17,6 +19,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime, get_runtime
 
+from graphloop.checkpointers import LedgerWarning, ledger_for
 from graphloop.nodes import (
     LoopContext,
     LoopState,
@@ -31,6 +34,7 @@ from graphloop.nodes import (
     run_sync,
     run_tool,
 )
+from graphloop.nodes.audit import LEDGER_KEY
 from graphloop.nodes.branches import Branch, BranchRouter, check_branches
 from graphloop.nodes.names import (
     ASK_CONFIRMATION,
@@ -93,7 +97,7 @@ def build_graph(branches: Sequence[Branch] = ()) -> StateGraph[LoopState, LoopCo
                                   [EXECUTE_TOOLS, FINALIZE, *(b.name for b in branches)])
     builder.add_conditional_edges(
         EXECUTE_TOOLS, route_after_execute,
-        [RUN_TOOL, ASK_CONFIRMATION, INTERRUPT_FOR_CONFIRM, COMPACT, FINALIZE],
+        [RUN_TOOL, ASK_CONFIRMATION, INTERRUPT_FOR_CONFIRM, COMPACT, FINALIZE, END],
     )
     # once the turn's calls are answered, straight on: a second pass of execute_tools would
     # find nothing to do and cost a checkpoint per round
@@ -108,5 +112,30 @@ def build_graph(branches: Sequence[Branch] = ()) -> StateGraph[LoopState, LoopCo
 def compile_graph(
     checkpointer: BaseCheckpointSaver[str] | None = None, branches: Sequence[Branch] = ()
 ) -> LoopGraph:
-    """`build_graph(branches)` compiled; pass a checkpointer to pause and resume across processes."""
-    return build_graph(branches).compile(checkpointer=checkpointer)  # pyright: ignore[reportUnknownMemberType]  # langgraph's compile() is partly untyped
+    """`build_graph(branches)` compiled; pass a checkpointer to pause and resume across processes.
+
+    A saver from graphloop's factories (`open_saver`, `open_async_saver`, `memory_saver`)
+    carries its database's ledger, which the compiled graph binds to every run: each call is
+    claimed before it runs (at most once, also for a client resuming an old checkpoint) and
+    audited, decisions are recorded, paused threads are listed. Any other saver gets a
+    `LedgerWarning`, once per saver type: pass `LoopContext.create(ledger=...)` or
+    `attach_ledger(saver, ledger)`, or open the saver with graphloop.
+    """
+    graph = build_graph(branches).compile(checkpointer=checkpointer)  # pyright: ignore[reportUnknownMemberType]  # langgraph's compile() is partly untyped
+    if not isinstance(checkpointer, BaseCheckpointSaver):
+        return graph
+    ledger = ledger_for(checkpointer)
+    if ledger is None:
+        _warn_no_ledger(type(checkpointer))
+        return graph
+    # a configurable key starting with "__" is never written to a checkpoint
+    return graph.with_config(configurable={LEDGER_KEY: ledger})
+
+
+@functools.cache
+def _warn_no_ledger(saver_type: type) -> None:
+    warnings.warn(LedgerWarning(
+        f"graphloop cannot attach a ledger to {saver_type.__name__}: unless the context brings one "
+        "(LoopContext.create(ledger=...)), tool calls are not claimed (an approved call resumed "
+        "twice can run twice) nor audited; open the saver with graphloop's open_saver, "
+        "open_async_saver or memory_saver, or call attach_ledger(saver, ledger)"), stacklevel=3)

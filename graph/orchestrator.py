@@ -72,6 +72,7 @@ from graphloop.nodes import (
     run_sync,
 )
 from graphloop.nodes.config import RoleTools
+from graphloop.nodes.gate import check_policy
 from graphloop.nodes.state import DEFAULT_MAX_ROUNDS, STATE_VERSION, DecisionType
 from graphloop.nodes.toolbox import ToolLike
 
@@ -204,7 +205,7 @@ class Orchestrator:
     async def _stream(self, task: str, tokens: bool, options: RunOptions) -> AsyncGenerator[RunEvent, None]:
         context = self._context(options.get("model_cfg"))
         policy = self._policy(options)
-        context.check_policy(policy)
+        check_policy(policy, context)
         thread_id = options.get("thread_id") or uuid4().hex
         async with self._session(context) as (graph, context):
             user_id = policy.get("user_id")

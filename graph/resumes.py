@@ -8,7 +8,7 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from importlib.metadata import version
-from typing import Any, cast
+from typing import Any
 
 from langchain_core.messages import AnyMessage
 from langgraph.types import StateSnapshot
@@ -31,6 +31,7 @@ from graphloop.nodes import (
 )
 from graphloop.nodes.audit import inbox_entry
 from graphloop.nodes.confirm import shown_calls
+from graphloop.nodes.gate import allowed_tools
 from graphloop.nodes.state import STATE_VERSION
 
 __all__ = [
@@ -62,22 +63,26 @@ def answer(
     check_bound(snapshot, thread_id, expected)
     policy: Policy = snapshot.values["policy"]
     shown = shown_calls(snapshot.values.get("pending", []), policy)
-    context.check_policy(policy)
     answer = list(decisions) if decisions is not None else [
         Decision(type="approve" if confirmed else "reject") for _ in shown]
-    check_decisions({"decisions": answer}, shown, context.allowed_tools(policy))
-    return shown, answer
+    return shown, check_decisions({"decisions": answer}, shown, allowed_tools(policy, context),
+                                  context.tools)
 
 
-def recorded(ledger: Ledger | None, thread_id: str, shown: Sequence[PendingCall]) -> list[Decision]:
-    """Decisions recorded for this pause by a process that stopped before carrying them out."""
+def recorded(ledger: Ledger | None, snapshot: StateSnapshot, thread_id: str,
+             context: LoopContext) -> list[Decision]:
+    """Decisions recorded for this pause by a process that stopped before carrying them out,
+    checked against what this process can carry out."""
+    policy: Policy = snapshot.values["policy"]
+    shown = shown_calls(snapshot.values.get("pending", []), policy)
     rows = {r["call_id"]: r for r in ledger.decisions(thread_id)} if ledger is not None else {}
     if not shown or any(p["id"] not in rows for p in shown):
         raise InvalidDecisionError(
             f"thread {thread_id!r} is waiting for a decision; pass confirmed=True/False or "
             "decisions=[...]")
     logger.warning("thread %s: carrying out the decisions recorded before an interruption", thread_id)
-    return [cast(Decision, json.loads(rows[p["id"]]["payload"])) for p in shown]
+    decisions = [json.loads(rows[p["id"]]["payload"]) for p in shown]
+    return check_decisions({"decisions": decisions}, shown, allowed_tools(policy, context), context.tools)
 
 
 def check_version(snapshot: StateSnapshot, thread_id: str) -> None:

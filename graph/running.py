@@ -29,7 +29,6 @@ from graphloop.graph.results import (
 from graphloop.graph.resumes import answer, check_unfinished, recorded, reply_to_question
 from graphloop.nodes import Decision, LoopContext, LoopState, ModelLike
 from graphloop.nodes.audit import decision_entries
-from graphloop.nodes.confirm import shown_calls
 
 __all__ = ["ResumeOptions", "RunOptions", "command_for", "config_for", "drive", "final", "settled"]
 
@@ -124,8 +123,7 @@ async def command_for(
             "confirmed=True/False or decisions=[...]")
     ledger = context.ledger
     if not decided:
-        shown = shown_calls(snapshot.values.get("pending", []), snapshot.values["policy"])
-        return Command(resume={"decisions": await asyncio.to_thread(recorded, ledger, thread_id, shown)})
+        return Command(resume={"decisions": await asyncio.to_thread(recorded, ledger, snapshot, thread_id, context)})
     shown, chosen = answer(snapshot, thread_id, expected, context, confirmed, decisions)
     if ledger is not None:
         entries = decision_entries(thread_id, snapshot.interrupts[0].id, shown, chosen,

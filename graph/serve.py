@@ -4,12 +4,20 @@ A served graph gets its runs from HTTP clients, which must not send API keys or 
 So the models and tools come from the server's own settings (`graphloop.toml` in the working
 directory, or the file `GRAPHLOOP_CONFIG` names, or `OPENAI_BASE_URL`/`OPENAI_API_KEY` and
 `OPENAI_MODEL`; see `graphloop.graph.settings`), read once when the first run starts. The
-server's checkpointer holds the threads; clients resume with
-`Command(resume={"decisions": [...]})` as usual.
+server's checkpointer holds the threads; graphloop's ledger lives in the database the settings
+name (`db`, `graphloop.db` by default), so several server workers on that database share the
+claims: an approved call runs at most once, also when a client resumes an old checkpoint.
+
+What LangChain's review UIs send is understood: `Command(resume={"decisions": [...]})` (Agent
+Chat UI) and Agent Inbox's response list; "Mark as Resolved" (`Command(goto="__end__")`) and
+Agent Inbox's "ignore" as a state update to `__end__` dismiss the pause: its calls are
+answered as not run and audited, and the thread is no longer paused.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import copy
 import functools
 import os
@@ -17,35 +25,88 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+from langchain_core.runnables import RunnableConfig
+from langgraph.graph import END
+from langgraph.types import Command, StateSnapshot
+
+from graphloop.checkpointers import open_ledger
 from graphloop.graph.builder import LoopGraph, compile_graph
 from graphloop.graph.settings import load_settings
 from graphloop.nodes import LoopContext
+from graphloop.nodes.abandon import dismiss_pause
+from graphloop.nodes.names import EXECUTE_TOOLS, INTERRUPT_FOR_CONFIRM
 
 __all__ = ["ServedGraph", "graph", "server_context"]
+
+_DISMISS = Command(resume=[{"type": "ignore", "args": None}])
+"""Agent Inbox's "ignore": the gate's own way to dismiss a pause."""
+
+
+_process_lifetime = contextlib.ExitStack()
+"""Holds the server's ledger open until the process exits."""
 
 
 @functools.cache
 def server_context() -> LoopContext:
-    """The models and tools of this server, from its settings (read once)."""
+    """The models, tools and ledger of this server, from its settings (read once; the ledger
+    stays open for the life of the process)."""
     config = os.environ.get("GRAPHLOOP_CONFIG")
     settings = load_settings(Path(config) if config else None)
+    ledger = _process_lifetime.enter_context(open_ledger(settings.db))
     return LoopContext.create(models=settings.models, tools=settings.tools,
-                              confirm_required=settings.confirm_required)
+                              confirm_required=settings.confirm_required,
+                              allowed_decisions=settings.allowed_decisions, ledger=ledger)
+
+
+def _context(context: object) -> LoopContext:
+    # a client cannot bring models, keys or tools: a run's own context is used only when a
+    # program (not the HTTP API, which passes plain values) hands one in
+    return context if isinstance(context, LoopContext) else server_context()
+
+
+def _at_gate(snapshot: StateSnapshot) -> bool:
+    return bool(snapshot.interrupts) and INTERRUPT_FOR_CONFIRM in snapshot.next
+
+
+def _is_mark_resolved(input: object) -> bool:
+    """Agent Chat UI's "Mark as Resolved": `Command(goto="__end__")` and nothing else."""
+    return (isinstance(input, Command) and input.resume is None and input.update is None
+            and input.goto in (END, [END], (END,)))
 
 
 class ServedGraph(LoopGraph):
-    """The compiled loop, with the server's context for runs that bring none."""
+    """The compiled loop, with the server's context for runs that bring none, and the review
+    UIs' ways of dismissing a pause mapped onto the gate's."""
 
     def stream(self, input: Any, config: Any = None, *, context: Any = None, **kwargs: Any) -> Iterator[Any]:  # pyright: ignore[reportIncompatibleMethodOverride]  # same parameters, loosely typed
-        return super().stream(input, config, context=context or server_context(), **kwargs)  # pyright: ignore[reportUnknownMemberType]
+        if _is_mark_resolved(input) and config is not None and _at_gate(self.get_state(config)):
+            input = _DISMISS
+        return super().stream(input, config, context=_context(context), **kwargs)  # pyright: ignore[reportUnknownMemberType]
 
-    def astream(self, input: Any, config: Any = None, *, context: Any = None, **kwargs: Any) -> AsyncIterator[Any]:  # pyright: ignore[reportIncompatibleMethodOverride]  # same parameters, loosely typed
-        return super().astream(input, config, context=context or server_context(), **kwargs)  # pyright: ignore[reportUnknownMemberType]
+    async def astream(self, input: Any, config: Any = None, *, context: Any = None, **kwargs: Any) -> AsyncIterator[Any]:  # pyright: ignore[reportIncompatibleMethodOverride]  # same parameters, loosely typed
+        if _is_mark_resolved(input) and config is not None and _at_gate(await self.aget_state(config)):
+            input = _DISMISS
+        served = await asyncio.to_thread(_context, context)  # the first call reads files, opens the ledger
+        async for chunk in super().astream(input, config, context=served, **kwargs):  # pyright: ignore[reportUnknownMemberType]
+            yield chunk
+
+    async def aupdate_state(self, config: RunnableConfig, values: Any, as_node: str | None = None,  # pyright: ignore[reportIncompatibleMethodOverride]  # same parameters
+                            **kwargs: Any) -> RunnableConfig:
+        """Agent Inbox's "ignore" (values None, as node `__end__`) on a paused thread answers its
+        calls as not run, as the gate's own dismissal does, instead of leaving them pending."""
+        if as_node == END and values is None:
+            snapshot = await self.aget_state(config)
+            if _at_gate(snapshot):
+                thread_id = str(config.get("configurable", {})["thread_id"])
+                ledger = (await asyncio.to_thread(server_context)).ledger
+                update = await asyncio.to_thread(dismiss_pause, snapshot.values, ledger, thread_id)  # pyright: ignore[reportArgumentType]  # the graph's state
+                return await super().aupdate_state(config, update, as_node=EXECUTE_TOOLS, **kwargs)
+        return await super().aupdate_state(config, values, as_node=as_node, **kwargs)
 
 
 def _served(compiled: LoopGraph) -> ServedGraph:
     served = copy.copy(compiled)
-    served.__class__ = ServedGraph  # the same object layout; only the two entry points differ
+    served.__class__ = ServedGraph  # the same object layout; only the entry points differ
     return served  # pyright: ignore[reportReturnType]  # the class was just set
 
 

@@ -18,9 +18,7 @@ from collections.abc import AsyncGenerator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 
-from langgraph.checkpoint.base import BaseCheckpointSaver
-
-from graphloop.checkpointers import DbLike, Ledger, open_async_saver, open_ledger
+from graphloop.checkpointers import DbLike, Ledger, ledger_for, open_async_saver
 from graphloop.graph.builder import LoopGraph
 
 __all__ = ["SharedSession"]
@@ -36,7 +34,7 @@ class _Open:
 
 @dataclass
 class SharedSession:
-    """`graph` on `db`'s saver, with `db`'s ledger (None for a saver passed in), per event loop."""
+    """`graph` on `db`'s saver, with its ledger (None for a saver without one), per event loop."""
 
     db: DbLike
     graph: LoopGraph
@@ -69,11 +67,7 @@ class SharedSession:
         try:
             saver = await stack.enter_async_context(open_async_saver(self.db))
             graph = self.graph.copy({"checkpointer": saver})
-            ledger = None
-            if not isinstance(self.db, BaseCheckpointSaver):
-                opened = open_ledger(self.db)
-                ledger = await asyncio.to_thread(opened.__enter__)
-                stack.push_async_callback(asyncio.to_thread, opened.__exit__, None, None, None)
+            ledger = ledger_for(saver)
         except BaseException:
             await stack.aclose()
             raise

@@ -18,25 +18,49 @@ from graphloop.checkpointers.ledger import (
     CallStatus,
     DecisionEntry,
     InboxEntry,
+    Ledger,
     ToolCallEntry,
     call_hash,
     now,
 )
+from graphloop.nodes.config import LoopContext
 from graphloop.nodes.state import Decision, PendingCall, Policy, ToolJob
 
 __all__ = [
+    "LEDGER_KEY",
     "call_entry",
     "current_interrupt_id",
     "current_thread",
+    "current_user",
     "decision_entries",
     "inbox_entry",
+    "ledger_of",
     "not_rerun_message",
 ]
+
+LEDGER_KEY = "__graphloop_ledger"
+"""The run config key under which `compile_graph` binds the ledger of a saver graphloop opened.
+LangGraph never writes configurable values whose key starts with `__` to a checkpoint."""
+
+
+def ledger_of(context: LoopContext) -> Ledger | None:
+    """Where this run claims and audits: the context's ledger, else the one `compile_graph`
+    bound to the graph's saver (`graphloop.checkpointers.ledger_for`)."""
+    if context.ledger is not None:
+        return context.ledger
+    found = get_config().get("configurable", {}).get(LEDGER_KEY)
+    return found if isinstance(found, Ledger) else None
 
 
 def current_thread() -> str:
     """The thread id of the run this node belongs to."""
     return str(get_config().get("configurable", {})["thread_id"])
+
+
+def current_user() -> str | None:
+    """Who drives this run, when a LangGraph server authenticated them; else None."""
+    user = get_config().get("configurable", {}).get("langgraph_auth_user_id")
+    return str(user) if user else None
 
 
 def current_interrupt_id() -> str:
@@ -48,10 +72,12 @@ def current_interrupt_id() -> str:
     return xxh3_128_hexdigest(str(get_config().get("configurable", {})["checkpoint_ns"]).encode())
 
 
-def call_entry(job: ToolJob, status: CallStatus, policy: Policy | None = None) -> ToolCallEntry:
-    """The audit row of one call; `policy` supplies the user when the job does not carry it."""
+def call_entry(job: ToolJob, status: CallStatus, policy: Policy | None = None,
+               thread_id: str | None = None) -> ToolCallEntry:
+    """The audit row of one call (of the running thread unless `thread_id` is given);
+    `policy` supplies the user when the job does not carry it."""
     return ToolCallEntry(
-        thread_id=current_thread(), call_id=job["id"], round=job.get("round", 0), tool=job["name"],
+        thread_id=thread_id or current_thread(), call_id=job["id"], round=job.get("round", 0), tool=job["name"],
         args=job["args"], status=status, started_at=now(), duration_ms=None,
         model=job.get("model", ""),
         user_id=job.get("user_id", policy.get("user_id") if policy else None),

@@ -14,6 +14,7 @@ from graphloop.nodes.chat import with_unique_id
 from graphloop.nodes.compaction import compacted_view, fitted_view
 from graphloop.nodes.config import LoopContext
 from graphloop.nodes.fallback import call_models
+from graphloop.nodes.gate import allowed_tools
 from graphloop.nodes.state import LoopState, policy_of
 
 __all__ = ["OVERFLOW_SHRINK", "call_model", "tighter_budget"]
@@ -50,7 +51,7 @@ async def call_model(state: LoopState, runtime: Runtime[LoopContext]) -> dict[st
     """
     context = runtime.context
     policy = policy_of(state)
-    tools = context.tools.schemas(context.allowed_tools(policy))
+    tools = context.tools.schemas(allowed_tools(policy, context))
     model = context.primary
     rounds = state.get("rounds", 0) + 1
     record = state.get("compaction")

@@ -18,6 +18,7 @@ from uuid import uuid4
 import openai
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_openai import ChatOpenAI
+from langgraph.constants import TAG_NOSTREAM
 from pydantic import SecretStr
 
 from graphloop.checkpointers.errors import ContextOverflowError, ModelCallError
@@ -80,16 +81,20 @@ async def call_chat_model(
     model: ModelConfig,
     messages: Sequence[BaseMessage],
     tools: Sequence[dict[str, Any]] = (),
+    *,
+    stream: bool = True,
 ) -> AIMessage:
     """Send `messages` (and `tools`, if any) to `model` once; return its reply.
 
-    Tool calls are taken from the reply whatever its `finish_reason` says.
+    Tool calls are taken from the reply whatever its `finish_reason` says. With
+    `stream=False` LangGraph's `messages` stream mode does not show the reply's tokens
+    (LangChain's `nostream` tag): for text that is shown elsewhere, like the gate's question.
     """
     llm = chat_model(model)
     runnable = llm.bind_tools(list(tools)) if tools else llm  # pyright: ignore[reportUnknownMemberType]  # bind_tools' union is partly untyped
     where = f"model {model.label!r} ({model.model_name} at {model.base_url})"
     try:
-        return await runnable.ainvoke(list(messages))
+        return await runnable.ainvoke(list(messages), None if stream else {"tags": [TAG_NOSTREAM]})
     except openai.APIStatusError as exc:
         text = _redact(f"{where} answered HTTP {exc.status_code}: {exc.message}", model)
         kind = ContextOverflowError if (

@@ -1,4 +1,9 @@
-"""The `compact` node: make the next request fit the budget of the smallest model."""
+"""The `compact` node, the first step of every round and every run.
+
+Before compaction (see `graphloop.nodes.compaction`) it settles what the run starts from: a
+turn left paused by new input is answered (`graphloop.nodes.abandon`), the run's gate is
+pinned in its policy (`graphloop.nodes.gate`), and a dismissal of the previous run is cleared.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +11,24 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
+from graphloop.nodes.abandon import abandon_paused_turn
+from graphloop.nodes.audit import ledger_of
 from graphloop.nodes.compaction import plan_compaction
 from graphloop.nodes.config import LoopContext
-from graphloop.nodes.state import LoopState
+from graphloop.nodes.gate import pinned
+from graphloop.nodes.state import LoopState, apply_messages, policy_of
 
 __all__ = ["compact"]
 
 
 def compact(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, Any]:
-    """Decide what the model will see (see `graphloop.nodes.compaction`); history stays whole."""
-    return plan_compaction(state, runtime.context)
+    """Settle a paused turn, pin the gate, then decide what the model will see."""
+    update = abandon_paused_turn(state, ledger_of(runtime.context))
+    policy = policy_of(state)
+    if "gate" not in policy:
+        update["policy"] = pinned(policy, runtime.context)
+    if state.get("dismissed"):
+        update["dismissed"] = False
+    if "messages" in update:  # plan on the history as it will be
+        state = {**state, "messages": apply_messages(state["messages"], update["messages"])}
+    return {**update, **plan_compaction({**state, **update}, runtime.context)}

@@ -19,7 +19,7 @@ from typing import Any, Literal, cast, get_args
 
 from graphloop.checkpointers.errors import ConfigurationError
 from graphloop.checkpointers.ledger import Ledger
-from graphloop.nodes.state import DECISION_TYPES, DecisionType, Policy
+from graphloop.nodes.state import DECISION_TYPES, DEFAULT_DECISIONS, DecisionType
 from graphloop.nodes.tokens import TokenCounter, counter_for
 from graphloop.nodes.toolbox import ToolBox, ToolLike
 
@@ -173,7 +173,8 @@ class LoopContext:
     """The same call (tool and arguments) this many turns in a row is refused as a loop; 0: never."""
     allowed_decisions: Mapping[str, tuple[DecisionType, ...]] = field(
         default_factory=dict[str, tuple[DecisionType, ...]])
-    """Per gated tool, the decisions a person may make (default: approve, edit, reject)."""
+    """Per gated tool, the decisions a person may make (default: approve, edit, reject; add
+    `respond` to let the person answer in the tool's place)."""
     ledger: Ledger | None = None
     """Where tool calls are claimed (at most once) and audited, decisions recorded and paused
     threads listed. Without one, none of that is recorded."""
@@ -246,47 +247,9 @@ class LoopContext:
             )
         return self.models[0]
 
-    def check_policy(self, policy: Policy) -> None:
-        """Raise `ConfigurationError` for an unknown role or tool name in `policy`."""
-        if self.roles is not None and policy["user_role"] not in self.roles:
-            raise ConfigurationError(
-                f"user_role={policy['user_role']!r} is not a configured role; "
-                f"known roles: {sorted(self.roles)!r}"
-            )
-        _check_names(self.tools, policy["tool_list"] or (), "tool_list")
-
-    def allowed_tools(self, policy: Policy) -> tuple[str, ...]:
-        """Tools this run may see and call: the role's set, narrowed by `tool_list`."""
-        names = self.tools.names
-        if self.roles is not None:
-            role_set = self.roles.get(policy["user_role"], frozenset())
-            names = tuple(n for n in names if n in role_set)
-        if policy["tool_list"] is not None:
-            wanted = set(policy["tool_list"])
-            names = tuple(n for n in names if n in wanted)
-        return names
-
-    def gated_tools(self, policy: Policy) -> frozenset[str]:
-        """Tools that need a decision: `confirm_required`, then the user's remembered rules,
-        then the run's own lists, each overriding the one before.
-
-        (required − remembered allow) ∪ remembered ask, − confirm_allow, ∪ confirm_deny; without
-        remembered rules this is the original loop's (required − allow) ∪ deny.
-        """
-        remembered = policy.get("remembered", {})
-        gated = self.confirm_required - {t for t, r in remembered.items() if r == "allow"}
-        gated |= {t for t, r in remembered.items() if r == "ask"}
-        return (gated - set(policy["confirm_allow"])) | set(policy["confirm_deny"])
-
-    def never_tools(self, policy: Policy) -> frozenset[str]:
-        """Tools the user said never to allow, unless this run's allow/deny lists name them."""
-        remembered = policy.get("remembered", {})
-        named = set(policy["confirm_allow"]) | set(policy["confirm_deny"])
-        return frozenset(t for t, r in remembered.items() if r == "never" and t not in named)
-
     def decisions_for(self, tool: str) -> list[DecisionType]:
         """The decisions a person may make about a call to `tool`."""
-        return list(self.allowed_decisions.get(tool, DECISION_TYPES))
+        return list(self.allowed_decisions.get(tool, DEFAULT_DECISIONS))
 
     def timeout_for(self, tool: str) -> float:
         """Seconds `tool` may run."""

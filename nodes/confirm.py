@@ -6,6 +6,11 @@ The pause uses LangChain's human-in-the-loop request shape, and is resumed with
     {"type": "approve"}
     {"type": "edit", "edited_action": {"name": "send_email", "args": {...}}}
     {"type": "reject", "message": "optional text for the model"}
+    {"type": "respond", "message": "the result the model reads; the tool does not run"}
+
+Agent Inbox's response list (`[{"type": "accept" | "edit" | "response" | "ignore", "args": ...}]`)
+is accepted too (`from_inbox`); `ignore` dismisses the pause: its calls are answered as not run
+and the run ends.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Collection, Sequence
-from typing import Any, TypedDict, cast
+from typing import Any, Literal, TypedDict, cast
 
 from langchain_core.messages import ToolMessage
 from langgraph.runtime import Runtime
@@ -21,12 +26,22 @@ from langgraph.types import interrupt
 from pydantic import BaseModel, model_validator
 
 from graphloop.checkpointers.errors import ContextBudgetError, InvalidDecisionError, ModelCallError
-from graphloop.nodes.audit import current_interrupt_id, current_thread, decision_entries, inbox_entry
+from graphloop.nodes.audit import (
+    current_interrupt_id,
+    current_thread,
+    current_user,
+    decision_entries,
+    inbox_entry,
+    ledger_of,
+)
 from graphloop.nodes.compaction import fitted_view
 from graphloop.nodes.config import LoopContext
 from graphloop.nodes.fallback import call_models
+from graphloop.nodes.gate import allowed_tools
 from graphloop.nodes.state import (
     DECISION_TYPES,
+    DEFAULT_DECISIONS,
+    IGNORE,
     Decision,
     DecisionType,
     LoopState,
@@ -34,6 +49,7 @@ from graphloop.nodes.state import (
     Policy,
     policy_of,
 )
+from graphloop.nodes.toolbox import ToolBox
 
 __all__ = [
     "ActionRequest",
@@ -42,6 +58,7 @@ __all__ = [
     "ask_confirmation",
     "check_decisions",
     "default_question",
+    "from_inbox",
     "hitl_request",
     "interrupt_for_confirm",
     "shown_calls",
@@ -90,8 +107,8 @@ def hitl_request(pending: Sequence[PendingCall], question: str) -> HITLRequest:
 
 
 def allowed_of(call: PendingCall) -> list[DecisionType]:
-    """The decisions a person may make about `call` (all three unless it says otherwise)."""
-    return call.get("allowed", list(DECISION_TYPES))
+    """The decisions a person may make about `call` (approve, edit, reject unless it says)."""
+    return call.get("allowed", list(DEFAULT_DECISIONS))
 
 
 def shown_calls(pending: Sequence[PendingCall], policy: Policy) -> list[PendingCall]:
@@ -107,7 +124,8 @@ async def ask_confirmation(state: LoopState, runtime: Runtime[LoopContext]) -> d
                     for p in pending]
     try:
         update, view = fitted_view(state, runtime.context, placeholders)
-        reply, _ = await call_models(runtime.context.models, view)
+        # not streamed: the question is shown once, in the pause's review card
+        reply, _ = await call_models(runtime.context.models, view, stream=False)
     except (ModelCallError, ContextBudgetError) as exc:
         logger.warning("could not get a confirmation question from the model: %s", exc)
         return {"question": default_question(pending)}
@@ -115,54 +133,138 @@ async def ask_confirmation(state: LoopState, runtime: Runtime[LoopContext]) -> d
 
 
 def check_decisions(
-    response: object, pending: Sequence[PendingCall], allowed: Collection[str] | None = None
+    response: object, pending: Sequence[PendingCall], allowed: Collection[str] | None = None,
+    tools: ToolBox | None = None,
 ) -> list[Decision]:
-    """Validate a resume value against the pending calls; raise `InvalidDecisionError`.
+    """Validate a resume value against the pending calls; the decisions as they will be kept.
 
-    `allowed`, when given, is the run's tool set: an edit may not switch to a tool outside it.
+    Takes LangChain's `{"decisions": [...]}` and Agent Inbox's response list (see
+    `from_inbox`). `allowed`, when given, is the run's tool set: a call is approved, and an
+    edit goes, only to a tool in it. With `tools`, edited arguments are checked and converted
+    by the tool's own schema. Raises `InvalidDecisionError` naming what is wrong.
     """
+    if isinstance(response, list):
+        response = {"decisions": from_inbox(cast(list[Any], response), pending)}
     if not isinstance(response, dict) or "decisions" not in response:
         raise InvalidDecisionError(
             f"resume value {response!r} is not of the form {{'decisions': [...]}}; "
             "resume with Command(resume={'decisions': [{'type': 'approve'}, ...]})"
         )
     decisions = cast(dict[str, Any], response)["decisions"]
+    if isinstance(decisions, list) and len(cast(list[Any], decisions)) == 1 and len(pending) > 1 \
+            and _kind(cast(list[Any], decisions)[0]) == IGNORE:
+        decisions = [{"type": IGNORE}] * len(pending)  # one dismissal dismisses the pause
     if not isinstance(decisions, list) or len(cast(list[Any], decisions)) != len(pending):
         names = [p["name"] for p in pending]
         raise InvalidDecisionError(
             f"expected {len(pending)} decision(s), one per pending call {names!r}, "
             f"got {decisions!r}"
         )
-    return [_check_one(d, p, allowed) for d, p in zip(cast(list[Any], decisions), pending, strict=True)]
+    return [_check_one(d, p, allowed, tools)
+            for d, p in zip(cast(list[Any], decisions), pending, strict=True)]
 
 
-def _check_one(decision: object, call: PendingCall, allowed: Collection[str] | None) -> Decision:
+def _kind(decision: object) -> object:
+    return cast(dict[str, Any], decision).get("type") if isinstance(decision, dict) else None
+
+
+def from_inbox(responses: list[Any], pending: Sequence[PendingCall]) -> list[dict[str, Any]]:
+    """Agent Inbox's resume list as LangChain decisions, one response per call shown.
+
+    `accept` → approve (→ edit when it carries other arguments), `edit` → edit,
+    `response` → respond, `ignore` → dismiss the pause.
+    """
+    if len(responses) != len(pending) and not (len(responses) == 1 and _kind(responses[0]) == IGNORE):
+        raise InvalidDecisionError(
+            f"Agent Inbox answers one action at a time, but this pause shows {len(pending)} "
+            f"calls {[p['name'] for p in pending]!r}; pause once per call (one_call_per_pause) "
+            "for Agent Inbox, or resume with {'decisions': [...]}")
+    return [_inbox_decision(r, p) for r, p in zip(responses * len(pending) if len(responses) == 1
+                                                   else responses, pending, strict=False)]
+
+
+def _inbox_decision(response: object, call: PendingCall) -> dict[str, Any]:
+    kind, args = (_kind(response), cast(dict[str, Any], response).get("args")) if isinstance(response, dict) \
+        else (None, None)
+    action = cast(dict[str, Any], args) if isinstance(args, dict) else {}
+    if kind == "accept":
+        edited = action.get("args")
+        if edited is None or edited == call["args"]:
+            return {"type": "approve"}
+        return {"type": "edit", "edited_action": {"name": action.get("action", call["name"]), "args": edited}}
+    if kind == "edit":
+        return {"type": "edit", "edited_action": {"name": action.get("action", call["name"]), "args": action.get("args")}}
+    if kind == "response":
+        return {"type": "respond", "message": args}
+    if kind == IGNORE:
+        return {"type": IGNORE}
+    raise InvalidDecisionError(
+        f"Agent Inbox response {response!r} for {call['name']!r} has no valid 'type'; "
+        "use accept, edit, response or ignore")
+
+
+def _check_one(decision: object, call: PendingCall, allowed: Collection[str] | None,
+               tools: ToolBox | None) -> Decision:
     fields = cast(dict[str, Any], decision) if isinstance(decision, dict) else {}
     kind = fields.get("type")
+    if kind == IGNORE:
+        return Decision(type=IGNORE)
     if kind not in DECISION_TYPES:
         raise InvalidDecisionError(
             f"decision {decision!r} for {call['name']!r} has no valid 'type'; "
-            f"use one of {list(DECISION_TYPES)!r}"
+            f"use one of {[*DECISION_TYPES, IGNORE]!r}"
         )
     permitted = allowed_of(call)
     if kind not in permitted:
         raise InvalidDecisionError(
             f"decision {kind!r} is not allowed for {call['name']!r}; allowed: {permitted!r}"
         )
+    if kind == "approve":
+        _check_runnable(call["name"], call, allowed, tools)
+        return Decision(type="approve")
     if kind == "edit":
-        action = fields.get("edited_action")
-        edited = cast(dict[str, Any], action) if isinstance(action, dict) else {}
-        if not isinstance(edited.get("name"), str) or not isinstance(edited.get("args"), dict):
-            raise InvalidDecisionError(
-                f"edit for {call['name']!r} needs edited_action={{'name': str, 'args': dict}}, "
-                f"got {action!r}"
-            )
-        if allowed is not None and edited["name"] not in allowed:
-            raise InvalidDecisionError(
-                f"edit for {call['name']!r} switches to tool {edited['name']!r}, which this run "
-                f"may not use; allowed tools: {sorted(allowed)!r}"
-            )
-    return cast(Decision, decision)
+        return _check_edit(fields.get("edited_action"), call, allowed, tools)
+    message = fields.get("message")
+    if kind == "respond" and (not isinstance(message, str) or not message.strip()):
+        raise InvalidDecisionError(
+            f"respond for {call['name']!r} needs a non-empty 'message': the result the model reads")
+    if message is not None and not isinstance(message, str):
+        raise InvalidDecisionError(f"'message' for {call['name']!r} must be text, got {message!r}")
+    return Decision(type=kind, message=message) if message else Decision(type=kind)
+
+
+def _check_runnable(name: str, call: PendingCall, allowed: Collection[str] | None,
+                    tools: ToolBox | None) -> None:
+    """Refuse a decision that would run `name` where this process cannot run it."""
+    if tools is not None and tools.get(name) is None:
+        raise InvalidDecisionError(
+            f"cannot run {name!r} for call {call['id']!r}: this process has no tool {name!r} "
+            f"(its tools: {list(tools.names)!r}); load it and resume again, or reject the call. "
+            "The thread still waits")
+    if allowed is not None and name not in allowed:
+        what = f"cannot run {name!r} for call {call['id']!r}: it" if name == call["name"] else (
+            f"edit for {call['name']!r} switches to tool {name!r}, which")
+        raise InvalidDecisionError(
+            f"{what} this run may not use; allowed tools: {sorted(allowed)!r}; reject the call, "
+            "or edit it to one of them")
+
+
+def _check_edit(action: object, call: PendingCall, allowed: Collection[str] | None,
+                tools: ToolBox | None) -> Decision:
+    edited = cast(dict[str, Any], action) if isinstance(action, dict) else {}
+    name, args = edited.get("name"), edited.get("args")
+    if not isinstance(name, str) or not isinstance(args, dict):
+        raise InvalidDecisionError(
+            f"edit for {call['name']!r} needs edited_action={{'name': str, 'args': dict}}, "
+            f"got {action!r}"
+        )
+    _check_runnable(name, call, allowed, tools)
+    if tools is not None:
+        try:
+            args = tools.coerce(name, cast(dict[str, object], args))
+        except ValueError as exc:
+            raise InvalidDecisionError(f"edit for {call['name']!r}: {exc}; the thread still waits") from None
+    return Decision(type="edit", edited_action={"name": name, "args": args})
 
 
 def _decided(call: PendingCall, decision: Decision) -> PendingCall:
@@ -177,7 +279,7 @@ class _EditedAction(BaseModel):
 
 
 class _Decision(BaseModel):
-    type: DecisionType
+    type: DecisionType | Literal["ignore"]
     edited_action: _EditedAction | None = None
     message: str | None = None
 
@@ -186,8 +288,9 @@ class _Answer(BaseModel):
     decisions: list[_Decision]
 
 
-def answer_schema(shown: Sequence[PendingCall], allowed: Collection[str]) -> type[_Answer]:
-    """The resume value's schema for this pause, checked with `check_decisions`.
+def answer_schema(shown: Sequence[PendingCall], allowed: Collection[str], tools: ToolBox) -> type[_Answer]:
+    """The resume value's schema for this pause, checked (and edits converted) by
+    `check_decisions`.
 
     Passed to `interrupt(response_schema=...)`: LangGraph shows it to clients as JSON Schema,
     and a resume that fails it raises before anything is saved, so the thread stays paused.
@@ -198,10 +301,9 @@ def answer_schema(shown: Sequence[PendingCall], allowed: Collection[str]) -> typ
         @classmethod
         def _fits(cls, value: object) -> object:
             try:
-                check_decisions(value, shown, allowed)
+                return {"decisions": check_decisions(value, shown, allowed, tools)}
             except InvalidDecisionError as exc:
                 raise ValueError(str(exc)) from None  # pydantic reports ValueErrors
-            return value
 
     return Answer
 
@@ -211,23 +313,27 @@ def interrupt_for_confirm(state: LoopState, runtime: Runtime[LoopContext]) -> di
 
     `interrupt()` is the first thing with an effect on the graph: on resume the node runs
     again from its start. The inbox row written before it is idempotent, and is not written
-    again once the pause is decided.
+    again once the pause is decided. A resume of a pause whose decisions were already carried
+    out (a client resuming an earlier checkpoint: a second tab, a double submit) is refused
+    here with `AlreadyDecidedError`, before anything runs or the thread moves.
     """
     context = runtime.context
     policy = policy_of(state)
     pending = state.get("pending", [])
     shown = shown_calls(pending, policy)
     question = state.get("question") or default_question(shown)
-    ledger = context.ledger
+    ledger = ledger_of(context)
     # a ledger implies a checkpointed run, which has a thread id (a graph without one has neither)
     thread_id, interrupt_id = (current_thread(), current_interrupt_id()) if ledger is not None else ("", "")
     if ledger is not None:
         ledger.add_to_inbox(inbox_entry(thread_id, interrupt_id, shown, question, policy))
-    answer = interrupt(hitl_request(shown, question),
-                       response_schema=answer_schema(shown, context.allowed_tools(policy)))
+    answer = interrupt(hitl_request(shown, question), response_schema=answer_schema(
+        shown, allowed_tools(policy, context), context.tools))
     decisions = [cast(Decision, d.model_dump(exclude_none=True)) for d in answer.decisions]
     if ledger is not None:  # the Orchestrator records first, with who decided
-        ledger.record_decisions(decision_entries(thread_id, interrupt_id, shown, decisions, decided_by=None))
+        ledger.record_decisions(decision_entries(thread_id, interrupt_id, shown, decisions,
+                                                 decided_by=current_user()))
+        ledger.refuse_carried_out(thread_id, [p["id"] for p in shown])
     decided = [_decided(p, d) for p, d in zip(shown, decisions, strict=True)]
     undecided = [p for p in pending if p not in shown]
     return {"pending": decided + undecided, "question": ""}

@@ -2,8 +2,9 @@
 
 `execute_tools` answers, without running anything, every call that may not run: broken
 arguments (with the tool's parameters, so the model can fix them), unknown tools, tools
-outside the run's role, the same call repeated too often, and calls the user rejected. Gated
-calls without a decision wait in `pending`. Every other call is sent to its own `run_tool`
+outside the run's role, the same call repeated too often, calls the user rejected or answered
+in the tool's place (`respond`), and every call of a dismissed pause. Gated calls without a
+decision wait in `pending`. Every other call is sent to its own `run_tool`
 task (LangGraph's `Send`): the calls of a turn run in parallel, and each result is saved as
 soon as it is there, so after a crash a completed call is not run again.
 """
@@ -21,10 +22,12 @@ from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolCal
 from langgraph.runtime import Runtime
 
 from graphloop.checkpointers.ledger import CallStatus, Ledger, ToolCallEntry
-from graphloop.nodes.audit import call_entry, current_thread, not_rerun_message
+from graphloop.nodes.abandon import dismiss_pause
+from graphloop.nodes.audit import call_entry, current_thread, ledger_of, not_rerun_message
 from graphloop.nodes.calls import RequestedCall, last_turn, requested_calls, unanswered_calls
 from graphloop.nodes.config import LoopContext
-from graphloop.nodes.state import Decision, LoopState, PendingCall, Policy, ToolJob, policy_of
+from graphloop.nodes.gate import allowed_tools, decisions_for, gated_tools, never_tools
+from graphloop.nodes.state import IGNORE, Decision, LoopState, PendingCall, Policy, ToolJob, policy_of
 
 __all__ = ["DENIED", "execute_tools", "run_tool"]
 
@@ -94,10 +97,13 @@ def execute_tools(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, 
     """Answer the calls that may not run, park gated ones; `route_after_execute` sends the rest."""
     context = runtime.context
     policy = policy_of(state)
-    allowed = context.allowed_tools(policy)
-    gated = context.gated_tools(policy)
-    never = context.never_tools(policy)
+    ledger = ledger_of(context)
     decisions = {p["id"]: p["decision"] for p in state.get("pending", []) if "decision" in p}
+    if any(d["type"] == IGNORE for d in decisions.values()):
+        return dismiss_pause(state, ledger, current_thread() if ledger is not None else "")
+    allowed = allowed_tools(policy, context)
+    gated = gated_tools(policy, context)
+    never = never_tools(policy)
     replies: list[AnyMessage] = []
     edited: dict[str, RequestedCall] = {}
     waiting: list[PendingCall] = []
@@ -106,22 +112,26 @@ def execute_tools(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, 
         if decision is not None and decision["type"] == "edit":
             call = edited[call.id] = _apply(call, decision)
         refusal = _refusal(call, allowed, never, policy, state, context)
+        status: CallStatus = "refused"
         if refusal is not None:
             if call.error is not None:
                 logger.warning("Malformed tool args for %s from model %s: %s — args: %.200s",
                                call.name, state.get("answered_by"), call.error, call.raw_args)
         elif decision is not None and decision["type"] == "reject":
             note = decision.get("message")
-            refusal = f"{DENIED} {note}" if note else DENIED
+            refusal, status = (f"{DENIED} {note}" if note else DENIED), "rejected"
             logger.info("Tool %s denied by user", call.name)
+        elif decision is not None and decision["type"] == "respond":
+            logger.info("Tool %s answered by the user in its place", call.name)
+            replies.append(ToolMessage(decision.get("message", ""), tool_call_id=call.id, name=call.name))
+            _audit_unrun(ledger, state, policy, call, "responded")
         elif decision is None and call.name in gated:
             logger.info("Tool %s blocked — confirmation required", call.name)
             waiting.append(PendingCall(id=call.id, name=call.name, args=call.args,
-                                       allowed=context.decisions_for(call.name)))
+                                       allowed=decisions_for(policy, context, call.name)))
         if refusal is not None:
             replies.append(ToolMessage(refusal, tool_call_id=call.id, name=call.name, status="error"))
-            status: CallStatus = "rejected" if decision is not None and decision["type"] == "reject" else "refused"
-            _audit_unrun(context, state, policy, call, status)
+            _audit_unrun(ledger, state, policy, call, status)
     ai, _ = last_turn(state["messages"])
     if edited and ai is not None:
         replies.insert(0, _with_edits(ai, edited))
@@ -132,13 +142,13 @@ def execute_tools(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, 
     return update
 
 
-def _audit_unrun(context: LoopContext, state: LoopState, policy: Policy, call: RequestedCall,
+def _audit_unrun(ledger: Ledger | None, state: LoopState, policy: Policy, call: RequestedCall,
                  status: CallStatus) -> None:
-    if context.ledger is None:
+    if ledger is None:
         return
     job = ToolJob(id=call.id, name=call.name, args=call.args, round=state.get("rounds", 0),
                   model=state.get("answered_by", ""))
-    context.ledger.record_call(call_entry(job, status, policy))
+    ledger.record_call(call_entry(job, status, policy))
 
 
 def _as_text(content: str | list[str | dict[str, Any]]) -> str:
@@ -157,7 +167,7 @@ async def run_tool(job: ToolJob, runtime: Runtime[LoopContext]) -> dict[str, lis
     it ran, or after it ran but before its result was saved) is never run again: the model is
     told so instead.
     """
-    ledger = runtime.context.ledger
+    ledger = ledger_of(runtime.context)
     if ledger is not None:
         earlier = await asyncio.to_thread(ledger.claim_call, call_entry(job, "running"))
         if earlier is not None:

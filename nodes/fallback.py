@@ -47,14 +47,14 @@ def _delay(model: ModelConfig, attempt: int, error: ModelCallError) -> float:
 
 
 async def _one_model(
-    model: ModelConfig, messages: Sequence[BaseMessage], tools: Sequence[Mapping[str, Any]]
+    model: ModelConfig, messages: Sequence[BaseMessage], tools: Sequence[Mapping[str, Any]], stream: bool,
 ) -> AIMessage:
     """`model`'s reply after its own retries; raises its last `ModelCallError`."""
     asked_again = False
     attempt = 0
     while True:
         try:
-            reply = await call_chat_model(model, messages, [dict(t) for t in tools])
+            reply = await call_chat_model(model, messages, [dict(t) for t in tools], stream=stream)
         except ContextOverflowError:
             raise
         except ModelCallError as error:
@@ -79,8 +79,11 @@ async def call_models(
     models: Sequence[ModelConfig],
     messages: Sequence[BaseMessage],
     tools: Sequence[Mapping[str, Any]] = (),
+    *,
+    stream: bool = True,
 ) -> tuple[AIMessage, ModelConfig]:
-    """The first usable reply along the chain, and the model that gave it.
+    """The first usable reply along the chain, and the model that gave it (`stream`: see
+    `call_chat_model`).
 
     Raises:
         ModelUnavailableError: every model failed; the message has each one's last error.
@@ -90,7 +93,7 @@ async def call_models(
     failures: list[str] = []
     for model in models:
         try:
-            return await _one_model(model, messages, tools), model
+            return await _one_model(model, messages, tools, stream), model
         except ContextOverflowError:
             raise
         except ModelCallError as error:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from langgraph.graph import END
 from langgraph.types import Send
 
 from graphloop.nodes.calls import unanswered_calls
@@ -27,8 +28,11 @@ def route_after_model(state: LoopState) -> Literal["execute_tools", "finalize"]:
 
 def route_after_tools(
     state: LoopState,
-) -> Literal["ask_confirmation", "interrupt_for_confirm", "compact", "finalize"]:
-    """Gated calls go to the gate; then the round limit; else the next round."""
+) -> Literal["ask_confirmation", "interrupt_for_confirm", "compact", "finalize", "__end__"]:
+    """A dismissed pause ends the run; gated calls go to the gate; then the round limit; else
+    the next round."""
+    if state.get("dismissed"):
+        return END
     policy = policy_of(state)
     if any("decision" not in p for p in state.get("pending", [])):
         return ASK_CONFIRMATION if policy["ask_model_to_confirm"] else INTERRUPT_FOR_CONFIRM
@@ -39,7 +43,7 @@ def route_after_tools(
 
 def route_after_execute(
     state: LoopState,
-) -> list[Send] | Literal["ask_confirmation", "interrupt_for_confirm", "compact", "finalize"]:
+) -> list[Send] | Literal["ask_confirmation", "interrupt_for_confirm", "compact", "finalize", "__end__"]:
     """A `run_tool` task per call that may run now; when none is left, the gate or the next round."""
     waiting = {p["id"] for p in state.get("pending", [])}
     jobs = [c for c in unanswered_calls(state["messages"]) if c.id not in waiting]

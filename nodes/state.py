@@ -20,7 +20,9 @@ from graphloop.checkpointers.ledger import Rule
 
 __all__ = [
     "DECISION_TYPES",
+    "DEFAULT_DECISIONS",
     "DEFAULT_MAX_ROUNDS",
+    "IGNORE",
     "MESSAGES_SNAPSHOT_EVERY",
     "STATE_VERSION",
     "CompactionAction",
@@ -28,10 +30,12 @@ __all__ = [
     "CompactionRecord",
     "Decision",
     "DecisionType",
+    "Gate",
     "LoopState",
     "PendingCall",
     "Policy",
     "ToolJob",
+    "apply_messages",
     "policy_of",
 ]
 
@@ -48,8 +52,26 @@ round). A copy bounds what reading a thread replays; LangGraph's default of 100 
 of the whole history 26% of the database after 200 rounds, and reading a 200-round thread
 (replaying 400 writes) costs 25 ms instead of 9 ms."""
 
-DecisionType = Literal["approve", "edit", "reject"]
+DecisionType = Literal["approve", "edit", "reject", "respond"]
+"""LangChain's four decisions on a gated call (`HumanInTheLoopMiddleware`)."""
 DECISION_TYPES: tuple[DecisionType, ...] = get_args(DecisionType)
+DEFAULT_DECISIONS: tuple[DecisionType, ...] = ("approve", "edit", "reject")
+"""What a person may decide about a gated tool unless `allowed_decisions` says otherwise."""
+IGNORE: Literal["ignore"] = "ignore"
+"""Not a decision on the call but on the pause: the person dismissed it (Agent Inbox's
+"ignore", Agent Chat UI's "Mark as Resolved"). Every waiting call is answered as not run and
+the run ends. Always allowed."""
+
+
+class Gate(TypedDict):
+    """The gate a thread pinned when its run started (see `graphloop.nodes.gate`)."""
+
+    tools: list[str]
+    """Tools the run may see and call: the role's set, narrowed by `tool_list`."""
+    gated: list[str]
+    """Tools whose calls wait for a person's decision."""
+    decisions: dict[str, list[DecisionType]]
+    """Per gated tool, the decisions a person may make."""
 
 
 class Policy(TypedDict):
@@ -79,6 +101,15 @@ class Policy(TypedDict):
     """`STATE_VERSION` of the graphloop that started the run (absent: 1)."""
     graphloop_version: NotRequired[str]
     """The graphloop release that started the run, for error messages."""
+    gate: NotRequired[Gate]
+    """Pinned by the run's first step from the context it ran with; a resume in another
+    process can add gates, never remove them (absent in threads of graphloop 0.2.0 and older:
+    pinned at their next run)."""
+
+
+def apply_messages(messages: list[AnyMessage], update: list[AnyMessage]) -> list[AnyMessage]:
+    """`messages` after a node's write of `update` to them (what LangGraph will store)."""
+    return _messages_delta_reducer(messages, [update])
 
 
 def policy_of(state: LoopState) -> Policy:
@@ -97,11 +128,11 @@ def policy_of(state: LoopState) -> Policy:
 class Decision(TypedDict):
     """A person's answer for one gated call (LangChain's HITL decision shape)."""
 
-    type: DecisionType
+    type: DecisionType | Literal["ignore"]
     edited_action: NotRequired[dict[str, object]]
-    """For `edit`: `{"name": ..., "args": {...}}`."""
+    """For `edit`: `{"name": ..., "args": {...}}`, the arguments checked against the tool's schema."""
     message: NotRequired[str]
-    """For `reject`: told to the model instead of the default denial text."""
+    """For `reject`: told to the model with the denial; for `respond`: the result the model reads."""
 
 
 class PendingCall(TypedDict):
@@ -112,7 +143,7 @@ class PendingCall(TypedDict):
     args: dict[str, object]
     decision: NotRequired[Decision]
     allowed: NotRequired[list[DecisionType]]
-    """The decisions a person may make for this call (absent: all three)."""
+    """The decisions a person may make for this call (absent: approve, edit, reject)."""
 
 
 CompactionAction = Literal["cleared", "dropped", "shortened"]
@@ -185,3 +216,6 @@ class LoopState(TypedDict, total=False):
     """Every compaction decision of the thread, oldest first; the view is rebuilt from it."""
     answered_by: str
     """Label of the model that produced the latest reply (never its key)."""
+    dismissed: bool
+    """The person dismissed the latest pause: its calls were answered as not run and the run
+    ended there. Cleared when the next run starts."""

@@ -17,11 +17,13 @@ Example:
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, cast
 
 from langchain_core.tools import BaseTool, BaseToolkit, StructuredTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
+from pydantic import BaseModel, ValidationError
 
 from graphloop.checkpointers.errors import ConfigurationError
 
@@ -56,6 +58,21 @@ def _as_tool(tool: BaseTool | Callable[..., Any]) -> BaseTool:
         ) from exc
 
 
+def _from_text(value: object, schema: object) -> object:
+    """`value` read as JSON when it is text and `schema` (a JSON Schema) is not a string's."""
+    if not isinstance(value, str) or not isinstance(schema, dict):
+        return value
+    spec = cast(dict[str, Any], schema)
+    options = [cast(dict[str, Any], s) for s in spec.get("anyOf", []) if isinstance(s, dict)]
+    kinds = {spec.get("type"), *(s.get("type") for s in options)} - {None}
+    if not kinds or "string" in kinds:
+        return value
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value  # the schema check names the field
+
+
 class ToolBox:
     """An ordered, name-unique set of tools and their OpenAI function schemas."""
 
@@ -79,6 +96,37 @@ class ToolBox:
     def schemas(self, names: Sequence[str]) -> list[dict[str, Any]]:
         """OpenAI `tools` entries for `names`, in the order given."""
         return [self._schemas[n] for n in names]
+
+    def coerce(self, name: str, args: Mapping[str, object]) -> dict[str, object]:
+        """`args` checked and converted by tool `name`'s own argument schema; `ValueError`
+        naming the field when a value does not fit.
+
+        Review UIs send every edited field as text: a field that is not a string in the
+        schema and arrives as JSON text (`'["bob@example.com"]'`, `"7"`) is read as JSON first.
+
+        Example:
+            >>> def invite(emails: list[str], days: int = 7) -> str:
+            ...     "Invite people."
+            ...     return "ok"
+            >>> ToolBox([invite]).coerce("invite", {"emails": '["a@b.c"]', "days": "3"})
+            {'emails': ['a@b.c'], 'days': 3}
+        """
+        tool = self._tools[name]
+        parameters: dict[str, Any] = self._schemas[name]["function"].get("parameters", {})
+        properties: dict[str, Any] = parameters.get("properties", {})
+        values = {key: _from_text(value, properties.get(key)) for key, value in args.items()}
+        schema = tool.args_schema
+        if not (isinstance(schema, type) and issubclass(schema, BaseModel)):
+            return values  # a JSON Schema dict (MCP tools): the tool checks its own arguments
+        try:
+            checked = schema.model_validate(values)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"field {'.'.join(map(str, e['loc']))!r}: {e['msg']} (got {e.get('input')!r})"
+                for e in exc.errors())
+            raise ValueError(f"the arguments do not fit {name!r}: {problems}") from None
+        dumped = checked.model_dump()
+        return {key: dumped.get(key, value) for key, value in values.items()}
 
     def __len__(self) -> int:
         return len(self._tools)

@@ -68,7 +68,7 @@ BAD_RESUMES: dict[str, tuple[type[ResumeError], str, dict[str, Any]]] = {
     "wrong count": (InvalidDecisionError, r"expected 1 decision\(s\), one per pending call \['delete_file'\]",
                     {"decisions": [{"type": "approve"}, {"type": "approve"}]}),
     "unknown type": (InvalidDecisionError, r"decision \{'type': 'maybe'\} for 'delete_file' has no valid "
-                     r"'type'; use one of \['approve', 'edit', 'reject'\]",
+                     r"'type'; use one of \['approve', 'edit', 'reject', 'respond', 'ignore'\]",
                      {"decisions": [{"type": "maybe"}]}),
     "edit without args": (InvalidDecisionError, r"edit for 'delete_file' needs edited_action",
                           {"decisions": [{"type": "edit", "edited_action": {"name": "delete_file"}}]}),

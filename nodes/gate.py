@@ -1,0 +1,118 @@
+"""The run's permissions, pinned in its thread: which tools it may use, which wait for a person.
+
+The first step of a run (`compact`) computes the `Gate` from the context it runs with and the
+run's `Policy`, and writes it into the policy. From then on the thread's own gate applies,
+whichever process or client continues it: a resume with a smaller `confirm_required` (a new
+deploy, a typo) still asks about every tool the thread gated, and a process with other roles
+does not widen or narrow the thread's tools. A resuming process may add gates (its own
+`confirm_required` is added), never remove them; a tool the process lacks is not offered.
+
+Example:
+    >>> from graphloop.nodes.config import LoopContext
+    >>> def send_email(to: str) -> str:
+    ...     '''Send an email.'''
+    ...     return "sent"
+    >>> context = LoopContext.create(tools=[send_email], confirm_required=["send_email"])
+    >>> policy = pinned(policy_of({"messages": []}), context)
+    >>> policy["gate"]["gated"], gated_tools(policy, LoopContext.create(tools=[send_email]))
+    (['send_email'], frozenset({'send_email'}))
+"""
+
+from __future__ import annotations
+
+from graphloop.checkpointers.errors import ConfigurationError
+from graphloop.nodes.config import LoopContext
+from graphloop.nodes.state import DecisionType, Gate, Policy, policy_of
+
+__all__ = [
+    "allowed_tools",
+    "check_policy",
+    "decisions_for",
+    "gated_tools",
+    "never_tools",
+    "pin_gate",
+    "pinned",
+    "policy_of",
+]
+
+
+def _role_tools(policy: Policy, context: LoopContext) -> tuple[str, ...]:
+    """The role's set, narrowed by `tool_list`, from this context."""
+    names = context.tools.names
+    if context.roles is not None:
+        role_set = context.roles.get(policy["user_role"], frozenset())
+        names = tuple(n for n in names if n in role_set)
+    if policy["tool_list"] is not None:
+        wanted = set(policy["tool_list"])
+        names = tuple(n for n in names if n in wanted)
+    return names
+
+
+def _context_gated(policy: Policy, context: LoopContext) -> frozenset[str]:
+    """`confirm_required`, then the user's remembered rules, then the run's own lists.
+
+    (required − remembered allow) ∪ remembered ask, − confirm_allow, ∪ confirm_deny; without
+    remembered rules this is the original loop's (required − allow) ∪ deny.
+    """
+    remembered = policy.get("remembered", {})
+    gated = context.confirm_required - {t for t, r in remembered.items() if r == "allow"}
+    gated |= {t for t, r in remembered.items() if r == "ask"}
+    return (gated - set(policy["confirm_allow"])) | set(policy["confirm_deny"])
+
+
+def pin_gate(policy: Policy, context: LoopContext) -> Gate:
+    """The gate a run starting now with `policy` in `context` pins."""
+    gated = sorted(_context_gated(policy, context))
+    return Gate(tools=list(_role_tools(policy, context)), gated=gated,
+                decisions={t: context.decisions_for(t) for t in gated})
+
+
+def pinned(policy: Policy, context: LoopContext) -> Policy:
+    """`policy` with its gate: the one it carries, else one pinned from `context` now."""
+    if "gate" in policy:
+        return policy
+    return {**policy, "gate": pin_gate(policy, context)}
+
+
+def allowed_tools(policy: Policy, context: LoopContext) -> tuple[str, ...]:
+    """Tools this run may see and call: the thread's pinned set, of those this process has."""
+    gate = policy.get("gate")
+    if gate is None:
+        return _role_tools(policy, context)
+    wanted = set(gate["tools"])
+    return tuple(n for n in context.tools.names if n in wanted)
+
+
+def gated_tools(policy: Policy, context: LoopContext) -> frozenset[str]:
+    """Tools whose calls wait for a decision: the thread's pinned set plus this context's."""
+    gate = policy.get("gate")
+    return _context_gated(policy, context) | frozenset(gate["gated"] if gate else ())
+
+
+def decisions_for(policy: Policy, context: LoopContext, tool: str) -> list[DecisionType]:
+    """The decisions a person may make about a call to `tool` (the thread's, where pinned)."""
+    gate = policy.get("gate")
+    if gate is not None and tool in gate["decisions"]:
+        return list(gate["decisions"][tool])
+    return context.decisions_for(tool)
+
+
+def never_tools(policy: Policy) -> frozenset[str]:
+    """Tools the user said never to allow, unless this run's allow/deny lists name them."""
+    remembered = policy.get("remembered", {})
+    named = set(policy["confirm_allow"]) | set(policy["confirm_deny"])
+    return frozenset(t for t, r in remembered.items() if r == "never" and t not in named)
+
+
+def check_policy(policy: Policy, context: LoopContext) -> None:
+    """Raise `ConfigurationError` for a role or tool name in a new run's `policy` that
+    `context` does not know."""
+    if context.roles is not None and policy["user_role"] not in context.roles:
+        raise ConfigurationError(
+            f"user_role={policy['user_role']!r} is not a configured role; "
+            f"known roles: {sorted(context.roles)!r}"
+        )
+    unknown = sorted(set(policy["tool_list"] or ()) - set(context.tools.names))
+    if unknown:
+        raise ConfigurationError(
+            f"tool_list names unknown tools {unknown!r}; known tools: {list(context.tools.names)!r}")
