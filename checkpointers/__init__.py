@@ -30,6 +30,7 @@ from graphloop.checkpointers.ledger import (
 from graphloop.checkpointers.savers import (
     DbLike,
     attach_ledger,
+    db_label,
     ledger_for,
     memory_saver,
     open_async_saver,
@@ -63,6 +64,7 @@ __all__ = [
     "UnknownThreadError",
     "attach_ledger",
     "call_hash",
+    "db_label",
     "ledger_for",
     "memory_saver",
     "open_async_saver",

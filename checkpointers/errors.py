@@ -96,8 +96,12 @@ class ThreadPausedError(RunError):
     """A new task for a thread with unfinished work (a pause, or a crash); resume it first."""
 
 
-class ResumeError(RunError):
-    """A resume that cannot be applied. Raised before anything is stored."""
+class ResumeError(RunError, ValueError):
+    """A resume that cannot be applied. Raised before anything is stored.
+
+    Also a `ValueError` (a resume value that does not fit the thread), which is what lets a
+    LangGraph server pass its message on to the client instead of "An internal error occurred".
+    """
 
 
 class UnknownThreadError(ResumeError):

@@ -31,7 +31,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol, TypedDict, cast, get_args
+from typing import Any, Literal, NotRequired, Protocol, TypedDict, cast, get_args
 
 from graphloop.checkpointers.errors import AlreadyDecidedError, ConfigurationError
 
@@ -111,6 +111,9 @@ class InboxEntry(TypedDict):
     waiting_since: str
     user_id: str | None
     user_role: str
+    decided: NotRequired[bool]
+    """When read back: its decisions are recorded but not carried out yet (normally for
+    milliseconds; for good when the deciding process stopped: a plain resume carries them out)."""
 
 
 class RuleEntry(TypedDict):
@@ -257,25 +260,18 @@ class Ledger(ABC):
         """Record the decisions of one pause, atomically; `AlreadyDecidedError` if any exists.
 
         Of two processes deciding the same pause at once, exactly one succeeds. The thread
-        leaves the inbox in the same transaction.
+        stays in the inbox, listed as decided, until the decisions are carried out.
         """
         with self._transaction() as tx:
             for entry in entries:
                 if not _insert_new(tx, "decisions", entry):
                     raise AlreadyDecidedError.of(self._decided(tx, entries))
-            self._leave_inbox(tx, entries)
 
     def record_decisions(self, entries: Sequence[DecisionEntry]) -> None:
         """Record decisions unless already recorded (a graph resumed without the Orchestrator)."""
         with self._transaction() as tx:
             for entry in entries:
                 _insert_new(tx, "decisions", entry)
-            self._leave_inbox(tx, entries)
-
-    @staticmethod
-    def _leave_inbox(tx: Cursor, entries: Sequence[DecisionEntry]) -> None:
-        for thread_id in {e["thread_id"] for e in entries}:
-            tx.run("DELETE FROM inbox WHERE thread_id = ?", (thread_id,))
 
     @staticmethod
     def _decided(tx: Cursor, entries: Sequence[DecisionEntry]) -> list[DecisionEntry]:
@@ -325,13 +321,13 @@ class Ledger(ABC):
         self._run("DELETE FROM inbox WHERE thread_id = ?", (thread_id,))
 
     def inbox(self, user_id: str | None = None) -> list[InboxEntry]:
-        """Threads waiting for a decision, longest waiting first; of one user when given."""
+        """Threads waiting for a decision (or for their recorded decisions to be carried out:
+        `decided`), longest waiting first; of one user when given."""
         where, args = _where("user_id", user_id)
-        return [_inbox_entry(r) for r in self._rows(
-            f"SELECT {_INBOX_COLUMNS} FROM inbox{where} ORDER BY waiting_since", args)]
+        return [_inbox_entry(r) for r in self._rows(f"{_INBOX_SELECT}{where} ORDER BY waiting_since", args)]
 
     def inbox_entry(self, thread_id: str) -> InboxEntry | None:
-        rows = self._rows(f"SELECT {_INBOX_COLUMNS} FROM inbox WHERE thread_id = ?", (thread_id,))
+        rows = self._rows(f"{_INBOX_SELECT} WHERE thread_id = ?", (thread_id,))
         return _inbox_entry(rows[0]) if rows else None
 
     # -- threads and retention --------------------------------------------------------------
@@ -381,7 +377,10 @@ class Ledger(ABC):
 
 _CALL_COLUMNS = ", ".join(ToolCallEntry.__annotations__)
 _DECISION_COLUMNS = ", ".join(DecisionEntry.__annotations__)
-_INBOX_COLUMNS = ", ".join(InboxEntry.__annotations__)
+_INBOX_SELECT = (
+    f"SELECT {', '.join(k for k in InboxEntry.__annotations__ if k != 'decided')}, EXISTS (SELECT 1 "
+    "FROM decisions d WHERE d.thread_id = inbox.thread_id AND d.interrupt_id = inbox.interrupt_id) "
+    "AS decided FROM inbox")
 
 
 def _marks(row: Mapping[str, object]) -> str:
@@ -407,4 +406,4 @@ def _call_entry(row: Mapping[str, Any]) -> ToolCallEntry:
 
 
 def _inbox_entry(row: Mapping[str, Any]) -> InboxEntry:
-    return cast(InboxEntry, {**row, "calls": json.loads(row["calls"])})
+    return cast(InboxEntry, {**row, "calls": json.loads(row["calls"]), "decided": bool(row["decided"])})

@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
 import weakref
 from collections.abc import AsyncGenerator, Generator
@@ -30,7 +31,7 @@ from graphloop.checkpointers.errors import ConfigurationError
 from graphloop.checkpointers.ledger import Ledger, is_postgres_url
 from graphloop.checkpointers.ledger_sqlite import SqliteLedger
 
-__all__ = ["DbLike", "attach_ledger", "ledger_for", "memory_saver", "open_async_saver", "open_ledger",
+__all__ = ["DbLike", "attach_ledger", "db_label", "ledger_for", "memory_saver", "open_async_saver", "open_ledger",
            "open_saver"]
 
 DbLike = str | PathLike[str] | BaseCheckpointSaver[str]
@@ -55,6 +56,18 @@ def attach_ledger(saver: BaseCheckpointSaver[str], ledger: Ledger) -> None:
 def ledger_for(saver: BaseCheckpointSaver[str]) -> Ledger | None:
     """The ledger attached to `saver`, if any."""
     return _ledgers.get(saver)
+
+
+def db_label(db: DbLike) -> str:
+    """`db` fit for a message or a log line: a URL's password replaced by `****`.
+
+    Example:
+        >>> db_label("postgresql://app:s3cret@db.internal/graphloop")
+        'postgresql://app:****@db.internal/graphloop'
+    """
+    if isinstance(db, BaseCheckpointSaver):
+        return type(db).__name__
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1****@", str(db))
 
 
 def memory_saver() -> InMemorySaver:

@@ -1,7 +1,8 @@
 """The `graphloop` command: run a task, answer what waits, read a thread, draw the graph.
 
 Models and tools come from `graphloop.toml` or the OpenAI environment variables (see
-`graphloop.graph.settings`). Errors print one line; `--debug` shows the traceback.
+`graphloop.graph.settings`). Errors print one line; `--debug` shows the traceback. A thread
+keeps the gate it started with: `approve`, `reject` and `resume` cannot take it away.
 """
 
 from __future__ import annotations
@@ -9,17 +10,29 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable, Generator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Literal, ParamSpec, TypeVar
+from typing import Annotated, Any, Literal, ParamSpec, TypeVar, cast
+from uuid import uuid4
 
 import typer
+from langchain_core.messages import AIMessage, AnyMessage, ToolMessage
 from rich.console import Console
 from rich.markup import escape
 from rich.status import Status
 from rich.table import Table
 
-from graphloop.checkpointers import ConfigurationError, GraphloopError, UnknownThreadError, open_saver
+from graphloop.checkpointers import (
+    ConfigurationError,
+    ContextBudgetError,
+    GraphloopError,
+    InvalidDecisionError,
+    ModelCallError,
+    UnknownThreadError,
+    db_label,
+    open_saver,
+)
 from graphloop.graph.approvals import Approvals
 from graphloop.graph.builder import compile_graph
 from graphloop.graph.demo import run_demo
@@ -36,8 +49,10 @@ from graphloop.graph.results import (
     ToolResult,
 )
 from graphloop.graph.retention import parse_age
-from graphloop.graph.settings import database_path, load_settings
+from graphloop.graph.running import ResumeOptions
+from graphloop.graph.settings import Database, Flags, as_database, database_path, existing_database
 from graphloop.nodes import Decision
+from graphloop.nodes.state import DecisionType
 
 __all__ = ["app", "main"]
 
@@ -53,10 +68,18 @@ ConfigOpt = Annotated[Path | None, typer.Option("--config", help="graphloop.toml
 ModelOpt = Annotated[str | None, typer.Option("--model", help="Model name (with OPENAI_BASE_URL) or a label from graphloop.toml")]
 ToolsOpt = Annotated[list[str] | None, typer.Option("--tools", help="Tools to load, as module:attribute (repeatable)")]
 ConfirmOpt = Annotated[list[str] | None, typer.Option("--confirm", help="A tool that needs confirmation (repeatable)")]
-DbOpt = Annotated[Path | None, typer.Option("--db", help="SQLite file (default: graphloop.db)")]
+GateOpt = Annotated[list[str] | None, typer.Option(
+    "--confirm", help="A tool that needs confirmation (repeatable); the thread keeps the gate it started "
+                      "with, this can only add to it")]
+DbOpt = Annotated[str | None, typer.Option("--db", help="SQLite file or postgresql:// URL (default: graphloop.db)")]
 UrlOpt = Annotated[str | None, typer.Option("--base-url", help="The OpenAI-compatible API root (default: OPENAI_BASE_URL)")]
 KeyEnvOpt = Annotated[str, typer.Option("--api-key-env", help="Environment variable holding the API key")]
 ByOpt = Annotated[str | None, typer.Option("--by", help="Who decides (recorded in the audit)")]
+ThreadArg = Annotated[str, typer.Argument(help="The waiting thread")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")]
+
+Answer = Literal["approve", "edit", "reject"]
+_ANSWERS: tuple[Answer, ...] = ("approve", "edit", "reject")
 
 
 @app.callback()
@@ -74,19 +97,50 @@ def _one_line_errors(command: Callable[P, R]) -> Callable[P, R]:
         except GraphloopError as exc:
             if _options["debug"]:
                 raise
-            console.print(f"[red]error:[/red] {type(exc).__name__}: {escape(str(exc))}", soft_wrap=True)
+            _print_error(exc)
             raise typer.Exit(1) from None
 
     return run
 
 
-def _orchestrator(config: Path | None, model: str | None, tools: list[str] | None,
-                  confirm: list[str] | None, db: Path | None, base_url: str | None = None,
-                  key_env: str = "OPENAI_API_KEY") -> Orchestrator:
-    settings = load_settings(config, model=model, tools=tools or (), confirm=confirm or (), db=db,
-                             base_url=base_url, key_env=key_env)
+def _print_error(exc: GraphloopError) -> None:
+    console.print(f"[red]error:[/red] {type(exc).__name__}: {escape(str(exc))}", soft_wrap=True)
+
+
+@contextmanager
+def _telling(errors: tuple[type[GraphloopError], ...], hint: str) -> Generator[None]:
+    """On one of `errors`, print it as one line, then `hint` (how to go on), and exit 1."""
+    try:
+        yield
+    except errors as exc:
+        if _options["debug"]:
+            raise
+        _print_error(exc)
+        console.print(escape(hint), soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
+def _resumable(thread_id: str, flags: Flags) -> AbstractContextManager[None]:
+    """On a failure that keeps the thread's checkpoint (the model's), say how to continue it."""
+    hint = f"thread {thread_id} stopped; continue it with `graphloop resume {thread_id}{flags.again()}`"
+    return _telling((ModelCallError, ContextBudgetError), hint)
+
+
+def _db(db: str | None) -> Database | None:
+    return as_database(db) if db else None
+
+
+def _flags(config: Path | None, model: str | None, tools: list[str] | None, confirm: list[str] | None,
+           db: str | None, base_url: str | None, key_env: str) -> Flags:
+    return Flags(config=config, model=model, tools=tuple(tools or ()), confirm=tuple(confirm or ()),
+                 db=_db(db), base_url=base_url, key_env=key_env)
+
+
+def _orchestrator(flags: Flags) -> Orchestrator:
+    settings = flags.settings()
     return Orchestrator(list(settings.tools), confirm_required=settings.confirm_required,
-                        db=settings.db, models=list(settings.models))
+                        allowed_decisions=settings.allowed_decisions, db=settings.db,
+                        models=list(settings.models))
 
 
 class _Printer:
@@ -126,7 +180,7 @@ class _Printer:
         return None
 
 
-async def _follow(events: Any) -> OrchestratorResult:
+async def _follow(events: AsyncGenerator[RunEvent, None]) -> OrchestratorResult:
     printer = _Printer()
     result: OrchestratorResult | None = None
     async for event in events:
@@ -135,32 +189,97 @@ async def _follow(events: Any) -> OrchestratorResult:
     return result
 
 
-def _ask(checkpoint: PendingConfirmation) -> dict[str, Any]:
-    """Ask the person at the terminal; the keyword arguments for `resume`."""
+def _call(call: Mapping[str, Any]) -> str:
+    """A tool call as the person reads it: `name({"arg": ...})`."""
+    return f"{call['name']}({json.dumps(call['args'], ensure_ascii=False)})"
+
+
+def _either(words: list[str]) -> str:
+    return f"{', '.join(words[:-1])} or {words[-1]}" if len(words) > 1 else words[0]
+
+
+def _chooser(offered: list[Answer]) -> Callable[[str], Answer]:
+    """Reads an answer at the gate: one of `offered`, or its first letter, in any case;
+    anything else is asked again (click prints the error)."""
+
+    def choose(text: str) -> Answer:
+        typed = text.strip().lower()
+        for answer in offered:
+            if typed in (answer, answer[0]):
+                return answer
+        hint = _either([f"{a[0]} ({a})" for a in offered])
+        raise typer.BadParameter(f"{text.strip()!r} is not an answer here; type {hint}")
+
+    return choose
+
+
+def _arguments(text: str) -> dict[str, Any]:
+    """The edited arguments typed at the gate: a JSON object, or asked again."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise typer.BadParameter(f"not JSON ({exc.msg} at column {exc.colno}); type a JSON object") from None
+    if not isinstance(value, dict):
+        raise typer.BadParameter(f"the arguments must be a JSON object {{...}}, not a {type(value).__name__}")
+    return cast(dict[str, Any], value)
+
+
+def _decision(name: str, args: dict[str, Any], allowed: list[DecisionType]) -> Decision:
+    """Ask the person at the terminal about one call (the decisions its gate allows)."""
+    offered: list[Answer] = [a for a in _ANSWERS if a in allowed]
+    if not offered:  # only decisions this prompt cannot take: leave the call waiting
+        raise typer.Abort()
+    question = "  " + _either([f"[{a[0]}]{a[1:]}" for a in offered]) + "?"
+    default = "a" if "approve" in offered else None
+    choice = typer.prompt(question, default=default, value_proc=_chooser(offered))
+    if choice == "edit":
+        edited = typer.prompt("  arguments as JSON", default=json.dumps(args), value_proc=_arguments)
+        return Decision(type="edit", edited_action={"name": name, "args": edited})
+    if choice == "reject":
+        note = typer.prompt("  a note for the model (optional)", default="", show_default=False)
+        return Decision(type="reject", message=note) if note else Decision(type="reject")
+    return Decision(type="approve")
+
+
+def _ask(checkpoint: PendingConfirmation) -> ResumeOptions:
+    """Ask the person at the terminal; the options for `resume`. Raises `typer.Abort` at the
+    end of input (or Ctrl-C), having decided nothing."""
     if checkpoint.kind == "question":
         return {"answer": typer.prompt(checkpoint.question)}
-    console.print(f"[bold]{checkpoint.question}[/bold]")
+    console.print(f"[bold]{escape(checkpoint.question)}[/bold]", soft_wrap=True)
     decisions: list[Decision] = []
-    for action in checkpoint.request["action_requests"]:
-        console.print(escape(f"  {action['name']}({json.dumps(action['args'], ensure_ascii=False)})"))
-        choice = typer.prompt("  [a]pprove, [e]dit or [r]eject?", default="a")[:1].lower()
-        if choice == "e":
-            args = json.loads(typer.prompt("  arguments as JSON", default=json.dumps(action["args"])))
-            decisions.append(Decision(type="edit", edited_action={"name": action["name"], "args": args}))
-        elif choice == "r":
-            note = typer.prompt("  a note for the model (optional)", default="", show_default=False)
-            decisions.append(Decision(type="reject", message=note) if note else Decision(type="reject"))
-        else:
-            decisions.append(Decision(type="approve"))
+    request = checkpoint.request
+    for action, review in zip(request["action_requests"], request["review_configs"], strict=True):
+        console.print(escape(f"  {_call(action)}"))
+        decisions.append(_decision(action["name"], action["args"], review["allowed_decisions"]))
     return {"decisions": decisions}
 
 
-def _report(result: OrchestratorResult) -> None:
+def _answer_with(thread_id: str, flags: Flags) -> str:
+    again = flags.again()
+    return (f"thread {thread_id}: answer it with `graphloop approve {thread_id}{again}` "
+            f"or `graphloop reject {thread_id}{again}`")
+
+
+def _report(result: OrchestratorResult, flags: Flags, state: str = "waiting") -> None:
     if result.checkpoint is None:
         return
-    console.print(f"[yellow]waiting:[/yellow] {escape(result.checkpoint.question)}", soft_wrap=True)
-    console.print(f"thread {result.thread_id}: answer it with `graphloop approve {result.thread_id}` "
-                  f"or `graphloop reject {result.thread_id}`")
+    console.print(f"[yellow]{state}:[/yellow] {escape(result.checkpoint.question)}", soft_wrap=True)
+    console.print(escape(_answer_with(result.thread_id, flags)), soft_wrap=True)
+
+
+def _answered(orch: Orchestrator, result: OrchestratorResult, user: str | None, flags: Flags) -> OrchestratorResult:
+    """Ask about the calls `result` waits on and carry the answer out; at the end of input,
+    leave them waiting and exit 1."""
+    assert result.checkpoint is not None
+    try:
+        options = _ask(result.checkpoint) | ResumeOptions(decided_by=user)
+    except typer.Abort:
+        console.print("\nno answer: nothing was decided")
+        _report(result, flags, "still waiting")
+        raise typer.Exit(1) from None
+    with _telling((InvalidDecisionError,), _answer_with(result.thread_id, flags)):  # refused, nothing stored
+        return asyncio.run(_follow(orch.stream_resume(result.checkpoint, **options)))
 
 
 @app.command()
@@ -176,82 +295,122 @@ def run(
     base_url: UrlOpt = None, api_key_env: KeyEnvOpt = "OPENAI_API_KEY",
 ) -> None:
     """Run a task with live output; answer the confirmation gate here, or leave it pending."""
-    orch = _orchestrator(config, model, tools, confirm, db, base_url, api_key_env)
-
-    async def go() -> OrchestratorResult:
-        result = await _follow(orch.stream(task, system_prompt=system, thread_id=thread, user_id=user))
+    flags = _flags(config, model, tools, confirm, db, base_url, api_key_env)
+    orch = _orchestrator(flags)
+    thread_id = thread or uuid4().hex  # chosen here, so a failed run can name it
+    with _resumable(thread_id, flags):
+        result = asyncio.run(_follow(orch.stream(task, system_prompt=system, thread_id=thread_id, user_id=user)))
         while result.checkpoint is not None and not no_input:
-            answer = _ask(result.checkpoint)
-            result = await _follow(orch.stream_resume(result.checkpoint, decided_by=user, **answer))
-        return result
-
-    _report(asyncio.run(go()))
+            result = _answered(orch, result, user, flags)
+    _report(result, flags)
 
 
-def _decide(thread: str, confirmed: bool, message: str | None, by: str | None, orch: Orchestrator) -> None:
-    decisions: list[Decision] | None = None
-    if message:  # a note for the model: one reject decision per call the thread waits on
-        waiting = [e for e in orch.approvals.pending() if e["thread_id"] == thread]
-        calls = len(waiting[0]["calls"]) if waiting else 1
-        decisions = [Decision(type="reject", message=message) for _ in range(calls)]
-    options: dict[str, Any] = {"decisions": decisions} if decisions else {"confirmed": confirmed}
-    _report(asyncio.run(_follow(orch.stream_resume(thread, decided_by=by, **options))))
+def _carry_on(thread: str, flags: Flags, options: ResumeOptions) -> None:
+    """Resume `thread` with `options` and show it run on (a thread that needs a tool not loaded
+    here is refused by `Orchestrator.resume` before anything is recorded)."""
+    existing_database(flags.config, flags.db)  # resuming reads a thread: never create the file
+    orch = _orchestrator(flags)
+    with _resumable(thread, flags):
+        _report(asyncio.run(_follow(orch.stream_resume(thread, **options))), flags)
+
+
+def _decisions(thread: str, message: str | None, flags: Flags) -> list[Decision] | None:
+    """With a note for the model: one reject decision per call the thread waits on."""
+    if not message:
+        return None
+    waiting = [e for e in Approvals(existing_database(flags.config, flags.db)).pending() if e["thread_id"] == thread]
+    return [Decision(type="reject", message=message) for _ in range(len(waiting[0]["calls"]) if waiting else 1)]
 
 
 @app.command()
 @_one_line_errors
 def approve(
-    thread: Annotated[str, typer.Argument(help="The waiting thread")], by: ByOpt = None,
-    model: ModelOpt = None, config: ConfigOpt = None, tools: ToolsOpt = None,
-    confirm: ConfirmOpt = None, db: DbOpt = None,
+    thread: ThreadArg, by: ByOpt = None, model: ModelOpt = None, config: ConfigOpt = None,
+    tools: ToolsOpt = None, confirm: GateOpt = None, db: DbOpt = None,
+    base_url: UrlOpt = None, api_key_env: KeyEnvOpt = "OPENAI_API_KEY",
 ) -> None:
-    """Approve every call a thread waits on, and let it run on."""
-    _decide(thread, True, None, by, _orchestrator(config, model, tools, confirm, db))
+    """Approve every call a thread waits on, and let it run on (under the gate it started with)."""
+    _carry_on(thread, _flags(config, model, tools, confirm, db, base_url, api_key_env),
+              {"confirmed": True, "decided_by": by})
 
 
 @app.command()
 @_one_line_errors
 def reject(
-    thread: Annotated[str, typer.Argument(help="The waiting thread")], by: ByOpt = None,
+    thread: ThreadArg, by: ByOpt = None,
     message: Annotated[str | None, typer.Option(help="Told to the model")] = None,
     model: ModelOpt = None, config: ConfigOpt = None, tools: ToolsOpt = None,
-    confirm: ConfirmOpt = None, db: DbOpt = None,
+    confirm: GateOpt = None, db: DbOpt = None,
+    base_url: UrlOpt = None, api_key_env: KeyEnvOpt = "OPENAI_API_KEY",
 ) -> None:
-    """Reject every call a thread waits on, and let it run on."""
-    _decide(thread, False, message, by, _orchestrator(config, model, tools, confirm, db))
+    """Reject every call a thread waits on, and let it run on (under the gate it started with)."""
+    flags = _flags(config, model, tools, confirm, db, base_url, api_key_env)
+    decisions = _decisions(thread, message, flags)
+    options = ResumeOptions(decisions=decisions) if decisions else ResumeOptions(confirmed=False)
+    _carry_on(thread, flags, options | ResumeOptions(decided_by=by))
+
+
+@app.command()
+@_one_line_errors
+def resume(
+    thread: Annotated[str, typer.Argument(help="The thread that stopped")],
+    model: ModelOpt = None, config: ConfigOpt = None, tools: ToolsOpt = None, db: DbOpt = None,
+    base_url: UrlOpt = None, api_key_env: KeyEnvOpt = "OPENAI_API_KEY",
+) -> None:
+    """Continue a thread stopped by an error or a crash, from its last checkpoint (calls that
+    completed do not run again; a thread waiting for a decision needs approve or reject)."""
+    _carry_on(thread, _flags(config, model, tools, None, db, base_url, api_key_env), {})
 
 
 @app.command()
 @_one_line_errors
 def pending(
     config: ConfigOpt = None, db: DbOpt = None,
-    user: Annotated[str | None, typer.Option(help="Only this user's threads")] = None,
+    user: Annotated[str | None, typer.Option(help="Only this user's threads")] = None, as_json: JsonOpt = False,
 ) -> None:
     """List the threads waiting for a decision."""
-    entries = Approvals(database_path(config, db)).pending(user)
-    table = Table("thread", "waiting since", "calls", "question")
+    entries = Approvals(existing_database(config, _db(db))).pending(user)
+    if as_json:
+        typer.echo(json.dumps(entries, ensure_ascii=False, indent=2))
+        return
+    table = Table()
+    table.add_column("thread", no_wrap=True)  # whole, to copy into approve/reject
+    table.add_column("waiting since")
+    table.add_column("calls", overflow="fold")
+    table.add_column("question", overflow="fold")
     for e in entries:
-        calls = "\n".join(f"{c['name']}({json.dumps(c['args'], ensure_ascii=False)})" for c in e["calls"])
-        table.add_row(e["thread_id"], e["waiting_since"][:19], calls, e["question"])
+        calls = "\n".join(_call(c) for c in e["calls"])
+        table.add_row(e["thread_id"], e["waiting_since"][:19].replace("T", " "), calls, e["question"])
     console.print(table if entries else "nothing is waiting")
+
+
+def _as_json(message: AnyMessage) -> dict[str, Any]:
+    calls = message.tool_calls if isinstance(message, AIMessage) else []
+    return {"type": message.type, "content": message.content,
+            "tool_calls": [{"id": c["id"], "name": c["name"], "args": c["args"]} for c in calls],
+            "tool_call_id": message.tool_call_id if isinstance(message, ToolMessage) else None,
+            "name": message.name}
 
 
 @app.command()
 @_one_line_errors
 def history(
     thread: Annotated[str, typer.Argument(help="The thread to show")],
-    config: ConfigOpt = None, db: DbOpt = None,
+    config: ConfigOpt = None, db: DbOpt = None, as_json: JsonOpt = False,
 ) -> None:
-    """Show a thread's messages as a table."""
-    path = database_path(config, db)
+    """Show a thread's messages as a table (or JSON)."""
+    path = existing_database(config, _db(db))
     with open_saver(path) as saver:
-        messages = compile_graph(saver).get_state({"configurable": {"thread_id": thread}}).values.get("messages")
+        values = compile_graph(saver).get_state({"configurable": {"thread_id": thread}}).values
+    messages: list[AnyMessage] = values.get("messages") or []
     if not messages:
-        raise UnknownThreadError(f"no thread {thread!r} in the database {str(path)!r}")
+        raise UnknownThreadError(f"no thread {thread!r} in the database {db_label(path)!r}")
+    if as_json:
+        typer.echo(json.dumps([_as_json(m) for m in messages], ensure_ascii=False, indent=2))
+        return
     table = Table("#", "role", "content", "tool calls")
     for i, m in enumerate(messages):
-        calls = "\n".join(f"{c['name']}({json.dumps(c['args'], ensure_ascii=False)})"
-                          for c in getattr(m, "tool_calls", []))
+        calls = "\n".join(_call(c) for c in (m.tool_calls if isinstance(m, AIMessage) else []))
         table.add_row(str(i), m.type, m.text[:200], calls)
     console.print(table)
 
@@ -268,7 +427,7 @@ def prune(
         age = parse_age(older_than)
     except ValueError as exc:
         raise ConfigurationError(str(exc)) from None
-    report = Orchestrator(db=database_path(config, db)).prune_sync(age, audit=audit)
+    report = Orchestrator(db=database_path(config, _db(db))).prune_sync(age, audit=audit)
     console.print(f"deleted {len(report.deleted)} finished thread(s); {report.kept} kept")
 
 

@@ -35,6 +35,7 @@ from graphloop.checkpointers import (
     Ledger,
     ThreadPausedError,
     UnknownThreadError,
+    db_label,
 )
 from graphloop.graph.approvals import Approvals
 from graphloop.graph.builder import LoopGraph, compile_graph
@@ -44,6 +45,7 @@ from graphloop.graph.results import (
     PendingConfirmation,
     RunEvent,
     ToolCallRecord,
+    at_gate,
     pending_of,
 )
 from graphloop.graph.resumes import (
@@ -213,11 +215,12 @@ class Orchestrator:
                 policy["remembered"] = await asyncio.to_thread(context.ledger.rules, user_id)
             snapshot = await graph.aget_state(config_for(thread_id))
             check_version(snapshot, thread_id)
-            if snapshot.next:
+            # a new task at the gate answers the waiting calls as not run (graphloop.nodes.abandon)
+            if snapshot.next and not at_gate(snapshot, thread_id):
                 raise ThreadPausedError(
-                    f"thread {thread_id!r} has unfinished work (waiting for a decision, or "
-                    "stopped by a crash or an error); resume it first, or run this task with "
-                    "another thread_id"
+                    f"thread {thread_id!r} has unfinished work (stopped by a crash or an error, "
+                    "or waiting for the answer to a question); resume it first, or run this "
+                    "task with another thread_id"
                 )
             start = self._input(task, policy, options, new_thread=not snapshot.values.get("messages"))
             async for event in drive(graph, start, thread_id, context, tokens):
@@ -292,7 +295,7 @@ class Orchestrator:
             snapshot = await graph.aget_state(config_for(thread_id))
             if not snapshot.values:
                 raise UnknownThreadError(
-                    f"no thread {thread_id!r} in the database {self.db!r}; check the id and "
+                    f"no thread {thread_id!r} in the database {db_label(self.db)!r}; check the id and "
                     "that this Orchestrator uses the same db as the run"
                 )
             check_version(snapshot, thread_id)

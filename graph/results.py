@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypedDict, cast
 
 from langchain_core.messages import AIMessage, AIMessageChunk, AnyMessage, ToolMessage
-from langgraph.types import Interrupt
+from langgraph.types import Interrupt, StateSnapshot
 
 from graphloop.nodes import CompactionRecord, HITLRequest, requested_calls, this_run
 from graphloop.nodes.names import CALL_MODEL, COMPACT, RUN_TOOL
@@ -29,6 +29,7 @@ __all__ = [
     "ToolCallRecord",
     "ToolResult",
     "Update",
+    "at_gate",
     "event_of",
     "result_of",
 ]
@@ -92,6 +93,11 @@ def pending_of(interrupt: Interrupt, thread_id: str) -> PendingConfirmation:
                                    request)
     return PendingConfirmation(thread_id, interrupt.id, str(value.get("question", value)),
                                cast(HITLRequest, value), kind="question")
+
+
+def at_gate(snapshot: StateSnapshot, thread_id: str) -> bool:
+    """Whether the thread waits at the confirmation gate (not a question, not a crash)."""
+    return bool(snapshot.interrupts) and pending_of(snapshot.interrupts[0], thread_id).kind == "confirm"
 
 
 def result_of(values: Mapping[str, Any], interrupts: Sequence[Interrupt], thread_id: str) -> OrchestratorResult:

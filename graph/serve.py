@@ -23,7 +23,7 @@ import functools
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END
@@ -70,8 +70,11 @@ def _at_gate(snapshot: StateSnapshot) -> bool:
 
 def _is_mark_resolved(input: object) -> bool:
     """Agent Chat UI's "Mark as Resolved": `Command(goto="__end__")` and nothing else."""
-    return (isinstance(input, Command) and input.resume is None and input.update is None
-            and input.goto in (END, [END], (END,)))
+    if not isinstance(input, Command):
+        return False
+    command = cast(Command[Any], input)
+    goto: object = command.goto  # pyright: ignore[reportUnknownMemberType]  # langgraph types goto loosely
+    return command.resume is None and command.update is None and goto in (END, [END], (END,))
 
 
 class ServedGraph(LoopGraph):

@@ -2,9 +2,12 @@
 
 `graphloop.toml` (in the working directory, or given with `--config`)::
 
-    db = "graphloop.db"
+    db = "graphloop.db"                    # or a postgresql:// URL (a password: better in PGPASSWORD)
     tools = ["myapp.tools:TOOLS"]          # module:attribute, a tool or a list of tools
     confirm_required = ["send_email"]
+
+    [allowed_decisions]                    # optional, per gated tool (default: approve, edit, reject)
+    send_email = ["approve", "reject", "respond"]
 
     [[models]]                             # the chain, primary first
     label = "local"
@@ -22,21 +25,30 @@ from __future__ import annotations
 
 import importlib
 import os
+import shlex
+import sys
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from graphloop.checkpointers import ConfigurationError
+from graphloop.checkpointers import ConfigurationError, db_label
+from graphloop.checkpointers.ledger import is_postgres_url
 from graphloop.nodes import ModelConfig
+from graphloop.nodes.state import DecisionType
 from graphloop.nodes.toolbox import ToolLike
 
-__all__ = ["CONFIG_FILE", "Settings", "database_path", "load_settings", "load_tools"]
+__all__ = ["CONFIG_FILE", "Database", "Flags", "Settings", "as_database", "database_path", "existing_database",
+           "load_settings", "load_tools"]
 
 CONFIG_FILE = "graphloop.toml"
 _MODEL_KEYS = {"label", "api_url", "model_name", "host_type", "context_k", "max_output_tokens",
                "timeout", "max_retries", "retry_base_delay", "retry_max_delay"}
+
+
+Database = Path | str
+"""A SQLite file, or a `postgresql://` URL."""
 
 
 @dataclass(frozen=True)
@@ -46,11 +58,56 @@ class Settings:
     models: tuple[ModelConfig, ...]
     tools: tuple[ToolLike, ...] = ()
     confirm_required: tuple[str, ...] = ()
-    db: Path = Path("graphloop.db")
+    allowed_decisions: Mapping[str, Sequence[DecisionType]] | None = None
+    """Per gated tool, the decisions a person may make (`[allowed_decisions]` in the file)."""
+    db: Database = Path("graphloop.db")
+
+
+@dataclass(frozen=True)
+class Flags:
+    """The settings a command was given on its command line (None or empty: not given)."""
+
+    config: Path | None = None
+    model: str | None = None
+    tools: tuple[str, ...] = ()
+    confirm: tuple[str, ...] = ()
+    db: Database | None = None
+    base_url: str | None = None
+    key_env: str = "OPENAI_API_KEY"
+
+    def settings(self) -> Settings:
+        """These flags over `config` (or ./graphloop.toml) and the environment."""
+        return load_settings(self.config, model=self.model, tools=self.tools, confirm=self.confirm,
+                             db=self.db, base_url=self.base_url, key_env=self.key_env)
+
+    def again(self) -> str:
+        """The flags another command needs for the same database, config, models and tools, as
+        shell words (`--confirm` is not among them: a thread keeps the gate it started with).
+
+        Example:
+            >>> Flags(db=Path("/tmp/x.db"), tools=("app:TOOLS",)).again()
+            ' --db /tmp/x.db --tools app:TOOLS'
+        """
+        words = [*_flag("--config", self.config), *_flag("--db", None if self.db is None else db_label(self.db)), *_flag("--model", self.model),
+                 *_flag("--base-url", self.base_url)]
+        if self.key_env != "OPENAI_API_KEY":
+            words += ["--api-key-env", self.key_env]
+        for spec in self.tools:
+            words += ["--tools", spec]
+        return "".join(f" {shlex.quote(w)}" for w in words)
+
+
+def _flag(name: str, value: Path | str | None) -> list[str]:
+    return [] if value is None else [name, str(value)]
 
 
 def load_tools(specs: Sequence[str]) -> list[ToolLike]:
-    """Import tools named `module:attribute` (a tool, or a list of tools)."""
+    """Import tools named `module:attribute` (a tool, or a list of tools).
+
+    Modules are looked for in the working directory first, as `python -m` would.
+    """
+    if specs and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     tools: list[ToolLike] = []
     for spec in specs:
         module_name, _, attribute = spec.partition(":")
@@ -91,7 +148,7 @@ def _env_model(model_name: str | None, base_url: str | None, key_env: str) -> Mo
 
 
 def load_settings(config: Path | None = None, *, model: str | None = None, tools: Sequence[str] = (),
-                  confirm: Sequence[str] = (), db: Path | None = None, base_url: str | None = None,
+                  confirm: Sequence[str] = (), db: Database | None = None, base_url: str | None = None,
                   key_env: str = "OPENAI_API_KEY") -> Settings:
     """Settings from `config` (or ./graphloop.toml if present), overridden by the flags given.
 
@@ -112,17 +169,32 @@ def load_settings(config: Path | None = None, *, model: str | None = None, tools
         models=models,
         tools=tuple(load_tools([*data.get("tools", []), *tools])),
         confirm_required=tuple(dict.fromkeys([*data.get("confirm_required", []), *confirm])),
+        allowed_decisions=data.get("allowed_decisions"),
         db=db or _db_of(data),
     )
 
 
-def database_path(config: Path | None = None, db: Path | None = None) -> Path:
+def as_database(value: str | Path) -> Database:
+    """A `postgresql://` URL as it is, anything else as a SQLite file path."""
+    return value if isinstance(value, str) and is_postgres_url(value) else Path(value)
+
+
+def database_path(config: Path | None = None, db: Database | None = None) -> Database:
     """The database a command uses: `db` if given, else the config's `db`, else graphloop.db."""
     return db or _db_of(_read_config(config)[1])
 
 
-def _db_of(data: Mapping[str, Any]) -> Path:
-    return Path(data.get("db", "graphloop.db"))
+def existing_database(config: Path | None = None, db: Database | None = None) -> Database:
+    """`database_path`, refused when it is a file that is not there (reading must not create it)."""
+    path = database_path(config, db)
+    if isinstance(path, Path) and not path.exists():
+        raise ConfigurationError(
+            f"no database at {str(path)!r}; give --db or --config, or run a task first")
+    return path
+
+
+def _db_of(data: Mapping[str, Any]) -> Database:
+    return as_database(str(data.get("db", "graphloop.db")))
 
 
 def _read_config(config: Path | None) -> tuple[Path, dict[str, Any]]:

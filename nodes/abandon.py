@@ -85,7 +85,7 @@ def abandon_paused_turn(state: LoopState, ledger: Ledger | None) -> dict[str, An
     kept = [m for m in after if isinstance(m, ToolMessage) and m.tool_call_id not in ids
             and m.tool_call_id in {c.id for c in calls}]
     rest = [m for m in after if not isinstance(m, ToolMessage)]
-    rewritten: list[AnyMessage] = [RemoveMessage(id=m.id) for m in after if m.id is not None]
+    rewritten: list[AnyMessage | RemoveMessage] = [RemoveMessage(id=m.id) for m in after if m.id is not None]
     if ledger is not None:
         ledger.remove_from_inbox(thread_id)
     return {"messages": [*rewritten, *kept, *answers, *rest], "pending": []}

@@ -7,7 +7,7 @@ pinned in its policy (`graphloop.nodes.gate`), and a dismissal of the previous r
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from langgraph.runtime import Runtime
 
@@ -29,6 +29,7 @@ def compact(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, Any]:
         update["policy"] = pinned(policy, runtime.context)
     if state.get("dismissed"):
         update["dismissed"] = False
+    planned = cast(LoopState, {**state, **update})
     if "messages" in update:  # plan on the history as it will be
-        state = {**state, "messages": apply_messages(state["messages"], update["messages"])}
-    return {**update, **plan_compaction({**state, **update}, runtime.context)}
+        planned["messages"] = apply_messages(state["messages"], update["messages"])
+    return {**update, **plan_compaction(planned, runtime.context)}

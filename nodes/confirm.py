@@ -174,18 +174,19 @@ def from_inbox(responses: list[Any], pending: Sequence[PendingCall]) -> list[dic
     `accept` → approve (→ edit when it carries other arguments), `edit` → edit,
     `response` → respond, `ignore` → dismiss the pause.
     """
-    if len(responses) != len(pending) and not (len(responses) == 1 and _kind(responses[0]) == IGNORE):
+    if len(responses) == 1 and _kind(responses[0]) == IGNORE:
+        return [{"type": IGNORE}] * len(pending)  # one dismissal dismisses the pause
+    if len(responses) != len(pending):
         raise InvalidDecisionError(
             f"Agent Inbox answers one action at a time, but this pause shows {len(pending)} "
             f"calls {[p['name'] for p in pending]!r}; pause once per call (one_call_per_pause) "
             "for Agent Inbox, or resume with {'decisions': [...]}")
-    return [_inbox_decision(r, p) for r, p in zip(responses * len(pending) if len(responses) == 1
-                                                   else responses, pending, strict=False)]
+    return [_inbox_decision(r, p) for r, p in zip(responses, pending, strict=True)]
 
 
 def _inbox_decision(response: object, call: PendingCall) -> dict[str, Any]:
-    kind, args = (_kind(response), cast(dict[str, Any], response).get("args")) if isinstance(response, dict) \
-        else (None, None)
+    fields = cast(dict[str, Any], response) if isinstance(response, dict) else {}
+    kind, args = fields.get("type"), fields.get("args")
     action = cast(dict[str, Any], args) if isinstance(args, dict) else {}
     if kind == "accept":
         edited = action.get("args")

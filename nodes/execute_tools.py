@@ -99,6 +99,8 @@ def execute_tools(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, 
     policy = policy_of(state)
     ledger = ledger_of(context)
     decisions = {p["id"]: p["decision"] for p in state.get("pending", []) if "decision" in p}
+    if ledger is not None and decisions:  # carried out now: no longer listed as decided
+        ledger.remove_from_inbox(current_thread())
     if any(d["type"] == IGNORE for d in decisions.values()):
         return dismiss_pause(state, ledger, current_thread() if ledger is not None else "")
     allowed = allowed_tools(policy, context)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Literal
 
-from langgraph.graph import END
 from langgraph.types import Send
 
 from graphloop.nodes.calls import unanswered_calls
@@ -32,7 +31,7 @@ def route_after_tools(
     """A dismissed pause ends the run; gated calls go to the gate; then the round limit; else
     the next round."""
     if state.get("dismissed"):
-        return END
+        return "__end__"  # END, as the Literal the return type names
     policy = policy_of(state)
     if any("decision" not in p for p in state.get("pending", [])):
         return ASK_CONFIRMATION if policy["ask_model_to_confirm"] else INTERRUPT_FOR_CONFIRM

@@ -53,6 +53,12 @@ async def slow_lookup(key: str) -> dict[str, str]:
 TOOLS = [add, get_weather, delete_file, fail, slow_lookup]
 
 
+def send_email(to: list[str], subject: str, copies: int = 1) -> str:
+    """Send an email to a list of people, in a number of copies (not in TOOLS: tests count those)."""
+    CALLS.append(("send_email", {"to": to, "subject": subject, "copies": copies}))
+    return f"sent {subject!r} to {to!r} x{copies}"
+
+
 @pytest.fixture(autouse=True)
 def _clear_calls() -> None:
     CALLS.clear()

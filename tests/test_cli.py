@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +14,7 @@ from typer.testing import CliRunner, Result
 
 from graphloop.graph import Approvals, UnknownThreadError, compile_graph
 from graphloop.graph.cli import app
-from graphloop.graph.testing import ScriptedServer, reply, tool_call
+from graphloop.graph.testing import ScriptedServer, error, reply, tool_call
 
 from conftest import CALLS, SECRET
 
@@ -63,7 +65,7 @@ def gated(server: ScriptedServer, db: Path) -> str:
     assert result.exit_code == 0, result.output
     assert "✓ add → 1 chars" in result.output
     assert "waiting: May I delete /tmp/x?" in result.output
-    [thread] = re.findall(r"thread (\w+): answer it with `graphloop approve \1`", result.output)
+    [thread] = re.findall(r"thread (\w+): answer it with `graphloop approve \1[ `]", result.output)
     return thread
 
 
@@ -134,6 +136,8 @@ def test_history_shows_the_thread_as_a_table(server: ScriptedServer, db: Path) -
 
 
 def test_errors_are_one_line_and_debug_shows_the_traceback(server: ScriptedServer, db: Path) -> None:
+    server.add(reply("hi"))
+    assert invoke("run", "hi", *TOOL_ARGS, "--db", str(db), server=server).exit_code == 0
     result = invoke("approve", "nope", *TOOL_ARGS, "--db", str(db), server=server)
     assert result.exit_code == 1
     assert result.output.startswith("error: UnknownThreadError: no thread 'nope' in the database")
@@ -195,3 +199,215 @@ def test_demo_through_typers_runner(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "2. resume (a new process, same SQLite file): approve" in result.output
     assert "answer: Done." in result.output
+
+
+# -- issue 12: the gate holds on every way in --
+
+def asked(server: ScriptedServer, db: Path, input: str, *, then: str) -> tuple[Result, str]:
+    """Run to the gate on delete_file, answer with `input`, the model's last reply `then`;
+    the result and the thread's id."""
+    server.add(reply(None, tool_call("delete_file", path="/tmp/x")), reply("May I delete /tmp/x?"), reply(then))
+    result = invoke("run", "delete", *TOOL_ARGS, "--db", str(db), server=server, input=input)
+    [entry] = Approvals(db).decisions()
+    return result, entry["thread_id"]
+
+
+def test_the_gate_asks_again_for_anything_but_approve_edit_or_reject(server: ScriptedServer, db: Path) -> None:
+    result, thread = asked(server, db, "no\nx\ndeny\nn\n  Reject \n\n", then="Kept /tmp/x.")
+    assert result.exit_code == 0, result.output
+    assert result.output.count("[r]eject?") == 5
+    for typed in ("no", "x", "deny", "n"):
+        assert f"Error: {typed!r} is not an answer here; type a (approve), e (edit) or r (reject)" in result.output
+    assert CALLS == []
+    assert [d["decision"] for d in Approvals(db).decisions(thread)] == ["reject"]
+
+
+def test_the_gate_takes_a_and_approve_in_any_case(server: ScriptedServer, db: Path) -> None:
+    result, _ = asked(server, db, " APPROVE \n", then="Deleted /tmp/x.")
+    assert result.exit_code == 0, result.output
+    assert CALLS == [("delete_file", {"path": "/tmp/x"})]
+
+
+def test_an_edit_asks_again_until_the_arguments_are_a_json_object(server: ScriptedServer, db: Path) -> None:
+    result, _ = asked(server, db, 'E\n{"path": \n[1]\n{"path": "/tmp/z"}\n', then="Deleted /tmp/z.")
+    assert result.exit_code == 0, result.output
+    assert "Error: not JSON (Expecting value at column 10); type a JSON object" in result.output
+    assert "Error: the arguments must be a JSON object {...}, not a list" in result.output
+    assert CALLS == [("delete_file", {"path": "/tmp/z"})] and "Traceback" not in result.output
+
+
+def test_the_gate_offers_only_the_decisions_the_tool_allows(server: ScriptedServer, db: Path, tmp_path: Path) -> None:
+    config = tmp_path / "graphloop.toml"
+    config.write_text('tools = ["conftest:TOOLS"]\nconfirm_required = ["delete_file"]\n\n'
+                      '[allowed_decisions]\ndelete_file = ["approve", "reject"]\n')
+    server.add(reply(None, tool_call("delete_file", path="/tmp/x")), reply("May I delete /tmp/x?"), reply("Kept."))
+    result = invoke("run", "delete", "--config", str(config), "--db", str(db), "--model", "scripted",
+                    server=server, input="e\nedit\nr\n\n")
+    assert result.exit_code == 0, result.output
+    assert "  [a]pprove or [r]eject? [a]:" in result.output
+    assert "Error: 'edit' is not an answer here; type a (approve) or r (reject)" in result.output
+    assert [d["decision"] for d in Approvals(db).decisions()] == ["reject"] and CALLS == []
+
+
+def test_a_refused_edit_leaves_the_call_waiting_and_says_how_to_answer(server: ScriptedServer, db: Path) -> None:
+    server.add(reply(None, tool_call("delete_file", path="/tmp/x")), reply("May I delete /tmp/x?"))
+    result = invoke("run", "delete", *TOOL_ARGS, "--db", str(db), server=server, input='e\n{"nope": 1}\n')
+    assert result.exit_code == 1
+    [entry] = Approvals(db).pending()
+    thread = entry["thread_id"]
+    assert "error: InvalidDecisionError: " in result.output and "Traceback" not in result.output
+    assert f"thread {thread}: answer it with `graphloop approve {thread} --db {db} " in result.output
+    assert Approvals(db).decisions() == [] and CALLS == []
+
+
+def test_the_end_of_input_at_the_gate_leaves_the_call_waiting(server: ScriptedServer, db: Path) -> None:
+    server.add(reply(None, tool_call("delete_file", path="/tmp/x")), reply("May I delete /tmp/x?"))
+    result = invoke("run", "delete", *TOOL_ARGS, "--db", str(db), server=server, input="")
+    assert result.exit_code == 1
+    [entry] = Approvals(db).pending()
+    thread = entry["thread_id"]
+    assert "no answer: nothing was decided\nstill waiting: May I delete /tmp/x?" in result.output
+    assert f"thread {thread}: answer it with `graphloop approve {thread} --db {db} --model scripted " in result.output
+    assert Approvals(db).decisions() == [] and CALLS == []
+
+
+def test_the_waiting_hint_is_a_command_that_continues_the_thread(server: ScriptedServer, tmp_path: Path) -> None:
+    config, db = tmp_path / "my.toml", tmp_path / "elsewhere.db"
+    config.write_text('tools = ["conftest:TOOLS"]\nconfirm_required = ["delete_file"]\n')
+    server.add(reply(None, tool_call("delete_file", path="/tmp/x")), reply("May I delete /tmp/x?"),
+               reply("Deleted /tmp/x."))
+    result = invoke("run", "delete", "--config", str(config), "--db", str(db), "--model", "scripted",
+                    "--no-input", server=server)
+    found = re.search(r"thread (\w+): answer it with `(graphloop approve \1 [^`]*)`", result.output)
+    assert found is not None, result.output
+    assert found.group(2) == f"graphloop approve {found.group(1)} --config {config} --db {db} --model scripted"
+    approved = invoke(*shlex.split(found.group(2))[1:], server=server)
+    assert approved.exit_code == 0, approved.output
+    assert CALLS == [("delete_file", {"path": "/tmp/x"})] and "Deleted /tmp/x." in approved.output
+
+
+def test_thread_ids_are_printed_whole_at_80_columns(server: ScriptedServer, db: Path) -> None:
+    server.add(reply(None, tool_call("delete_file", path="/tmp/" + "x" * 60)), reply("May I delete it?"))
+    ran = invoke("run", "delete", *TOOL_ARGS, "--db", str(db), "--no-input", server=server, COLUMNS="80")
+    [entry] = Approvals(db).pending()
+    thread = entry["thread_id"]
+    assert len(thread) == 32 and f"thread {thread}: answer it with `graphloop approve {thread} " in ran.output
+    listed = invoke("pending", "--db", str(db), server=server, COLUMNS="80")
+    assert listed.exit_code == 0 and f"│ {thread} │" in listed.output
+    assert max(len(line) for line in listed.output.splitlines()) <= 80
+
+
+def test_pending_and_history_print_json(server: ScriptedServer, db: Path) -> None:
+    thread = gated(server, db)
+    [entry] = json.loads(invoke("pending", "--db", str(db), "--json", server=server).output)
+    assert entry["thread_id"] == thread and entry["calls"][0]["args"] == {"path": "/tmp/x"}
+    messages = json.loads(invoke("history", thread, "--db", str(db), "--json", server=server).output)
+    assert [m["type"] for m in messages] == ["system", "human", "ai", "tool"]
+    assert [(c["name"], c["args"]) for c in messages[2]["tool_calls"]] == [
+        ("add", {"a": 1, "b": 2}), ("delete_file", {"path": "/tmp/x"})]
+    assert messages[3]["tool_call_id"] == messages[2]["tool_calls"][0]["id"] and messages[3]["content"] == "3"
+    assert set(messages[0]) == {"type", "content", "tool_calls", "tool_call_id", "name"}
+
+
+@pytest.mark.parametrize("command", [["pending"], ["history", "t1"]])
+def test_reading_commands_never_create_a_database(server: ScriptedServer, tmp_path: Path, command: list[str]) -> None:
+    db = tmp_path / "missing" / "x.db"
+    result = invoke(*command, "--db", str(db), server=server)
+    assert result.exit_code == 1
+    assert result.output == (f"error: ConfigurationError: no database at {str(db)!r}; give --db or --config, "
+                             "or run a task first\n")
+    assert not db.parent.exists()
+
+
+def test_tools_load_from_modules_in_the_working_directory(
+    server: ScriptedServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    (tmp_path / "cwd_tools_12.py").write_text('def shout(text: str) -> str:\n    """Shout."""\n    return text.upper()\n')
+    server.add(reply("ok"))
+    result = invoke("run", "hi", "--tools", "cwd_tools_12:shout", "--model", "m", server=server)
+    assert result.exit_code == 0, result.output
+    assert server.requests[0].tool_names == ["shout"]
+
+
+def failing_config(tmp_path: Path, server: ScriptedServer) -> Path:
+    """A graphloop.toml whose model fails at once (no retries), with the tools and the gate."""
+    config = tmp_path / "graphloop.toml"
+    config.write_text(f'db = "{tmp_path / "t.db"}"\ntools = ["conftest:TOOLS"]\nconfirm_required = ["delete_file"]\n'
+                      f'[[models]]\nlabel = "primary"\napi_url = "{server.url}"\nmodel_name = "scripted"\n'
+                      'context_k = 16\nmax_retries = 0\n')
+    return config
+
+
+def resume_command(output: str, config: Path) -> tuple[str, list[str]]:
+    """The thread id and the `graphloop resume` command a failure printed."""
+    found = re.search(r"thread (\w+) stopped; continue it with `graphloop (resume \1 [^`]*)`", output)
+    assert found is not None, output
+    assert found.group(2) == f"resume {found.group(1)} --config {config}"
+    return found.group(1), shlex.split(found.group(2))
+
+
+def test_a_model_failure_names_the_thread_and_resume_continues_it(server: ScriptedServer, tmp_path: Path) -> None:
+    config = failing_config(tmp_path, server)
+    server.add(error(500, "the GPU is on fire"))
+    result = invoke("run", "hi", "--config", str(config), server=server)
+    assert result.exit_code == 1
+    assert result.output.startswith("error: ModelUnavailableError: ") and "Traceback" not in result.output
+    thread, command = resume_command(result.output, config)
+    server.add(reply("Recovered."))
+    resumed = invoke(*command, server=server)
+    assert resumed.exit_code == 0, resumed.output
+    assert "Recovered." in resumed.output
+    assert [m["content"] for m in json.loads(invoke("history", thread, "--config", str(config), "--json",
+                                                    server=server).output)][-2:] == ["hi", "Recovered."]
+
+
+def test_a_model_failure_after_approve_is_resumed_without_running_the_call_again(
+    server: ScriptedServer, tmp_path: Path
+) -> None:
+    config = failing_config(tmp_path, server)
+    server.add(reply(None, tool_call("delete_file", path="/tmp/x")), reply("May I delete /tmp/x?"))
+    ran = invoke("run", "delete", "--config", str(config), "--no-input", server=server)
+    [entry] = Approvals(tmp_path / "t.db").pending()
+    server.add(error(500))
+    approved = invoke("approve", entry["thread_id"], "--config", str(config), server=server)
+    assert ran.exit_code == 0 and approved.exit_code == 1, approved.output
+    thread, command = resume_command(approved.output, config)
+    server.add(reply("Deleted /tmp/x."))
+    resumed = invoke(*command, server=server)
+    assert resumed.exit_code == 0, resumed.output
+    assert thread == entry["thread_id"] and CALLS == [("delete_file", {"path": "/tmp/x"})]
+
+
+def test_resume_refuses_a_thread_waiting_for_a_decision(server: ScriptedServer, db: Path) -> None:
+    thread = gated(server, db)
+    result = invoke("resume", thread, *TOOL_ARGS[:2], "--model", "scripted", "--db", str(db), server=server)
+    assert result.exit_code == 1 and result.output.startswith("error: InvalidDecisionError: ")
+    assert [e["thread_id"] for e in Approvals(db).pending()] == [thread]
+
+
+def test_approve_says_the_thread_keeps_its_gate(server: ScriptedServer) -> None:
+    result = invoke("approve", "--help", server=server, COLUMNS="200")
+    assert "the thread keeps the gate it started with, this can only add to it" in result.output
+
+
+def test_approve_without_confirm_keeps_the_gate_the_thread_started_with(server: ScriptedServer, db: Path) -> None:
+    thread = gated(server, db)
+    server.add(reply(None, tool_call("delete_file", path="/tmp/y")), reply("May I delete /tmp/y?"))
+    result = invoke("approve", thread, "--tools", "conftest:TOOLS", "--model", "scripted", "--db", str(db),
+                    server=server)
+    assert result.exit_code == 0, result.output
+    assert "waiting: May I delete /tmp/y?" in result.output
+    assert CALLS == [("add", {"a": 1, "b": 2}), ("delete_file", {"path": "/tmp/x"})]
+    assert [e["calls"][0]["args"] for e in Approvals(db).pending()] == [{"path": "/tmp/y"}]
+
+
+def test_approve_refuses_a_thread_whose_tools_are_not_loaded(server: ScriptedServer, db: Path) -> None:
+    thread = gated(server, db)
+    result = invoke("approve", thread, "--model", "scripted", "--db", str(db), server=server)
+    assert result.exit_code == 1
+    assert result.output.startswith("error: ") and len(result.output.strip().splitlines()) == 1
+    assert "delete_file" in result.output
+    assert Approvals(db).decisions(thread) == [] and CALLS == [("add", {"a": 1, "b": 2})]
+    assert [e["thread_id"] for e in Approvals(db).pending()] == [thread]

@@ -15,13 +15,14 @@ from graphloop.graph import (
     ConfigurationError,
     InvalidDecisionError,
     ModelConfig,
+    ModelUnavailableError,
     NotPausedError,
     Orchestrator,
     OrchestratorResult,
     ThreadPausedError,
     UnknownThreadError,
 )
-from graphloop.graph.testing import ScriptedServer, reply, tool_call
+from graphloop.graph.testing import ScriptedServer, error, reply, tool_call
 
 from conftest import CALLS, SECRET, TOOLS, stored_bytes
 
@@ -144,10 +145,25 @@ def test_a_checkpoint_from_an_earlier_pause_is_refused(server: ScriptedServer, o
     assert orch.resume_sync(second.checkpoint, confirmed=True).response == "Deleted again."
 
 
-def test_a_new_task_on_a_paused_thread_is_refused(server: ScriptedServer, orch: Orchestrator) -> None:
+def test_a_new_task_at_the_gate_answers_the_waiting_call_as_not_run(server: ScriptedServer,
+                                                                     orch: Orchestrator) -> None:
     result = paused(server, orch)
+    server.add(reply("Fine, nothing deleted."))
+    assert orch.run_sync("something else", thread_id=result.thread_id).response == "Fine, nothing deleted."
+    sent = server.requests[-1].messages
+    assert sent[-2]["role"] == "tool" and sent[-2]["content"].startswith("Not run: the user sent a new message")
+    assert sent[-1] == {"role": "user", "content": "something else"}
+    assert orch.approvals.pending() == [] and ("delete_file", {"path": "/tmp/x"}) not in CALLS
+    assert [c["status"] for c in orch.approvals.tool_calls(result.thread_id) if c["tool"] == "delete_file"] == [
+        "abandoned"]
+
+
+def test_a_new_task_on_a_thread_stopped_by_an_error_is_refused(server: ScriptedServer, orch: Orchestrator) -> None:
+    server.add(error(500))
+    with pytest.raises(ModelUnavailableError):
+        orch.run_sync("one", thread_id="stopped")
     with pytest.raises(ThreadPausedError, match="resume it first"):
-        orch.run_sync("something else", thread_id=result.thread_id)
+        orch.run_sync("something else", thread_id="stopped")
 
 
 def test_a_finished_thread_continues_the_conversation(server: ScriptedServer, orch: Orchestrator) -> None:

@@ -1,0 +1,224 @@
+"""The gate holds whichever way a run is driven: pinned in the thread, claimed in the ledger.
+
+Through the Orchestrator in a new OS process configured differently, and through graphs the
+user compiles with graphloop's savers: stale resumes, new input while paused, dismissals,
+`respond`, edits checked by the tool's schema.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langchain_core.messages import HumanMessage, ToolMessage
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.types import Command
+
+from graphloop.graph import (
+    AlreadyDecidedError,
+    Approvals,
+    InvalidDecisionError,
+    LedgerWarning,
+    LoopContext,
+    ModelConfig,
+    Orchestrator,
+    compile_graph,
+    memory_saver,
+    open_saver,
+)
+from graphloop.graph.builder import _warn_no_ledger  # pyright: ignore[reportPrivateUsage]
+from graphloop.graph.testing import ScriptedServer, reply, tool_call
+from graphloop.nodes.abandon import DISMISSED, WENT_ON
+from graphloop.nodes.confirm import check_decisions, from_inbox
+from graphloop.nodes.gate import allowed_tools, gated_tools, pin_gate, pinned
+from graphloop.nodes.state import PendingCall, policy_of
+
+from conftest import CALLS, TOOLS, add
+
+QUESTION = "May I delete /tmp/a?"
+CHILD = Path(__file__).parent / "gate_child.py"
+
+
+def pause(server: ScriptedServer, orch: Orchestrator, **run: Any) -> str:
+    server.add(reply(None, tool_call("delete_file", path="/tmp/a")), reply(QUESTION))
+    result = orch.run_sync("delete /tmp/a", **run)
+    assert result.checkpoint is not None and result.checkpoint.question == QUESTION
+    return result.thread_id
+
+
+def resume_in_child(db: Path, thread_id: str, server: ScriptedServer, setup: str) -> dict[str, Any]:
+    done = subprocess.run([sys.executable, str(CHILD), str(db), thread_id, server.url, setup],
+                          capture_output=True, text=True, timeout=120, cwd=CHILD.parent)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# -- pure functions: the pinned gate, Agent Inbox's responses ---------------------------------
+
+def test_a_resume_may_add_gates_but_never_remove_the_threads() -> None:
+    started = LoopContext.create(tools=TOOLS, confirm_required=["delete_file"], roles={"ops": ["add", "delete_file"]})
+    policy = pinned({**policy_of({"messages": []}), "user_role": "ops"}, started)
+    assert policy["gate"] == pin_gate(policy, started)
+    later = LoopContext.create(tools=TOOLS, confirm_required=["add"], roles={"user": ["add"]})
+    assert gated_tools(policy, later) == {"delete_file", "add"}
+    assert allowed_tools(policy, later) == ("add", "delete_file")  # the thread's role, not this process's
+    assert allowed_tools(policy, LoopContext.create(tools=[add])) == ("add",)  # a tool it lacks is not offered
+
+
+def test_agent_inbox_responses_map_onto_decisions() -> None:
+    call = PendingCall(id="c1", name="delete_file", args={"path": "/a"})
+    assert from_inbox([{"type": "accept", "args": None}], [call]) == [{"type": "approve"}]
+    assert from_inbox([{"type": "accept", "args": {"action": "delete_file", "args": {"path": "/a"}}}],
+                      [call]) == [{"type": "approve"}]
+    assert from_inbox([{"type": "edit", "args": {"action": "delete_file", "args": {"path": "/b"}}}], [call]) == [
+        {"type": "edit", "edited_action": {"name": "delete_file", "args": {"path": "/b"}}}]
+    assert from_inbox([{"type": "response", "args": "keep it"}], [call]) == [{"type": "respond", "message": "keep it"}]
+    assert from_inbox([{"type": "ignore", "args": None}], [call, call]) == [{"type": "ignore"}] * 2
+    with pytest.raises(InvalidDecisionError, match="Agent Inbox answers one action at a time"):
+        from_inbox([{"type": "accept", "args": None}], [call, call])
+
+
+def test_respond_needs_a_message_and_must_be_allowed() -> None:
+    call = PendingCall(id="c1", name="delete_file", args={"path": "/a"}, allowed=["approve", "respond"])
+    assert check_decisions({"decisions": [{"type": "respond", "message": "no"}]}, [call]) == [
+        {"type": "respond", "message": "no"}]
+    with pytest.raises(InvalidDecisionError, match="needs a non-empty 'message'"):
+        check_decisions({"decisions": [{"type": "respond"}]}, [call])
+    with pytest.raises(InvalidDecisionError, match=r"decision 'respond' is not allowed for 'delete_file'"):
+        check_decisions({"decisions": [{"type": "respond", "message": "no"}]}, [{**call, "allowed": ["approve"]}])
+
+
+# -- the Orchestrator, resumed in a new OS process with another configuration ------------------
+
+def test_a_resume_with_a_smaller_confirm_required_still_asks_about_the_threads_gated_tools(
+        server: ScriptedServer, model: ModelConfig, db: Path) -> None:
+    orch = Orchestrator(TOOLS, confirm_required=["delete_file"], db=db, models=[model])
+    thread_id = pause(server, orch)
+    server.add(reply(None, tool_call("delete_file", path="/tmp/b")), reply("May I delete /tmp/b too?"))
+    out = resume_in_child(db, thread_id, server, "no-gate")
+    assert out["paused"] is True  # the model's second delete waits, though the child gates nothing
+    audit = Approvals(db).tool_calls(thread_id)
+    assert [(c["tool"], c["args"], c["status"]) for c in audit] == [("delete_file", {"path": "/tmp/a"}, "success")]
+    [waiting] = Approvals(db).pending()
+    assert waiting["calls"][0]["args"] == {"path": "/tmp/b"}
+
+
+def test_a_resume_in_a_process_without_the_tool_is_refused_before_anything_is_stored(
+        server: ScriptedServer, model: ModelConfig, db: Path) -> None:
+    orch = Orchestrator(TOOLS, confirm_required=["delete_file"], db=db, models=[model])
+    thread_id = pause(server, orch)
+    out = resume_in_child(db, thread_id, server, "no-tool")
+    assert out["error"] == "InvalidDecisionError"
+    assert "this process has no tool 'delete_file'" in out["message"] and "still waits" in out["message"]
+    assert [e["thread_id"] for e in orch.approvals.pending()] == [thread_id]
+    assert orch.approvals.decisions(thread_id) == [] and orch.approvals.tool_calls(thread_id) == []
+    server.add(reply("Deleted."))
+    assert orch.resume_sync(thread_id, confirmed=True).response == "Deleted."  # the thread is intact
+    assert CALLS == [("delete_file", {"path": "/tmp/a"})]
+
+
+def test_a_resume_in_a_process_with_other_roles_keeps_the_threads_tools(
+        server: ScriptedServer, model: ModelConfig, db: Path) -> None:
+    orch = Orchestrator(TOOLS, confirm_required=["delete_file"], db=db, models=[model],
+                        roles={"ops": ["add", "delete_file"]})
+    thread_id = pause(server, orch, user_role="ops")
+    server.add(reply("Deleted /tmp/a."))
+    out = resume_in_child(db, thread_id, server, "other-roles")
+    assert out == {"response": "Deleted /tmp/a.", "paused": False, "tools": ["delete_file"]}
+    assert server.requests[-1].tool_names == ["add", "delete_file"]  # the thread's role, not the child's
+
+
+# -- a graph the user compiles with graphloop's savers ----------------------------------------
+
+def context_for(server: ScriptedServer, **options: Any) -> LoopContext:
+    return LoopContext.create(models=[server.model_config(label="primary", max_retries=0)], tools=TOOLS,
+                              confirm_required=["delete_file"], **options)
+
+
+def test_a_compiled_graph_refuses_a_second_approval_from_an_old_checkpoint(server: ScriptedServer, db: Path) -> None:
+    context, config = context_for(server), {"configurable": {"thread_id": "t1"}}
+    server.add(reply(None, tool_call("delete_file", path="/tmp/a")), reply(QUESTION), reply("Deleted."))
+    with open_saver(db) as saver:
+        graph = compile_graph(saver)
+        graph.invoke({"messages": [HumanMessage("delete /tmp/a")]}, config, context=context)
+        paused_at = graph.get_state(config).config
+        graph.invoke(Command(resume={"decisions": [{"type": "approve"}]}), paused_at, context=context)
+        finished = graph.get_state(config)
+        with pytest.raises(AlreadyDecidedError, match="already decided .* and carried out"):
+            graph.invoke(Command(resume={"decisions": [{"type": "approve"}]}), paused_at, context=context)
+        after = graph.get_state(config)
+    assert CALLS == [("delete_file", {"path": "/tmp/a"})]
+    assert after.config == finished.config and after.values["messages"][-1].content == "Deleted."
+    assert [c["status"] for c in Approvals(db).tool_calls("t1")] == ["success"]
+
+
+def test_new_input_while_paused_answers_the_waiting_call_as_not_run(server: ScriptedServer) -> None:
+    context, config = context_for(server), {"configurable": {"thread_id": "t2"}}
+    server.add(reply(None, tool_call("add", a=1, b=2), tool_call("delete_file", path="/tmp/a")), reply(QUESTION),
+               reply("4."))
+    graph = compile_graph(memory_saver())
+    graph.invoke({"messages": [HumanMessage("add, then delete")]}, config, context=context)
+    [waiting] = graph.get_state(config).values["pending"]
+    fake = ToolMessage("Successfully handled tool call.", tool_call_id=waiting["id"], name="delete_file")
+    out = graph.invoke({"messages": [fake, HumanMessage("never mind: 2 + 2?")]}, config, context=context)
+    sent = server.requests[-1].messages
+    assert [m["role"] for m in sent[-4:]] == ["assistant", "tool", "tool", "user"]
+    assert sent[-3]["content"] == "3"
+    assert sent[-2]["content"] == WENT_ON.format(name="delete_file")
+    assert out["pending"] == [] and out["messages"][-1].content == "4."
+    assert CALLS == [("add", {"a": 1, "b": 2})]
+
+
+def test_a_dismissed_pause_answers_its_calls_and_ends_the_run(server: ScriptedServer) -> None:
+    context, config = context_for(server), {"configurable": {"thread_id": "t3"}}
+    server.add(reply(None, tool_call("delete_file", path="/tmp/a")), reply(QUESTION))
+    graph = compile_graph(memory_saver())
+    graph.invoke({"messages": [HumanMessage("delete")]}, config, context=context)
+    out = graph.invoke(Command(resume=[{"type": "ignore", "args": None}]), config, context=context)
+    assert out["messages"][-1].content == DISMISSED.format(name="delete_file")
+    assert graph.get_state(config).next == () and out["pending"] == [] and CALLS == []
+
+
+def test_respond_answers_in_the_tools_place(server: ScriptedServer) -> None:
+    context = context_for(server, allowed_decisions={"delete_file": ["approve", "reject", "respond"]})
+    config = {"configurable": {"thread_id": "t4"}}
+    server.add(reply(None, tool_call("delete_file", path="/tmp/a")), reply(QUESTION), reply("Kept."))
+    graph = compile_graph(memory_saver())
+    out = graph.invoke({"messages": [HumanMessage("delete")]}, config, context=context)
+    assert out["__interrupt__"][0].value["review_configs"][0]["allowed_decisions"] == ["approve", "reject", "respond"]
+    graph.invoke(Command(resume={"decisions": [{"type": "respond", "message": "No: keep it."}]}), config,
+                 context=context)
+    tool = server.requests[-1].messages[-1]
+    assert tool["role"] == "tool" and tool["content"] == "No: keep it." and CALLS == []
+
+
+def test_edited_arguments_are_converted_by_the_tools_schema_and_a_bad_one_keeps_the_pause(
+        server: ScriptedServer, model: ModelConfig, db: Path) -> None:
+    orch = Orchestrator(TOOLS, confirm_required=["add"], db=db, models=[model])
+    server.add(reply(None, tool_call("add", a=1, b=2)), reply("Add 1 and 2?"))
+    thread_id = orch.run_sync("add").thread_id
+    with pytest.raises(InvalidDecisionError, match=r"field 'b': Input should be a valid integer.*got 'two'"):
+        orch.resume_sync(thread_id, decisions=[{"type": "edit", "edited_action": {"name": "add",
+                                                                                   "args": {"a": "1", "b": "two"}}}])
+    assert [e["thread_id"] for e in orch.approvals.pending()] == [thread_id]
+    server.add(reply("10."))
+    orch.resume_sync(thread_id, decisions=[{"type": "edit", "edited_action": {"name": "add", "args": {"a": "3", "b": "7"}}}])
+    assert CALLS == [("add", {"a": 3, "b": 7})]
+    [decision] = orch.approvals.decisions(thread_id)
+    assert json.loads(decision["payload"])["edited_action"]["args"] == {"a": 3, "b": 7}
+
+
+def test_a_saver_graphloop_cannot_attach_a_ledger_to_warns_once() -> None:
+    _warn_no_ledger.cache_clear()  # whatever other tests compiled before
+    with pytest.warns(LedgerWarning, match="cannot attach a ledger to InMemorySaver"):
+        compile_graph(InMemorySaver())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        compile_graph(InMemorySaver())  # once per saver type
+        compile_graph(memory_saver())
+

@@ -1,0 +1,451 @@
+"""What LangChain's review UIs send, replayed against a real `langgraph dev` serving graphloop.
+
+Agent Chat UI and Agent Inbox drive a served graph through the LangGraph API; each test sends
+one of their request sequences, as they send it, with langgraph-sdk, then checks the thread,
+the model's next request and the audit in the server's ledger.
+
+One `langgraph dev` and one scripted model server serve the whole module (the dev server takes
+seconds to start). Each test uses its own thread, scripts its own replies through `script`,
+and fails at teardown if one of them was not used. The tools run in the server process, so
+their effects are checked through the audit, not `conftest.CALLS`.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from langgraph_sdk import get_sync_client
+from langgraph_sdk.client import SyncLangGraphClient
+from langgraph_sdk.schema import Command
+
+from graphloop.graph import Approvals
+from graphloop.graph.testing import (
+    RecordedRequest,
+    ScriptedReply,
+    ScriptedServer,
+    ScriptedToolCall,
+    reply,
+    tool_call,
+)
+
+from test_langgraph_dev import ROOT, free_port
+
+GRAPH = "graphloop"
+GATE = "interrupt_for_confirm"
+NOT_RUN = "Not run:"
+
+
+@dataclass(frozen=True)
+class Served:
+    """A running `langgraph dev`: where to reach it, its ledger database and its log."""
+
+    url: str
+    db: Path
+    log: Path
+
+
+@dataclass(frozen=True)
+class Script:
+    """The module's scripted model server as one test sees it: its replies, its requests."""
+
+    server: ScriptedServer
+    first: int
+    """How many requests the server had received when the test started."""
+
+    def add(self, *replies: ScriptedReply) -> None:
+        self.server.add(*replies)
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """The requests of this test, in order."""
+        return self.server.requests[self.first:]
+
+
+def config_text(model_url: str, db: Path) -> str:
+    """The server's graphloop.toml: the test tools, two of them gated, a ledger database."""
+    return (
+        f'db = "{db}"\n'
+        'tools = ["conftest:TOOLS", "conftest:send_email"]\n'
+        'confirm_required = ["delete_file", "send_email"]\n\n'
+        '[allowed_decisions]\n'
+        'delete_file = ["approve", "edit", "reject", "respond"]\n\n'
+        f'[[models]]\nlabel = "primary"\napi_url = "{model_url}"\nmodel_name = "scripted"\n'
+        'max_retries = 0\n')
+
+
+@pytest.fixture(scope="module")
+def model_server() -> Iterator[ScriptedServer]:
+    with ScriptedServer() as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def served(model_server: ScriptedServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """`langgraph dev` on loopback for the module, its models and tools from a graphloop.toml."""
+    folder = tmp_path_factory.mktemp("review_uis")
+    db, log_path = folder / "served.db", folder / "dev.log"
+    (folder / "graphloop.toml").write_text(config_text(model_server.url, db))
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent),
+           "GRAPHLOOP_CONFIG": str(folder / "graphloop.toml"), "LANGSMITH_TRACING": "false"}
+    cli = Path(sys.executable).parent / "langgraph"
+    url = f"http://127.0.0.1:{port}"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [str(cli), "dev", "--config", str(ROOT / "langgraph.json"), "--port", str(port), "--no-browser",
+             "--no-reload"], cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_until_up(url, process, log_path)
+            yield Served(url=url, db=db, log=log_path)
+        finally:
+            process.terminate()
+            process.wait(30)
+
+
+def wait_until_up(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/ok", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert process.poll() is None, log.read_text()[-3000:]
+        time.sleep(0.3)
+    pytest.fail("langgraph dev did not start:\n" + log.read_text()[-3000:])
+
+
+@pytest.fixture
+def script(model_server: ScriptedServer) -> Iterator[Script]:
+    """This test's part of the scripted server; every reply it adds must be used (a test that
+    stops early leaves its replies to the next one, which then fails too)."""
+    yield Script(model_server, len(model_server.requests))
+    model_server.assert_all_used()
+
+
+@pytest.fixture
+def client(served: Served) -> Iterator[SyncLangGraphClient]:
+    with get_sync_client(url=served.url) as c:
+        yield c
+
+
+@pytest.fixture
+def approvals(served: Served) -> Approvals:
+    return Approvals(served.db)
+
+
+# -- what the UIs send ----------------------------------------------------------------------------
+
+
+def human(text: str) -> dict[str, Any]:
+    """A user message as Agent Chat UI sends it: content as a list of text blocks."""
+    return {"type": "human", "content": [{"type": "text", "text": text}]}
+
+
+def decisions(*items: dict[str, Any]) -> Command:
+    """Agent Chat UI's resume command."""
+    return {"resume": {"decisions": list(items)}}
+
+
+def inbox(response: dict[str, Any]) -> Command:
+    """Agent Inbox's resume command: always a list with one response."""
+    return {"resume": [response]}
+
+
+MARK_AS_RESOLVED: Command = {"goto": "__end__"}
+"""Agent Chat UI's "Mark as Resolved": no resume value."""
+
+
+# -- helpers ------------------------------------------------------------------------------------------
+
+
+def paused_on(client: SyncLangGraphClient, script: Script, approvals: Approvals, *calls: ScriptedToolCall,
+              question: str, text: str = "please do it") -> str:
+    """A new thread whose first run stopped at the gate (and is listed in the inbox), the
+    model having made `calls` and phrased `question`; its id."""
+    script.add(reply(None, *calls), reply(question))
+    thread = client.threads.create()["thread_id"]
+    client.runs.wait(thread, GRAPH, input={"messages": [human(text)]})
+    assert client.threads.get_state(thread)["next"] == [GATE]
+    assert in_inbox(approvals, thread)
+    return thread
+
+
+def failed_run(client: SyncLangGraphClient, thread: str, **run: Any) -> str:
+    """Start a run that must fail; the error the server reports for it, as `Name: message`."""
+    created = client.runs.create(thread, GRAPH, **run)
+    joined: Any = client.runs.join(thread, created["run_id"])
+    assert client.runs.get(thread, created["run_id"])["status"] == "error"
+    return f"{joined['__error__']['error']}: {joined['__error__']['message']}"
+
+
+def tool_results(client: SyncLangGraphClient, thread: str) -> list[tuple[str, str]]:
+    """The thread's tool messages as (call id, content)."""
+    messages = values(client, thread)["messages"]
+    return [(m["tool_call_id"], m["content"]) for m in messages if m["type"] == "tool"]
+
+
+def values(client: SyncLangGraphClient, thread: str) -> dict[str, Any]:
+    state: Any = client.threads.get_state(thread)
+    return state["values"]
+
+
+def text_of(message: dict[str, Any]) -> str:
+    """A request message's text, whether its content is a string or a list of blocks."""
+    content = message.get("content") or ""
+    if isinstance(content, str):
+        return content
+    return "".join(str(block.get("text", "")) for block in content if isinstance(block, dict))
+
+
+def index_of_user(messages: list[dict[str, Any]], text: str) -> int:
+    [index] = [i for i, m in enumerate(messages) if m["role"] == "user" and text in text_of(m)]
+    return index
+
+
+def tool_answers(messages: list[dict[str, Any]]) -> dict[str, tuple[int, str]]:
+    """Tool call id → (position, content) of each tool message in a request."""
+    return {m["tool_call_id"]: (i, text_of(m)) for i, m in enumerate(messages) if m["role"] == "tool"}
+
+
+def assert_every_call_answered(messages: list[dict[str, Any]]) -> None:
+    """Each assistant tool call has its tool message before the next message of another kind."""
+    for index, message in enumerate(messages):
+        calls = {c["id"] for c in message.get("tool_calls") or []}
+        if message["role"] != "assistant" or not calls:
+            continue
+        answered: set[str] = set()
+        for after in messages[index + 1:]:
+            if after["role"] != "tool":
+                break
+            answered.add(after["tool_call_id"])
+        assert calls <= answered, f"calls {sorted(calls - answered)} of message #{index} unanswered"
+
+
+def audit(approvals: Approvals, thread: str) -> list[tuple[str, str]]:
+    """The thread's audit rows as (tool, status)."""
+    return [(row["tool"], row["status"]) for row in approvals.tool_calls(thread)]
+
+
+def in_inbox(approvals: Approvals, thread: str) -> bool:
+    return any(entry["thread_id"] == thread for entry in approvals.pending())
+
+
+def assert_dismissed(client: SyncLangGraphClient, approvals: Approvals, thread: str, call_id: str) -> None:
+    """The pause is gone: nothing waits, the call is answered as not run and audited so."""
+    state: Any = client.threads.get_state(thread)
+    assert state["next"] == []
+    assert state["interrupts"] == []
+    assert state["values"]["pending"] == []
+    last = state["values"]["messages"][-1]
+    assert (last["type"], last["tool_call_id"]) == ("tool", call_id)
+    assert last["content"].startswith(NOT_RUN)
+    assert audit(approvals, thread) == [("delete_file", "abandoned")]
+    assert not in_inbox(approvals, thread)
+
+
+# -- Agent Chat UI ------------------------------------------------------------------------------------
+
+
+def test_a_second_approve_of_the_same_checkpoint_is_refused_and_runs_nothing(
+        client: SyncLangGraphClient, script: Script, approvals: Approvals) -> None:
+    thread = paused_on(client, script, approvals, tool_call("delete_file", id="approve-twice", path="/tmp/x"),
+                       question="May I delete /tmp/x?")
+    script.add(reply("Deleted /tmp/x."))
+    checkpoint = client.threads.get_state(thread)["checkpoint"]
+    command = decisions({"type": "approve"})
+
+    client.runs.wait(thread, GRAPH, input={}, command=command, checkpoint=checkpoint)
+    first: Any = client.threads.get_state(thread)
+    error = failed_run(client, thread, input={}, command=command, checkpoint=checkpoint)  # a second tab
+
+    assert audit(approvals, thread) == [("delete_file", "success")]
+    second: Any = client.threads.get_state(thread)
+    assert first["values"]["messages"][-1]["content"] == "Deleted /tmp/x."
+    assert second["values"]["messages"] == first["values"]["messages"]
+    assert second["next"] == first["next"] == []
+    assert len(script.requests) == 3  # the call, the question, the answer: nothing after
+    assert error.startswith("AlreadyDecidedError: ")
+    assert "already decided" in error  # the client is told why
+
+
+def test_a_new_message_while_paused_answers_the_gated_call_as_not_run(
+        client: SyncLangGraphClient, script: Script, approvals: Approvals) -> None:
+    thread = paused_on(client, script, approvals, tool_call("delete_file", id="went-on", path="/tmp/y"),
+                       question="May I delete /tmp/y?")
+    [ai] = [m for m in values(client, thread)["messages"] if m["type"] == "ai"]
+    [call] = ai["tool_calls"]
+    script.add(reply("2 + 2 = 4."))
+
+    client.runs.wait(thread, GRAPH, input={"messages": [
+        {"type": "tool", "tool_call_id": call["id"], "name": call["name"],
+         "content": "Successfully handled tool call."},
+        human("never mind, what is 2+2?")]})
+
+    sent = script.requests[-1].messages
+    answers = tool_answers(sent)
+    position, content = answers[call["id"]]
+    assert content.startswith(NOT_RUN)
+    assert "Successfully handled" not in content
+    assert position < index_of_user(sent, "never mind, what is 2+2?")
+    assert not any("Successfully handled" in text_of(m) for m in sent)
+    state: Any = client.threads.get_state(thread)
+    assert state["values"]["pending"] == []
+    assert state["next"] == []
+    assert state["values"]["messages"][-1]["content"] == "2 + 2 = 4."
+    assert audit(approvals, thread) == [("delete_file", "abandoned")]
+    assert not in_inbox(approvals, thread)
+
+
+def test_a_new_message_while_paused_answers_every_call_of_the_turn_before_it(
+        client: SyncLangGraphClient, script: Script, approvals: Approvals) -> None:
+    thread = paused_on(client, script, approvals, tool_call("add", id="plain-add", a=2, b=3),
+                       tool_call("delete_file", id="plain-del", path="/tmp/z"),
+                       question="May I delete /tmp/z?")
+    script.add(reply("2 + 2 = 4."))
+
+    # one call of the turn was answered (add ran), so the UI sends only the new message
+    client.runs.wait(thread, GRAPH, input={"messages": [human("never mind, what is 2+2?")]})
+
+    sent = script.requests[-1].messages
+    answers = tool_answers(sent)
+    user = index_of_user(sent, "never mind, what is 2+2?")
+    assert answers["plain-add"][1] == "5"
+    assert answers["plain-del"][1].startswith(NOT_RUN)
+    assert answers["plain-add"][0] < user and answers["plain-del"][0] < user
+    assert_every_call_answered(sent)
+    assert values(client, thread)["pending"] == []
+    assert sorted(audit(approvals, thread)) == [("add", "success"), ("delete_file", "abandoned")]
+
+
+def test_mark_as_resolved_answers_the_call_as_not_run_and_ends_the_pause(
+        client: SyncLangGraphClient, script: Script, approvals: Approvals) -> None:
+    thread = paused_on(client, script, approvals, tool_call("delete_file", id="resolved", path="/tmp/r"),
+                       question="May I delete /tmp/r?")
+
+    run = client.runs.create(thread, GRAPH, command=MARK_AS_RESOLVED)
+    client.runs.join(thread, run["run_id"])
+
+    assert client.runs.get(thread, run["run_id"])["status"] == "success"
+    assert_dismissed(client, approvals, thread, "resolved")
+    assert len(script.requests) == 2  # the model is not asked again
+
+
+def test_edited_fields_sent_as_text_are_converted_to_the_tools_types(
+        client: SyncLangGraphClient, script: Script, approvals: Approvals) -> None:
+    mail = tool_call("send_email", id="mail", to=["ann@example.com"], subject="hi", copies=1)
+    thread = paused_on(client, script, approvals, mail, question="May I send 'hi' to Ann?")
+    edit = {"type": "edit", "edited_action": {"name": "send_email", "args": {
+        "to": '["bob@example.com"]', "subject": "hi", "copies": "7"}}}
+    bad = {"type": "edit", "edited_action": {"name": "send_email", "args": {
+        "to": '["bob@example.com"]', "subject": "hi", "copies": "seven"}}}
+    checkpoint = client.threads.get_state(thread)["checkpoint"]
+
+    error = failed_run(client, thread, input={}, command=decisions(bad), checkpoint=checkpoint)
+    assert error.startswith("ValidationError: ") and "field 'copies'" in error
+    assert client.threads.get_state(thread)["next"] == [GATE]  # still paused
+    assert audit(approvals, thread) == []
+
+    script.add(reply("Sent."))
+    checkpoint = client.threads.get_state(thread)["checkpoint"]
+    client.runs.wait(thread, GRAPH, input={}, command=decisions(edit), checkpoint=checkpoint)
+
+    assert tool_results(client, thread) == [("mail", "sent 'hi' to ['bob@example.com'] x7")]
+    [row] = approvals.tool_calls(thread)
+    assert (row["tool"], row["status"]) == ("send_email", "success")
+    assert row["args"] == {"to": ["bob@example.com"], "subject": "hi", "copies": 7}
+
+
+def test_the_confirmation_question_is_not_streamed_but_shown_in_the_interrupt(
+        client: SyncLangGraphClient, script: Script) -> None:
+    question = "Shall I really delete /tmp/s?"
+    script.add(reply("I will delete it.", tool_call("delete_file", id="streamed", path="/tmp/s")),
+               reply(question))
+    thread = client.threads.create()["thread_id"]
+
+    events = list(client.runs.stream(thread, GRAPH, input={"messages": [human("delete /tmp/s")]},
+                                     stream_mode=["messages-tuple", "values"]))
+
+    nodes = [e.data[1].get("langgraph_node") for e in events if e.event == "messages"]
+    assert "call_model" in nodes  # tokens do stream...
+    assert "ask_confirmation" not in nodes  # ...but not the question's
+    interrupts: list[Any] = [i for e in events if e.event == "values"
+                             for i in e.data.get("__interrupt__", [])]
+    assert [i["value"]["action_requests"][0]["description"] for i in interrupts] == [question]
+
+
+# -- Agent Inbox ------------------------------------------------------------------------------------
+
+
+def test_inbox_accept_runs_the_call_once(
+        client: SyncLangGraphClient, script: Script, approvals: Approvals) -> None:
+    thread = paused_on(client, script, approvals, tool_call("delete_file", id="accept", path="/tmp/a"),
+                       question="May I delete /tmp/a?")
+    script.add(reply("Deleted /tmp/a."))
+
+    client.runs.wait(thread, GRAPH, command=inbox({"type": "accept", "args": None}))
+
+    assert tool_results(client, thread) == [("accept", "deleted /tmp/a")]
+    assert audit(approvals, thread) == [("delete_file", "success")]
+    assert client.threads.get_state(thread)["next"] == []
+
+
+def test_inbox_edit_runs_the_call_with_the_edited_arguments(
+        client: SyncLangGraphClient, script: Script, approvals: Approvals) -> None:
+    thread = paused_on(client, script, approvals, tool_call("delete_file", id="edit", path="/tmp/e"),
+                       question="May I delete /tmp/e?")
+    script.add(reply("Deleted /tmp/other."))
+
+    client.runs.wait(thread, GRAPH, command=inbox(
+        {"type": "edit", "args": {"action": "delete_file", "args": {"path": "/tmp/other"}}}))
+
+    assert tool_results(client, thread) == [("edit", "deleted /tmp/other")]
+    [row] = approvals.tool_calls(thread)
+    assert (row["status"], row["args"]) == ("success", {"path": "/tmp/other"})
+
+
+def test_inbox_response_answers_in_the_tools_place(
+        client: SyncLangGraphClient, script: Script, approvals: Approvals) -> None:
+    thread = paused_on(client, script, approvals, tool_call("delete_file", id="respond", path="/tmp/k"),
+                       question="May I delete /tmp/k?")
+    script.add(reply("Kept /tmp/k."))
+
+    client.runs.wait(thread, GRAPH, command=inbox({"type": "response", "args": "no, keep that file"}))
+
+    sent = script.requests[-1].messages
+    assert tool_answers(sent)["respond"][1] == "no, keep that file"
+    assert audit(approvals, thread) == [("delete_file", "responded")]
+    assert values(client, thread)["messages"][-1]["content"] == "Kept /tmp/k."
+
+
+def test_inbox_ignore_answers_the_call_as_not_run_and_ends_the_pause(
+        client: SyncLangGraphClient, script: Script, approvals: Approvals) -> None:
+    thread = paused_on(client, script, approvals, tool_call("delete_file", id="ignore", path="/tmp/i"),
+                       question="May I delete /tmp/i?")
+
+    run = client.runs.create(thread, GRAPH, command=inbox({"type": "ignore", "args": None}))
+    client.runs.join(thread, run["run_id"])
+
+    assert client.runs.get(thread, run["run_id"])["status"] == "success"
+    assert_dismissed(client, approvals, thread, "ignore")
+    assert len(script.requests) == 2
+
+
+def test_inbox_ignore_as_a_state_update_to_end_answers_the_call_as_not_run(
+        client: SyncLangGraphClient, script: Script, approvals: Approvals) -> None:
+    thread = paused_on(client, script, approvals, tool_call("delete_file", id="update", path="/tmp/u"),
+                       question="May I delete /tmp/u?")
+
+    client.threads.update_state(thread, None, as_node="__end__")
+
+    assert_dismissed(client, approvals, thread, "update")
+    assert len(script.requests) == 2
