@@ -48,7 +48,9 @@ class Approvals:
     def pending(self, user_id: str | None = None) -> list[InboxEntry]:
         """Threads waiting for a decision, longest waiting first (of one user when given).
 
-        Each entry's `thread_id` and `interrupt_id` go to `Orchestrator.resume`.
+        Each entry's `thread_id` and `interrupt_id` go to `Orchestrator.resume`. An entry with
+        `decided` true has its decisions recorded but not carried out (the deciding process
+        stopped): `resume(thread_id)` with no decision carries them out.
         """
         with self._ledger() as ledger:
             return ledger.inbox(user_id)

@@ -380,7 +380,10 @@ def pending(
     table.add_column("question", overflow="fold")
     for e in entries:
         calls = "\n".join(_call(c) for c in e["calls"])
-        table.add_row(e["thread_id"], e["waiting_since"][:19].replace("T", " "), calls, e["question"])
+        question = escape(e["question"])
+        if e.get("decided"):  # the deciding process stopped before carrying it out
+            question = f"[yellow]decided; carry it out with `graphloop resume {e['thread_id']}`[/yellow] {question}"
+        table.add_row(e["thread_id"], e["waiting_since"][:19].replace("T", " "), escape(calls), question)
     console.print(table if entries else "nothing is waiting")
 
 

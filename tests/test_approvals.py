@@ -147,11 +147,15 @@ def test_a_resume_that_loses_the_race_gets_already_decided_and_runs_nothing(
         orch.resume_sync(result.checkpoint, confirmed=True, decided_by="ann")
     assert caught.value.decisions[0]["decided_by"] == "bob"
     assert "delete_file" not in [c[0] for c in CALLS]
-    # if the winner stopped before carrying out its decision, a bare resume carries it out
+    # the winner stopped before carrying out its decision: still listed, as decided...
+    [listed] = orch.approvals.pending()
+    assert listed["thread_id"] == result.thread_id and listed["decided"] is True
+    # ...and a bare resume carries it out
     server.add(reply("Not deleted."))
     done = orch.resume_sync(result.thread_id)
     assert done.tool_calls[1]["result"] == "Action denied by user."
     assert "delete_file" not in [c[0] for c in CALLS]
+    assert orch.approvals.pending() == []
 
 
 def test_a_bound_decision_for_an_earlier_pause_of_the_thread_is_refused(
@@ -196,6 +200,7 @@ def test_the_inbox_lists_paused_threads_until_they_are_decided(server: ScriptedS
     assert entry["question"] == QUESTION
     assert entry["user_id"] == "ann" and entry["user_role"] == "user"
     assert entry["waiting_since"].endswith("+00:00")
+    assert entry["decided"] is False
     assert orch.approvals.pending(user_id="bob") == []
     server.add(reply("Deleted."))
     orch.resume_sync(entry["thread_id"], interrupt_id=entry["interrupt_id"], confirmed=True)

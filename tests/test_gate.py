@@ -30,6 +30,7 @@ from graphloop.graph import (
     compile_graph,
     memory_saver,
     open_saver,
+    serve,
 )
 from graphloop.graph.builder import _warn_no_ledger  # pyright: ignore[reportPrivateUsage]
 from graphloop.graph.testing import ScriptedServer, reply, tool_call
@@ -222,3 +223,27 @@ def test_a_saver_graphloop_cannot_attach_a_ledger_to_warns_once() -> None:
         compile_graph(InMemorySaver())  # once per saver type
         compile_graph(memory_saver())
 
+
+
+@pytest.mark.postgres
+def test_the_served_graph_claims_in_the_postgres_database_its_settings_name(
+        server: ScriptedServer, postgres_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "graphloop.toml").write_text(
+        f'db = "{postgres_db}"\ntools = ["conftest:TOOLS"]\nconfirm_required = ["delete_file"]\n\n'
+        f'[[models]]\nlabel = "primary"\napi_url = "{server.url}"\nmodel_name = "scripted"\nmax_retries = 0\n')
+    monkeypatch.setenv("GRAPHLOOP_CONFIG", str(tmp_path / "graphloop.toml"))
+    serve.server_context.cache_clear()
+    try:
+        served = serve.graph.copy({"checkpointer": memory_saver()})  # as the server does, its own saver
+        config = {"configurable": {"thread_id": "served-1"}}
+        server.add(reply(None, tool_call("delete_file", path="/tmp/a")), reply(QUESTION), reply("Deleted."))
+        served.invoke({"messages": [{"role": "user", "content": "delete /tmp/a"}]}, config)
+        paused_at = served.get_state(config).config
+        served.invoke(Command(resume={"decisions": [{"type": "approve"}]}), paused_at)
+        with pytest.raises(AlreadyDecidedError, match="carried out"):  # a second worker, the same view
+            served.invoke(Command(resume={"decisions": [{"type": "approve"}]}), paused_at)
+    finally:
+        serve.server_context.cache_clear()
+    assert [(c["tool"], c["status"]) for c in Approvals(postgres_db).tool_calls("served-1")] == [
+        ("delete_file", "success")]
+    assert CALLS == [("delete_file", {"path": "/tmp/a"})]
