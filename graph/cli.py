@@ -51,7 +51,7 @@ from graphloop.graph.results import (
 from graphloop.graph.retention import parse_age
 from graphloop.graph.running import ResumeOptions
 from graphloop.graph.settings import Database, Flags, as_database, database_path, existing_database
-from graphloop.nodes import Decision
+from graphloop.nodes import Decision, ToolBox
 from graphloop.nodes.state import DecisionType
 
 __all__ = ["app", "main"]
@@ -213,18 +213,28 @@ def _chooser(offered: list[Answer]) -> Callable[[str], Answer]:
     return choose
 
 
-def _arguments(text: str) -> dict[str, Any]:
-    """The edited arguments typed at the gate: a JSON object, or asked again."""
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise typer.BadParameter(f"not JSON ({exc.msg} at column {exc.colno}); type a JSON object") from None
-    if not isinstance(value, dict):
-        raise typer.BadParameter(f"the arguments must be a JSON object {{...}}, not a {type(value).__name__}")
-    return cast(dict[str, Any], value)
+def _arguments(name: str, tools: ToolBox) -> Callable[[str], dict[str, Any]]:
+    """Reads the edited arguments typed at the gate: a JSON object that fits the tool's
+    schema (converted by it), or asked again."""
+
+    def read(text: str) -> dict[str, Any]:
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise typer.BadParameter(f"not JSON ({exc.msg} at column {exc.colno}); type a JSON object") from None
+        if not isinstance(value, dict):
+            raise typer.BadParameter(f"the arguments must be a JSON object {{...}}, not a {type(value).__name__}")
+        if tools.get(name) is None:
+            return cast(dict[str, Any], value)  # the resume refuses it, naming the missing tool
+        try:
+            return tools.coerce(name, cast(dict[str, object], value))
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+
+    return read
 
 
-def _decision(name: str, args: dict[str, Any], allowed: list[DecisionType]) -> Decision:
+def _decision(name: str, args: dict[str, Any], allowed: list[DecisionType], tools: ToolBox) -> Decision:
     """Ask the person at the terminal about one call (the decisions its gate allows)."""
     offered: list[Answer] = [a for a in _ANSWERS if a in allowed]
     if not offered:  # only decisions this prompt cannot take: leave the call waiting
@@ -233,7 +243,7 @@ def _decision(name: str, args: dict[str, Any], allowed: list[DecisionType]) -> D
     default = "a" if "approve" in offered else None
     choice = typer.prompt(question, default=default, value_proc=_chooser(offered))
     if choice == "edit":
-        edited = typer.prompt("  arguments as JSON", default=json.dumps(args), value_proc=_arguments)
+        edited = typer.prompt("  arguments as JSON", default=json.dumps(args), value_proc=_arguments(name, tools))
         return Decision(type="edit", edited_action={"name": name, "args": edited})
     if choice == "reject":
         note = typer.prompt("  a note for the model (optional)", default="", show_default=False)
@@ -241,7 +251,7 @@ def _decision(name: str, args: dict[str, Any], allowed: list[DecisionType]) -> D
     return Decision(type="approve")
 
 
-def _ask(checkpoint: PendingConfirmation) -> ResumeOptions:
+def _ask(checkpoint: PendingConfirmation, tools: ToolBox) -> ResumeOptions:
     """Ask the person at the terminal; the options for `resume`. Raises `typer.Abort` at the
     end of input (or Ctrl-C), having decided nothing."""
     if checkpoint.kind == "question":
@@ -251,7 +261,7 @@ def _ask(checkpoint: PendingConfirmation) -> ResumeOptions:
     request = checkpoint.request
     for action, review in zip(request["action_requests"], request["review_configs"], strict=True):
         console.print(escape(f"  {_call(action)}"))
-        decisions.append(_decision(action["name"], action["args"], review["allowed_decisions"]))
+        decisions.append(_decision(action["name"], action["args"], review["allowed_decisions"], tools))
     return {"decisions": decisions}
 
 
@@ -273,7 +283,7 @@ def _answered(orch: Orchestrator, result: OrchestratorResult, user: str | None, 
     leave them waiting and exit 1."""
     assert result.checkpoint is not None
     try:
-        options = _ask(result.checkpoint) | ResumeOptions(decided_by=user)
+        options = _ask(result.checkpoint, orch.context.tools) | ResumeOptions(decided_by=user)
     except typer.Abort:
         console.print("\nno answer: nothing was decided")
         _report(result, flags, "still waiting")

@@ -249,15 +249,16 @@ def test_the_gate_offers_only_the_decisions_the_tool_allows(server: ScriptedServ
     assert [d["decision"] for d in Approvals(db).decisions()] == ["reject"] and CALLS == []
 
 
-def test_a_refused_edit_leaves_the_call_waiting_and_says_how_to_answer(server: ScriptedServer, db: Path) -> None:
-    server.add(reply(None, tool_call("delete_file", path="/tmp/x")), reply("May I delete /tmp/x?"))
-    result = invoke("run", "delete", *TOOL_ARGS, "--db", str(db), server=server, input='e\n{"nope": 1}\n')
-    assert result.exit_code == 1
-    [entry] = Approvals(db).pending()
-    thread = entry["thread_id"]
-    assert "error: InvalidDecisionError: " in result.output and "Traceback" not in result.output
-    assert f"thread {thread}: answer it with `graphloop approve {thread} --db {db} " in result.output
-    assert Approvals(db).decisions() == [] and CALLS == []
+def test_an_edit_that_does_not_fit_the_tool_is_asked_again_naming_the_field(server: ScriptedServer, db: Path) -> None:
+    server.add(reply(None, tool_call("delete_file", path="/tmp/x")), reply("May I delete /tmp/x?"),
+               reply("Deleted /tmp/y."))
+    result = invoke("run", "delete", *TOOL_ARGS, "--db", str(db), server=server,
+                    input='e\n{"nope": 1}\n{"path": "/tmp/y"}\n')
+    assert result.exit_code == 0, result.output
+    assert "the arguments do not fit 'delete_file': field 'path': Field required" in result.output
+    assert CALLS == [("delete_file", {"path": "/tmp/y"})]
+    [decision] = Approvals(db).decisions()
+    assert decision["decision"] == "edit"
 
 
 def test_the_end_of_input_at_the_gate_leaves_the_call_waiting(server: ScriptedServer, db: Path) -> None:
