@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-from collections.abc import AsyncGenerator, Callable, Generator, Mapping
+from collections.abc import AsyncGenerator, Callable, Generator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Literal, ParamSpec, TypeVar, cast
+from typing import Annotated, Any, Literal, ParamSpec, TypeVar
 from uuid import uuid4
 
 import typer
@@ -34,6 +34,7 @@ from graphloop.checkpointers import (
     open_saver,
 )
 from graphloop.graph.approvals import Approvals
+from graphloop.graph.asking import ask, call_text
 from graphloop.graph.builder import compile_graph
 from graphloop.graph.demo import run_demo
 from graphloop.graph.drawing import draw, draw_png
@@ -43,7 +44,6 @@ from graphloop.graph.results import (
     ModelReply,
     OrchestratorResult,
     Paused,
-    PendingConfirmation,
     RunEvent,
     Token,
     ToolResult,
@@ -51,8 +51,7 @@ from graphloop.graph.results import (
 from graphloop.graph.retention import parse_age
 from graphloop.graph.running import ResumeOptions
 from graphloop.graph.settings import Database, Flags, as_database, database_path, existing_database
-from graphloop.nodes import Decision, ToolBox
-from graphloop.nodes.state import DecisionType
+from graphloop.nodes import Decision
 
 __all__ = ["app", "main"]
 
@@ -77,10 +76,6 @@ KeyEnvOpt = Annotated[str, typer.Option("--api-key-env", help="Environment varia
 ByOpt = Annotated[str | None, typer.Option("--by", help="Who decides (recorded in the audit)")]
 ThreadArg = Annotated[str, typer.Argument(help="The waiting thread")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")]
-
-Answer = Literal["approve", "edit", "reject"]
-_ANSWERS: tuple[Answer, ...] = ("approve", "edit", "reject")
-
 
 @app.callback()
 def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks")] = False) -> None:
@@ -189,82 +184,6 @@ async def _follow(events: AsyncGenerator[RunEvent, None]) -> OrchestratorResult:
     return result
 
 
-def _call(call: Mapping[str, Any]) -> str:
-    """A tool call as the person reads it: `name({"arg": ...})`."""
-    return f"{call['name']}({json.dumps(call['args'], ensure_ascii=False)})"
-
-
-def _either(words: list[str]) -> str:
-    return f"{', '.join(words[:-1])} or {words[-1]}" if len(words) > 1 else words[0]
-
-
-def _chooser(offered: list[Answer]) -> Callable[[str], Answer]:
-    """Reads an answer at the gate: one of `offered`, or its first letter, in any case;
-    anything else is asked again (click prints the error)."""
-
-    def choose(text: str) -> Answer:
-        typed = text.strip().lower()
-        for answer in offered:
-            if typed in (answer, answer[0]):
-                return answer
-        hint = _either([f"{a[0]} ({a})" for a in offered])
-        raise typer.BadParameter(f"{text.strip()!r} is not an answer here; type {hint}")
-
-    return choose
-
-
-def _arguments(name: str, tools: ToolBox) -> Callable[[str], dict[str, Any]]:
-    """Reads the edited arguments typed at the gate: a JSON object that fits the tool's
-    schema (converted by it), or asked again."""
-
-    def read(text: str) -> dict[str, Any]:
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise typer.BadParameter(f"not JSON ({exc.msg} at column {exc.colno}); type a JSON object") from None
-        if not isinstance(value, dict):
-            raise typer.BadParameter(f"the arguments must be a JSON object {{...}}, not a {type(value).__name__}")
-        if tools.get(name) is None:
-            return cast(dict[str, Any], value)  # the resume refuses it, naming the missing tool
-        try:
-            return tools.coerce(name, cast(dict[str, object], value))
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc)) from None
-
-    return read
-
-
-def _decision(name: str, args: dict[str, Any], allowed: list[DecisionType], tools: ToolBox) -> Decision:
-    """Ask the person at the terminal about one call (the decisions its gate allows)."""
-    offered: list[Answer] = [a for a in _ANSWERS if a in allowed]
-    if not offered:  # only decisions this prompt cannot take: leave the call waiting
-        raise typer.Abort()
-    question = "  " + _either([f"[{a[0]}]{a[1:]}" for a in offered]) + "?"
-    default = "a" if "approve" in offered else None
-    choice = typer.prompt(question, default=default, value_proc=_chooser(offered))
-    if choice == "edit":
-        edited = typer.prompt("  arguments as JSON", default=json.dumps(args), value_proc=_arguments(name, tools))
-        return Decision(type="edit", edited_action={"name": name, "args": edited})
-    if choice == "reject":
-        note = typer.prompt("  a note for the model (optional)", default="", show_default=False)
-        return Decision(type="reject", message=note) if note else Decision(type="reject")
-    return Decision(type="approve")
-
-
-def _ask(checkpoint: PendingConfirmation, tools: ToolBox) -> ResumeOptions:
-    """Ask the person at the terminal; the options for `resume`. Raises `typer.Abort` at the
-    end of input (or Ctrl-C), having decided nothing."""
-    if checkpoint.kind == "question":
-        return {"answer": typer.prompt(checkpoint.question)}
-    console.print(f"[bold]{escape(checkpoint.question)}[/bold]", soft_wrap=True)
-    decisions: list[Decision] = []
-    request = checkpoint.request
-    for action, review in zip(request["action_requests"], request["review_configs"], strict=True):
-        console.print(escape(f"  {_call(action)}"))
-        decisions.append(_decision(action["name"], action["args"], review["allowed_decisions"], tools))
-    return {"decisions": decisions}
-
-
 def _answer_with(thread_id: str, flags: Flags) -> str:
     again = flags.again()
     return (f"thread {thread_id}: answer it with `graphloop approve {thread_id}{again}` "
@@ -283,7 +202,7 @@ def _answered(orch: Orchestrator, result: OrchestratorResult, user: str | None, 
     leave them waiting and exit 1."""
     assert result.checkpoint is not None
     try:
-        options = _ask(result.checkpoint, orch.context.tools) | ResumeOptions(decided_by=user)
+        options = ask(result.checkpoint, orch.context.tools, console) | ResumeOptions(decided_by=user)
     except typer.Abort:
         console.print("\nno answer: nothing was decided")
         _report(result, flags, "still waiting")
@@ -389,7 +308,7 @@ def pending(
     table.add_column("calls", overflow="fold")
     table.add_column("question", overflow="fold")
     for e in entries:
-        calls = "\n".join(_call(c) for c in e["calls"])
+        calls = "\n".join(call_text(c) for c in e["calls"])
         question = escape(e["question"])
         if e.get("decided"):  # the deciding process stopped before carrying it out
             question = f"[yellow]decided; carry it out with `graphloop resume {e['thread_id']}`[/yellow] {question}"
@@ -423,7 +342,7 @@ def history(
         return
     table = Table("#", "role", "content", "tool calls")
     for i, m in enumerate(messages):
-        calls = "\n".join(_call(c) for c in (m.tool_calls if isinstance(m, AIMessage) else []))
+        calls = "\n".join(call_text(c) for c in (m.tool_calls if isinstance(m, AIMessage) else []))
         table.add_row(str(i), m.type, m.text[:200], calls)
     console.print(table)
 
