@@ -2,6 +2,7 @@
 
 from graphloop.checkpointers.errors import (
     AlreadyDecidedError,
+    ClientInputError,
     ConfigurationError,
     ContextBudgetError,
     ContextOverflowError,
@@ -27,6 +28,7 @@ from graphloop.checkpointers.ledger import (
     ToolCallEntry,
     call_hash,
 )
+from graphloop.checkpointers.redact import redact
 from graphloop.checkpointers.savers import (
     DbLike,
     attach_ledger,
@@ -40,6 +42,7 @@ from graphloop.checkpointers.savers import (
 
 __all__ = [
     "AlreadyDecidedError",
+    "ClientInputError",
     "CallStatus",
     "ConfigurationError",
     "ContextBudgetError",
@@ -70,4 +73,5 @@ __all__ = [
     "open_async_saver",
     "open_ledger",
     "open_saver",
+    "redact",
 ]

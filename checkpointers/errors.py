@@ -10,6 +10,7 @@ The tree::
         │   ├── ContextOverflowError    the server said the request exceeds its context window
         │   └── ModelUnavailableError   every model of the chain failed (each one's last error)
         ├── ThreadPausedError       a new task for a thread with unfinished work
+        ├── ClientInputError        a client of the served graph sent what only the server sets
         └── ResumeError             a resume that cannot be applied; nothing was stored
             ├── UnknownThreadError      no thread with that id in the database
             ├── NotPausedError          the thread is not waiting for a decision
@@ -31,6 +32,7 @@ from collections.abc import Mapping, Sequence
 
 __all__ = [
     "AlreadyDecidedError",
+    "ClientInputError",
     "ConfigurationError",
     "ContextBudgetError",
     "ContextOverflowError",
@@ -94,6 +96,12 @@ class ModelUnavailableError(ModelCallError):
 
 class ThreadPausedError(RunError):
     """A new task for a thread with unfinished work (a pause, or a crash); resume it first."""
+
+
+class ClientInputError(RunError, ValueError):
+    """A client of the served graph sent what it may not (the policy, the gate, assistant
+    messages, a destination for the run); nothing was stored. Also a `ValueError`, so a
+    LangGraph server passes the message on to the client."""
 
 
 class ResumeError(RunError, ValueError):

@@ -268,10 +268,17 @@ class Ledger(ABC):
                     raise AlreadyDecidedError.of(self._decided(tx, entries))
 
     def record_decisions(self, entries: Sequence[DecisionEntry]) -> None:
-        """Record decisions unless already recorded (a graph resumed without the Orchestrator)."""
+        """Record decisions unless these calls have some already (the Orchestrator records its
+        own first, with who decided; a process that stopped left them); `AlreadyDecidedError`
+        when a recorded one is another decision (a second client decided the same pause)."""
         with self._transaction() as tx:
             for entry in entries:
                 _insert_new(tx, "decisions", entry)
+            recorded = self._decided(tx, entries)
+        mine = {e["call_id"]: json.loads(e["payload"]) for e in entries}
+        others = [r for r in recorded if json.loads(r["payload"]) != mine[r["call_id"]]]
+        if others:
+            raise AlreadyDecidedError.of(others)
 
     @staticmethod
     def _decided(tx: Cursor, entries: Sequence[DecisionEntry]) -> list[DecisionEntry]:
@@ -294,6 +301,12 @@ class Ledger(ABC):
                               (thread_id, *call_ids))
         if carried:
             raise AlreadyDecidedError.carried_out(carried)
+
+    def decisions_of(self, thread_id: str, call_ids: Sequence[str]) -> list[DecisionEntry]:
+        """The recorded decisions on these calls of `thread_id`."""
+        return cast(list[DecisionEntry], self._rows(
+            f"SELECT {_DECISION_COLUMNS} FROM decisions WHERE thread_id = ? "
+            f"AND call_id IN ({', '.join('?' * len(call_ids))})", (thread_id, *call_ids)))
 
     def decisions(self, thread_id: str | None = None) -> list[DecisionEntry]:
         """Every recorded decision, oldest first; of one thread when `thread_id` is given."""

@@ -13,7 +13,6 @@ Example:
 from __future__ import annotations
 
 import asyncio
-import re
 import sqlite3
 import weakref
 from collections.abc import AsyncGenerator, Generator
@@ -30,6 +29,7 @@ from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from graphloop.checkpointers.errors import ConfigurationError
 from graphloop.checkpointers.ledger import Ledger, is_postgres_url
 from graphloop.checkpointers.ledger_sqlite import SqliteLedger
+from graphloop.checkpointers.redact import redact
 
 __all__ = ["DbLike", "attach_ledger", "db_label", "ledger_for", "memory_saver", "open_async_saver", "open_ledger",
            "open_saver"]
@@ -59,7 +59,7 @@ def ledger_for(saver: BaseCheckpointSaver[str]) -> Ledger | None:
 
 
 def db_label(db: DbLike) -> str:
-    """`db` fit for a message or a log line: a URL's password replaced by `****`.
+    """`db` fit for a message or a log line: a URL's password replaced by `****` (`redact`).
 
     Example:
         >>> db_label("postgresql://app:s3cret@db.internal/graphloop")
@@ -67,7 +67,7 @@ def db_label(db: DbLike) -> str:
     """
     if isinstance(db, BaseCheckpointSaver):
         return type(db).__name__
-    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1****@", str(db))
+    return redact(str(db))
 
 
 def memory_saver() -> InMemorySaver:

@@ -2,6 +2,7 @@
 
 from graphloop.checkpointers import (
     AlreadyDecidedError,
+    ClientInputError,
     ConfigurationError,
     ContextBudgetError,
     ContextOverflowError,
@@ -69,6 +70,7 @@ from graphloop.nodes import (
 __all__ = [
     "Branch",
     "AlreadyDecidedError",
+    "ClientInputError",
     "Approvals",
     "Compacted",
     "CompactionRecord",

@@ -11,7 +11,7 @@ import asyncio
 import functools
 import json
 from collections.abc import AsyncGenerator, Callable, Generator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal, ParamSpec, TypeVar
 from uuid import uuid4
@@ -32,6 +32,7 @@ from graphloop.checkpointers import (
     UnknownThreadError,
     db_label,
     open_saver,
+    redact,
 )
 from graphloop.graph.approvals import Approvals
 from graphloop.graph.asking import ask, call_text
@@ -83,13 +84,15 @@ def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks")
 
 
 def _one_line_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """Print graphloop's errors as one line and exit 1, unless --debug."""
+    """Print every error as one line (secrets redacted) and exit 1, unless --debug."""
 
     @functools.wraps(command)
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return command(*args, **kwargs)
-        except GraphloopError as exc:
+        except (typer.Exit, typer.Abort):
+            raise  # typer's own ways out
+        except Exception as exc:  # noqa: BLE001  # one line for anything, the traceback with --debug
             if _options["debug"]:
                 raise
             _print_error(exc)
@@ -98,8 +101,10 @@ def _one_line_errors(command: Callable[P, R]) -> Callable[P, R]:
     return run
 
 
-def _print_error(exc: GraphloopError) -> None:
-    console.print(f"[red]error:[/red] {type(exc).__name__}: {escape(str(exc))}", soft_wrap=True)
+def _print_error(exc: Exception) -> None:
+    text = redact(str(exc).splitlines()[0] if str(exc) else "")
+    unexpected = "" if isinstance(exc, GraphloopError) else " (--debug shows where)"
+    console.print(f"[red]error:[/red] {type(exc).__name__}: {escape(text)}{unexpected}", soft_wrap=True)
 
 
 @contextmanager
@@ -115,10 +120,17 @@ def _telling(errors: tuple[type[GraphloopError], ...], hint: str) -> Generator[N
         raise typer.Exit(1) from None
 
 
-def _resumable(thread_id: str, flags: Flags) -> AbstractContextManager[None]:
-    """On a failure that keeps the thread's checkpoint (the model's), say how to continue it."""
+@contextmanager
+def _resumable(thread_id: str, flags: Flags) -> Generator[None]:
+    """On a failure that keeps the thread's checkpoint (the model's, or Ctrl-C), say how to
+    continue it."""
     hint = f"thread {thread_id} stopped; continue it with `graphloop resume {thread_id}{flags.again()}`"
-    return _telling((ModelCallError, ContextBudgetError), hint)
+    try:
+        with _telling((ModelCallError, ContextBudgetError), hint):
+            yield
+    except KeyboardInterrupt:
+        console.print(f"\ninterrupted: {escape(hint)}", soft_wrap=True)
+        raise typer.Exit(130) from None
 
 
 def _db(db: str | None) -> Database | None:

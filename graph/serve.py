@@ -11,7 +11,8 @@ claims: an approved call runs at most once, also when a client resumes an old ch
 What LangChain's review UIs send is understood: `Command(resume={"decisions": [...]})` (Agent
 Chat UI) and Agent Inbox's response list; "Mark as Resolved" (`Command(goto="__end__")`) and
 Agent Inbox's "ignore" as a state update to `__end__` dismiss the pause: its calls are
-answered as not run and audited, and the thread is no longer paused.
+answered as not run and audited, and the thread is no longer paused. What else a client may
+send is in `graphloop.graph.clients`: user messages and decisions, never the thread's policy.
 """
 
 from __future__ import annotations
@@ -21,16 +22,17 @@ import contextlib
 import copy
 import functools
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any, cast
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END
-from langgraph.types import Command, StateSnapshot
+from langgraph.types import Command, StateSnapshot, StateUpdate
 
 from graphloop.checkpointers import open_ledger
 from graphloop.graph.builder import LoopGraph, compile_graph
+from graphloop.graph.clients import client_command, client_values
 from graphloop.graph.settings import load_settings
 from graphloop.nodes import LoopContext
 from graphloop.nodes.abandon import dismiss_pause
@@ -84,17 +86,18 @@ class ServedGraph(LoopGraph):
     def stream(self, input: Any, config: Any = None, *, context: Any = None, **kwargs: Any) -> Iterator[Any]:  # pyright: ignore[reportIncompatibleMethodOverride]  # same parameters, loosely typed
         if _is_mark_resolved(input) and config is not None and _at_gate(self.get_state(config)):
             input = _DISMISS
-        return super().stream(input, config, context=_context(context), **kwargs)  # pyright: ignore[reportUnknownMemberType]
+        return super().stream(_from_client(input), config, context=_context(context), **kwargs)  # pyright: ignore[reportUnknownMemberType]
 
     async def astream(self, input: Any, config: Any = None, *, context: Any = None, **kwargs: Any) -> AsyncIterator[Any]:  # pyright: ignore[reportIncompatibleMethodOverride]  # same parameters, loosely typed
         if _is_mark_resolved(input) and config is not None and _at_gate(await self.aget_state(config)):
             input = _DISMISS
+        input = _from_client(input)
         served = await asyncio.to_thread(_context, context)  # the first call reads files, opens the ledger
         async for chunk in super().astream(input, config, context=served, **kwargs):  # pyright: ignore[reportUnknownMemberType]
             yield chunk
 
     async def aupdate_state(self, config: RunnableConfig, values: Any, as_node: str | None = None,  # pyright: ignore[reportIncompatibleMethodOverride]  # same parameters
-                            **kwargs: Any) -> RunnableConfig:
+                            task_id: str | None = None) -> RunnableConfig:
         """Agent Inbox's "ignore" (values None, as node `__end__`) on a paused thread answers its
         calls as not run, as the gate's own dismissal does, instead of leaving them pending."""
         if as_node == END and values is None:
@@ -103,8 +106,27 @@ class ServedGraph(LoopGraph):
                 thread_id = str(config.get("configurable", {})["thread_id"])
                 ledger = (await asyncio.to_thread(server_context)).ledger
                 update = await asyncio.to_thread(dismiss_pause, snapshot.values, ledger, thread_id)  # pyright: ignore[reportArgumentType]  # the graph's state
-                return await super().aupdate_state(config, update, as_node=EXECUTE_TOOLS, **kwargs)
-        return await super().aupdate_state(config, values, as_node=as_node, **kwargs)
+                # graphloop's own update, past the check of clients' updates
+                return await super().abulk_update_state(config, [[StateUpdate(update, EXECUTE_TOOLS)]])
+        return await self.abulk_update_state(config, [[StateUpdate(values, as_node, task_id)]])
+
+    async def abulk_update_state(self, config: RunnableConfig, supersteps: Sequence[Sequence[StateUpdate]]) -> RunnableConfig:
+        """A client's state updates: user messages only (`graphloop.graph.clients`)."""
+        return await super().abulk_update_state(config, _client_updates(supersteps))
+
+    def bulk_update_state(self, config: RunnableConfig, supersteps: Sequence[Sequence[StateUpdate]]) -> RunnableConfig:
+        """As `abulk_update_state`."""
+        return super().bulk_update_state(config, _client_updates(supersteps))
+
+
+def _from_client(input: object) -> Any:
+    if isinstance(input, Command):
+        return client_command(cast(Command[Any], input))
+    return client_values(input)
+
+
+def _client_updates(supersteps: Sequence[Sequence[StateUpdate]]) -> list[list[StateUpdate]]:
+    return [[StateUpdate(client_values(u.values), u.as_node, u.task_id) for u in step] for step in supersteps]
 
 
 def _served(compiled: LoopGraph) -> ServedGraph:

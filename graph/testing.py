@@ -33,6 +33,7 @@ __all__ = [
     "ScriptedToolCall",
     "error",
     "hang_up",
+    "junk",
     "reply",
     "tool_call",
 ]
@@ -77,6 +78,8 @@ class ScriptedReply:
     """False: streamed tool-call deltas carry no `index` (as some local servers send them)."""
     hang_up: bool = False
     """Close the connection without answering (a connection error for the client)."""
+    junk: Mapping[str, Any] | None = None
+    """A 200 JSON body sent as it is, streamed or not (a server answering junk)."""
 
 
 ReplyFn = Callable[[dict[str, Any]], ScriptedReply]
@@ -94,6 +97,11 @@ def tool_call(name: str, arguments: str | Mapping[str, Any] | None = None, *, id
               **kwargs: Any) -> ScriptedToolCall:
     """A tool call; arguments as a dict, as keywords, or as raw text (to script broken JSON)."""
     return ScriptedToolCall(name=name, arguments=arguments if arguments is not None else kwargs, id=id)
+
+
+def junk(body: Mapping[str, Any]) -> ScriptedReply:
+    """A 200 reply whose JSON body is `body` as it is, e.g. `junk({"choices": []})`."""
+    return ScriptedReply(junk=body)
 
 
 def error(status: int, message: str = "scripted error", *, retry_after: str | None = None) -> ScriptedReply:
@@ -298,6 +306,9 @@ def _handler_for(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
             if scripted.hang_up:
                 self.close_connection = True
                 self.connection.close()
+                return
+            if scripted.junk is not None:
+                self._send_json(200, dict(scripted.junk))
                 return
             if scripted.status != 200:
                 headers = {"Retry-After": scripted.retry_after} if scripted.retry_after else {}

@@ -20,7 +20,7 @@ from graphloop.nodes.audit import call_entry, current_thread, not_rerun_message
 from graphloop.nodes.calls import RequestedCall, requested_calls, unanswered_calls
 from graphloop.nodes.state import LoopState, ToolJob, policy_of
 
-__all__ = ["DISMISSED", "WENT_ON", "abandon_paused_turn", "answer_as_not_run", "dismiss_pause"]
+__all__ = ["DISMISSED", "WENT_ON", "answer_as_not_run", "dismiss_pause", "settle_history"]
 
 WENT_ON = ("Not run: the user sent a new message instead of deciding on this call, so {name!r} "
            "was not run. Ask again if it is still needed.")
@@ -29,13 +29,6 @@ WENT_ON = ("Not run: the user sent a new message instead of deciding on this cal
 DISMISSED = ("Not run: the user dismissed this call without running it, so {name!r} was not run. "
              "Do not call it again unless the user asks.")
 """The result of a waiting call whose pause the person dismissed (ignore, Mark as Resolved)."""
-
-def _last_ai(messages: Sequence[AnyMessage]) -> int | None:
-    for index in range(len(messages) - 1, -1, -1):
-        if isinstance(messages[index], AIMessage):
-            return index
-    return None
-
 
 def answer_as_not_run(
     call: RequestedCall, template: str, ledger: Ledger | None, state: LoopState, thread_id: str,
@@ -58,37 +51,65 @@ def answer_as_not_run(
     return ToolMessage(text, tool_call_id=call.id, name=call.name, status="error", id=message_id)
 
 
-def abandon_paused_turn(state: LoopState, ledger: Ledger | None) -> dict[str, Any]:
-    """When new input follows a paused turn: answer its waiting and unanswered calls as not run.
+def settle_history(state: LoopState, ledger: Ledger | None) -> dict[str, Any]:
+    """Before a run (or round) goes on: every call answered, nothing left waiting.
 
-    The answers go right after the assistant message (before the new input, as the protocol
-    wants); a client's tool message for a waiting call is replaced in place. Returns the
-    state update, empty when there is nothing to settle.
+    Each assistant message's calls must be answered by the tool messages right after it.
+    A call that waits in `pending`, or that no tool message answers (new input came instead
+    of a decision), is answered as not run; a tool message for a waiting call (a client's
+    "Successfully handled tool call.") is replaced by that answer, and one that answers no
+    call of the message before it is dropped. The history from the first message that needed
+    this is rewritten in order. Returns the state update, empty when all was settled already.
     """
     messages = state["messages"]
-    index = _last_ai(messages)
-    if index is None:
-        return {}
-    after = messages[index + 1:]
     waiting = {p["id"] for p in state.get("pending", [])}
-    replies = {m.tool_call_id: m for m in after if isinstance(m, ToolMessage)}
-    new_input = any(not isinstance(m, ToolMessage) for m in after)
-    calls = requested_calls(messages[index])  # pyright: ignore[reportArgumentType]  # an AIMessage, found above
-    settle = [c for c in calls if c.id in waiting and (c.id in replies or new_input)
-              or (new_input and c.id not in replies)]
-    if not settle:
-        return {}
-    ids = {c.id for c in settle}
     thread_id = current_thread() if ledger is not None else ""
-    answers = [answer_as_not_run(c, WENT_ON, ledger, state, thread_id, _id_of(replies.get(c.id)))
-               for c in settle]
-    kept = [m for m in after if isinstance(m, ToolMessage) and m.tool_call_id not in ids
-            and m.tool_call_id in {c.id for c in calls}]
-    rest = [m for m in after if not isinstance(m, ToolMessage)]
-    rewritten: list[AnyMessage | RemoveMessage] = [RemoveMessage(id=m.id) for m in after if m.id is not None]
-    if ledger is not None:
-        ledger.remove_from_inbox(thread_id)
-    return {"messages": [*rewritten, *kept, *answers, *rest], "pending": []}
+    settled: list[AnyMessage] = []
+    first_change: int | None = None
+    index = 0
+    while index < len(messages):
+        message = messages[index]
+        settled.append(message)
+        index += 1
+        if not isinstance(message, AIMessage) or not message.tool_calls:
+            continue
+        block: list[ToolMessage] = []
+        while index < len(messages) and isinstance(messages[index], ToolMessage):
+            block.append(messages[index])  # pyright: ignore[reportArgumentType]  # a ToolMessage, checked above
+            index += 1
+        answers = _answers(requested_calls(message), block, waiting, ledger, state, thread_id)
+        changed = len(answers) != len(block) or any(a is not b for a, b in zip(answers, block, strict=False))
+        if changed and first_change is None:
+            first_change = len(settled)
+        settled += answers
+    update: dict[str, Any] = {}
+    if first_change is not None:
+        # re-adding a removed id appends it: the rewritten tail comes back in order
+        removed = [RemoveMessage(id=m.id) for m in messages[first_change:] if m.id is not None]
+        update["messages"] = [*removed, *settled[first_change:]]
+    if waiting or first_change is not None:
+        update["pending"] = []
+        if ledger is not None:
+            ledger.remove_from_inbox(thread_id)
+    return update
+
+
+def _answers(calls: Sequence[RequestedCall], block: Sequence[ToolMessage], waiting: set[str],
+             ledger: Ledger | None, state: LoopState, thread_id: str) -> list[ToolMessage]:
+    """The tool messages that answer `calls`: those of `block` that may (in their order), the
+    rest as not run. A message for a waiting call is replaced, keeping its place and id."""
+    by_id = {c.id: c for c in calls}
+    answers: list[ToolMessage] = []
+    answered: set[str] = set()
+    for reply in block:
+        call = by_id.get(reply.tool_call_id)
+        if call is None or call.id in answered:
+            continue  # answers no call of the message before it (or answers one twice)
+        answered.add(call.id)
+        answers.append(reply if call.id not in waiting else
+                       answer_as_not_run(call, WENT_ON, ledger, state, thread_id, reply.id))
+    return answers + [answer_as_not_run(c, WENT_ON, ledger, state, thread_id)
+                      for c in calls if c.id not in answered]
 
 
 def dismiss_pause(state: LoopState, ledger: Ledger | None, thread_id: str) -> dict[str, Any]:
@@ -99,7 +120,3 @@ def dismiss_pause(state: LoopState, ledger: Ledger | None, thread_id: str) -> di
     if ledger is not None:
         ledger.remove_from_inbox(thread_id)
     return {"messages": answers, "pending": [], "dismissed": True}
-
-
-def _id_of(message: ToolMessage | None) -> str | None:
-    return message.id if message is not None else None

@@ -106,7 +106,7 @@ async def call_chat_model(
         raise ModelCallError(_redact(
             f"{where} could not be reached: {exc}; check api_url and that the server is up",
             model), label=model.label) from exc
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:  # the client's parse of junk
         raise ModelCallError(_redact(
             f"{where} sent a reply that is not a chat completion: {exc}", model),
             label=model.label) from exc

@@ -11,7 +11,7 @@ from typing import Any, cast
 
 from langgraph.runtime import Runtime
 
-from graphloop.nodes.abandon import abandon_paused_turn
+from graphloop.nodes.abandon import settle_history
 from graphloop.nodes.audit import ledger_of
 from graphloop.nodes.compaction import plan_compaction
 from graphloop.nodes.config import LoopContext
@@ -23,7 +23,7 @@ __all__ = ["compact"]
 
 def compact(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, Any]:
     """Settle a paused turn, pin the gate, then decide what the model will see."""
-    update = abandon_paused_turn(state, ledger_of(runtime.context))
+    update = settle_history(state, ledger_of(runtime.context))
     policy = policy_of(state)
     if "gate" not in policy:
         update["policy"] = pinned(policy, runtime.context)

@@ -19,6 +19,7 @@ from typing import Any, Literal, cast, get_args
 
 from graphloop.checkpointers.errors import ConfigurationError
 from graphloop.checkpointers.ledger import Ledger
+from graphloop.checkpointers.redact import redact
 from graphloop.nodes.state import DECISION_TYPES, DEFAULT_DECISIONS, DecisionType
 from graphloop.nodes.tokens import TokenCounter, counter_for
 from graphloop.nodes.toolbox import ToolBox, ToolLike
@@ -94,6 +95,11 @@ class ModelConfig:
     """Longest wait between retries (a longer `Retry-After` is cut to this)."""
 
     def __post_init__(self) -> None:
+        if redact(self.api_url) != self.api_url:  # checked first: no message below may show it
+            raise ConfigurationError(
+                f"model {self.label!r}: api_url carries a secret (a password in the URL, or a "
+                "key, token or password parameter); give the key as api_key (api_key_env in "
+                "graphloop.toml), never inside the URL")
         if not self.api_url or not self.model_name:
             raise ConfigurationError(
                 f"model {self.label!r}: api_url and model_name are required "

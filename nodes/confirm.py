@@ -160,8 +160,12 @@ def check_decisions(
             f"expected {len(pending)} decision(s), one per pending call {names!r}, "
             f"got {decisions!r}"
         )
-    return [_check_one(d, p, allowed, tools)
-            for d, p in zip(cast(list[Any], decisions), pending, strict=True)]
+    checked = [_check_one(d, p, allowed, tools) for d, p in zip(cast(list[Any], decisions), pending, strict=True)]
+    if any(d["type"] == IGNORE for d in checked) and any(d["type"] != IGNORE for d in checked):
+        raise InvalidDecisionError(
+            "'ignore' dismisses the whole pause, so it cannot go with other decisions; send it alone, "
+            "or decide each call")
+    return checked
 
 
 def _kind(decision: object) -> object:
@@ -243,11 +247,9 @@ def _check_runnable(name: str, call: PendingCall, allowed: Collection[str] | Non
             f"(its tools: {list(tools.names)!r}); load it and resume again, or reject the call. "
             "The thread still waits")
     if allowed is not None and name not in allowed:
-        what = f"cannot run {name!r} for call {call['id']!r}: it" if name == call["name"] else (
-            f"edit for {call['name']!r} switches to tool {name!r}, which")
         raise InvalidDecisionError(
-            f"{what} this run may not use; allowed tools: {sorted(allowed)!r}; reject the call, "
-            "or edit it to one of them")
+            f"cannot run {name!r} for call {call['id']!r}: this run may not use it; allowed tools: "
+            f"{sorted(allowed)!r}; reject the call")
 
 
 def _check_edit(action: object, call: PendingCall, allowed: Collection[str] | None,
@@ -259,6 +261,11 @@ def _check_edit(action: object, call: PendingCall, allowed: Collection[str] | No
             f"edit for {call['name']!r} needs edited_action={{'name': str, 'args': dict}}, "
             f"got {action!r}"
         )
+    if name != call["name"]:  # else an edit could run a tool under another tool's decisions
+        raise InvalidDecisionError(
+            f"edit for {call['name']!r} switches to tool {name!r}: an edit changes a call's "
+            "arguments, not its tool; reject this call instead (a call to the other tool is asked "
+            "about on its own)")
     _check_runnable(name, call, allowed, tools)
     if tools is not None:
         try:
@@ -332,9 +339,9 @@ def interrupt_for_confirm(state: LoopState, runtime: Runtime[LoopContext]) -> di
         shown, allowed_tools(policy, context), context.tools))
     decisions = [cast(Decision, d.model_dump(exclude_none=True)) for d in answer.decisions]
     if ledger is not None:  # the Orchestrator records first, with who decided
+        ledger.refuse_carried_out(thread_id, [p["id"] for p in shown])
         ledger.record_decisions(decision_entries(thread_id, interrupt_id, shown, decisions,
                                                  decided_by=current_user()))
-        ledger.refuse_carried_out(thread_id, [p["id"] for p in shown])
     decided = [_decided(p, d) for p, d in zip(shown, decisions, strict=True)]
     undecided = [p for p in pending if p not in shown]
     return {"pending": decided + undecided, "question": ""}

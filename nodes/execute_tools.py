@@ -16,12 +16,13 @@ import json
 import logging
 import time
 from collections.abc import Sequence
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any, Literal, cast
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolCall, ToolMessage
 from langgraph.runtime import Runtime
 
-from graphloop.checkpointers.ledger import CallStatus, Ledger, ToolCallEntry
+from graphloop.checkpointers.ledger import CallStatus, Ledger, ToolCallEntry, call_hash
 from graphloop.nodes.abandon import dismiss_pause
 from graphloop.nodes.audit import call_entry, current_thread, ledger_of, not_rerun_message
 from graphloop.nodes.calls import RequestedCall, last_turn, requested_calls, unanswered_calls
@@ -29,7 +30,7 @@ from graphloop.nodes.config import LoopContext
 from graphloop.nodes.gate import allowed_tools, decisions_for, gated_tools, never_tools
 from graphloop.nodes.state import IGNORE, Decision, LoopState, PendingCall, Policy, ToolJob, policy_of
 
-__all__ = ["DENIED", "execute_tools", "run_tool"]
+__all__ = ["CHANGED", "DENIED", "NO_RECORD", "execute_tools", "run_tool"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +67,8 @@ def _refusal(
         return (f"Error: the user has chosen never to allow {call.name!r}, so it was not run. "
                 "Do not call it again; finish without it, or tell the user what it would do.")
     if call.error is not None:
+        logger.warning("Malformed tool args for %s from model %s: %s — args: %.200s",
+                       call.name, state.get("answered_by"), call.error, call.raw_args)
         parameters = json.dumps(context.tools.schemas([call.name])[0]["function"].get("parameters", {}))
         return (f"Error: your call to {call.name!r} was not run: {call.error}. "
                 f"Arguments received: {(call.raw_args or '')[:200]!r}. Call {call.name!r} again "
@@ -93,47 +96,86 @@ def _with_edits(ai: AIMessage, edited: dict[str, RequestedCall]) -> AIMessage:
     return ai.model_copy(update={"tool_calls": calls})
 
 
+NO_RECORD = ("Not run: no decision for this call is on record, so it was not run. Ask the user "
+             "again if it is still needed.")
+"""A decision in the state that the ledger never recorded (a forged state update)."""
+
+CHANGED = ("Not run: the call changed after the user decided on it, so it was not run. Ask the "
+           "user again about the call you want.")
+"""An approved call whose tool or arguments differ from what the person was shown."""
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """What a person's decision makes of a call: a call to check and run, or an answer."""
+
+    call: RequestedCall | None = None
+    text: str = ""
+    status: CallStatus = "refused"
+
+
+Record = tuple[Decision, str | None]
+"""A decision, with the hash of the call as the person was shown it (when the ledger has it)."""
+
+
+def _carry_out(call: RequestedCall, record: Record | None) -> _Outcome:
+    """The outcome of the decision on record for `call` (None: no record)."""
+    if record is None:
+        return _Outcome(text=NO_RECORD)
+    decision, asked = record
+    kind = decision["type"]
+    if kind == "reject":
+        note = decision.get("message")
+        return _Outcome(text=f"{DENIED} {note}" if note else DENIED, status="rejected")
+    if kind == "respond":
+        return _Outcome(text=decision.get("message", ""), status="responded")
+    if kind == "edit":
+        return _Outcome(call=_apply(call, decision))
+    if asked is not None and call_hash(call.name, call.args) != asked:
+        return _Outcome(text=CHANGED)
+    return _Outcome(call=call)
+
+
+def _decisions_on_record(state: LoopState, ledger: Ledger | None, thread_id: str) -> dict[str, Record | None]:
+    """Each decided call's decision: the ledger's record where there is a ledger (the state's
+    copy could be forged, or lost a race), else the state's."""
+    given = {p["id"]: p["decision"] for p in state.get("pending", []) if "decision" in p}
+    if ledger is None or not given:
+        return {call_id: (decision, None) for call_id, decision in given.items()}
+    rows = {r["call_id"]: r for r in ledger.decisions_of(thread_id, list(given))}
+    return {call_id: (cast(Decision, json.loads(rows[call_id]["payload"])), rows[call_id]["call_hash"])
+            if call_id in rows else None for call_id in given}
+
+
 def execute_tools(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, Any]:
     """Answer the calls that may not run, park gated ones; `route_after_execute` sends the rest."""
     context = runtime.context
     policy = policy_of(state)
     ledger = ledger_of(context)
-    decisions = {p["id"]: p["decision"] for p in state.get("pending", []) if "decision" in p}
-    if ledger is not None and decisions:  # carried out now: no longer listed as decided
-        ledger.remove_from_inbox(current_thread())
-    if any(d["type"] == IGNORE for d in decisions.values()):
-        return dismiss_pause(state, ledger, current_thread() if ledger is not None else "")
-    allowed = allowed_tools(policy, context)
-    gated = gated_tools(policy, context)
-    never = never_tools(policy)
+    thread_id = current_thread() if ledger is not None else ""
+    decided = _decisions_on_record(state, ledger, thread_id)
+    if ledger is not None and decided:  # carried out now: no longer listed as decided
+        ledger.remove_from_inbox(thread_id)
+    if any(d is not None and d[0]["type"] == IGNORE for d in decided.values()):
+        return dismiss_pause(state, ledger, thread_id)
+    allowed, gated, never = allowed_tools(policy, context), gated_tools(policy, context), never_tools(policy)
     replies: list[AnyMessage] = []
     edited: dict[str, RequestedCall] = {}
     waiting: list[PendingCall] = []
     for call in unanswered_calls(state["messages"]):
-        decision = decisions.get(call.id)
-        if decision is not None and decision["type"] == "edit":
-            call = edited[call.id] = _apply(call, decision)
-        refusal = _refusal(call, allowed, never, policy, state, context)
-        status: CallStatus = "refused"
-        if refusal is not None:
-            if call.error is not None:
-                logger.warning("Malformed tool args for %s from model %s: %s — args: %.200s",
-                               call.name, state.get("answered_by"), call.error, call.raw_args)
-        elif decision is not None and decision["type"] == "reject":
-            note = decision.get("message")
-            refusal, status = (f"{DENIED} {note}" if note else DENIED), "rejected"
-            logger.info("Tool %s denied by user", call.name)
-        elif decision is not None and decision["type"] == "respond":
-            logger.info("Tool %s answered by the user in its place", call.name)
-            replies.append(ToolMessage(decision.get("message", ""), tool_call_id=call.id, name=call.name))
-            _audit_unrun(ledger, state, policy, call, "responded")
-        elif decision is None and call.name in gated:
+        outcome = _carry_out(call, decided[call.id]) if call.id in decided else _Outcome(call=call)
+        if outcome.call is not None and outcome.call is not call:
+            edited[call.id] = outcome.call
+        text = outcome.text if outcome.call is None else _refusal(outcome.call, allowed, never, policy, state, context)
+        if text is None and call.id not in decided and call.name in gated:
             logger.info("Tool %s blocked — confirmation required", call.name)
             waiting.append(PendingCall(id=call.id, name=call.name, args=call.args,
                                        allowed=decisions_for(policy, context, call.name)))
-        if refusal is not None:
-            replies.append(ToolMessage(refusal, tool_call_id=call.id, name=call.name, status="error"))
-            _audit_unrun(ledger, state, policy, call, status)
+        elif text is not None:
+            logger.info("Tool %s not run (%s): %.200s", call.name, outcome.status, text)
+            replies.append(ToolMessage(text, tool_call_id=call.id, name=call.name,
+                                       status="success" if outcome.status == "responded" else "error"))
+            _audit_unrun(ledger, state, policy, outcome.call or call, outcome.status)
     ai, _ = last_turn(state["messages"])
     if edited and ai is not None:
         replies.insert(0, _with_edits(ai, edited))

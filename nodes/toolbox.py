@@ -118,6 +118,10 @@ class ToolBox:
         schema = tool.args_schema
         if not (isinstance(schema, type) and issubclass(schema, BaseModel)):
             return values  # a JSON Schema dict (MCP tools): the tool checks its own arguments
+        unknown = sorted(set(values) - set(schema.model_fields))
+        if unknown:
+            raise ValueError(f"the arguments do not fit {name!r}: {unknown!r} not among its parameters "
+                             f"{sorted(schema.model_fields)!r}")
         try:
             checked = schema.model_validate(values)
         except ValidationError as exc:

@@ -72,7 +72,7 @@ BAD_RESUMES: dict[str, tuple[type[ResumeError], str, dict[str, Any]]] = {
                      {"decisions": [{"type": "maybe"}]}),
     "edit without args": (InvalidDecisionError, r"edit for 'delete_file' needs edited_action",
                           {"decisions": [{"type": "edit", "edited_action": {"name": "delete_file"}}]}),
-    "edit outside the role": (InvalidDecisionError, r"switches to tool 'fail', which this run may not use",
+    "edit to another tool": (InvalidDecisionError, r"switches to tool 'fail': an edit changes a call's arguments",
                               {"decisions": [{"type": "edit", "edited_action": {"name": "fail",
                                                                                 "args": {"reason": "x"}}}]}),
     "earlier pause": (InvalidDecisionError, r"this decision answers pause 'not-this-one', but thread",

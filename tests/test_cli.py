@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
-from graphloop.graph import Approvals, UnknownThreadError, compile_graph
+from graphloop.graph import Approvals, UnknownThreadError, compile_graph, db_label
 from graphloop.graph.cli import app
+from graphloop.graph.settings import Flags
 from graphloop.graph.testing import ScriptedServer, error, reply, tool_call
 
 from conftest import CALLS, SECRET
@@ -255,7 +256,7 @@ def test_an_edit_that_does_not_fit_the_tool_is_asked_again_naming_the_field(serv
     result = invoke("run", "delete", *TOOL_ARGS, "--db", str(db), server=server,
                     input='e\n{"nope": 1}\n{"path": "/tmp/y"}\n')
     assert result.exit_code == 0, result.output
-    assert "the arguments do not fit 'delete_file': field 'path': Field required" in result.output
+    assert "the arguments do not fit 'delete_file': ['nope'] not among its parameters ['path']" in result.output
     assert CALLS == [("delete_file", {"path": "/tmp/y"})]
     [decision] = Approvals(db).decisions()
     assert decision["decision"] == "edit"
@@ -412,3 +413,25 @@ def test_approve_refuses_a_thread_whose_tools_are_not_loaded(server: ScriptedSer
     assert "delete_file" in result.output
     assert Approvals(db).decisions(thread) == [] and CALLS == [("add", {"a": 1, "b": 2})]
     assert [e["thread_id"] for e in Approvals(db).pending()] == [thread]
+
+
+def test_any_error_is_one_line_without_a_traceback(server: ScriptedServer, tmp_path: Path) -> None:
+    not_a_db = tmp_path / "notes.txt"
+    not_a_db.write_text("just text, not a database\n" * 100)
+    result = invoke("pending", "--db", str(not_a_db), server=server)
+    assert result.exit_code == 1
+    assert result.output.startswith("error: DatabaseError: file is not a database (--debug shows where)")
+    assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
+
+
+def test_a_key_inside_a_url_is_refused_without_being_shown(server: ScriptedServer, db: Path) -> None:
+    url = server.url.replace("http://", "http://ann:sk-in-the-url-123@")
+    result = invoke("run", "hi", "--model", "scripted", "--base-url", url, "--db", str(db), server=server)
+    assert result.exit_code == 1 and "api_url carries a secret" in result.output
+    assert "sk-in-the-url-123" not in result.output and not db.exists()
+
+
+def test_a_database_urls_password_is_not_shown_in_hints_or_errors() -> None:
+    url = "postgresql://ann:pa@ss/w0rd@db.internal:5432/x?sslpassword=hush&application_name=gl"
+    assert db_label(url) == "postgresql://ann:****@db.internal:5432/x?sslpassword=****&application_name=gl"
+    assert "pa@ss" not in Flags(db=url).again() and "hush" not in Flags(db=url).again()

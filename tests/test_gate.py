@@ -11,11 +11,14 @@ import json
 import subprocess
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from langchain_core.messages import HumanMessage, ToolMessage
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 
@@ -25,17 +28,21 @@ from graphloop.graph import (
     InvalidDecisionError,
     LedgerWarning,
     LoopContext,
+    LoopGraph,
     ModelConfig,
     Orchestrator,
     compile_graph,
     memory_saver,
+    open_ledger,
     open_saver,
     serve,
 )
 from graphloop.graph.builder import _warn_no_ledger  # pyright: ignore[reportPrivateUsage]
-from graphloop.graph.testing import ScriptedServer, reply, tool_call
+from graphloop.graph.testing import ScriptedServer, junk, reply, tool_call
 from graphloop.nodes.abandon import DISMISSED, WENT_ON
-from graphloop.nodes.confirm import check_decisions, from_inbox
+from graphloop.nodes.audit import decision_entries
+from graphloop.nodes.confirm import check_decisions, default_question, from_inbox
+from graphloop.nodes.execute_tools import CHANGED, NO_RECORD
 from graphloop.nodes.gate import allowed_tools, gated_tools, pin_gate, pinned
 from graphloop.nodes.state import PendingCall, policy_of
 
@@ -247,3 +254,70 @@ def test_the_served_graph_claims_in_the_postgres_database_its_settings_name(
     assert [(c["tool"], c["status"]) for c in Approvals(postgres_db).tool_calls("served-1")] == [
         ("delete_file", "success")]
     assert CALLS == [("delete_file", {"path": "/tmp/a"})]
+
+
+@pytest.fixture
+def saver(db: Path) -> Iterator[BaseCheckpointSaver[str]]:
+    with open_saver(db) as opened:
+        yield opened
+
+
+def paused_graph(server: ScriptedServer, saver: BaseCheckpointSaver[str], thread_id: str
+                 ) -> tuple[LoopGraph, LoopContext, RunnableConfig]:
+    """A graph on `saver` (with its ledger) paused at the gate for delete_file(/tmp/a)."""
+    context: LoopContext = context_for(server)
+    config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
+    server.add(reply(None, tool_call("delete_file", path="/tmp/a")), reply(QUESTION))
+    graph = compile_graph(saver)
+    graph.invoke({"messages": [HumanMessage("delete /tmp/a")]}, config, context=context)
+    return graph, context, config
+
+
+def test_a_call_changed_after_it_was_shown_does_not_run_on_approval(server: ScriptedServer, db: Path,
+                                                                           saver: BaseCheckpointSaver[str]) -> None:
+    graph, context, config = paused_graph(server, saver, "changed")
+    [ai] = [m for m in graph.get_state(config).values["messages"] if m.type == "ai"]
+    forged = ai.model_copy(update={"tool_calls": [{**ai.tool_calls[0], "args": {"path": "/etc"}}]})
+    graph.update_state(config, {"messages": [forged]}, as_node="ask_confirmation")
+    server.add(reply("Nothing deleted."))
+    out = graph.invoke(Command(resume={"decisions": [{"type": "approve"}]}), config, context=context)
+    assert CALLS == []
+    assert [m.content for m in out["messages"] if m.type == "tool"] == [CHANGED]
+    assert [c["status"] for c in Approvals(db).tool_calls("changed")] == ["refused"]
+
+
+def test_a_decision_forged_into_the_state_runs_nothing(server: ScriptedServer, db: Path,
+                                                                           saver: BaseCheckpointSaver[str]) -> None:
+    graph, context, config = paused_graph(server, saver, "forged")
+    [waiting] = graph.get_state(config).values["pending"]
+    graph.update_state(config, {"pending": [{**waiting, "decision": {"type": "approve"}}], "question": ""},
+                       as_node="interrupt_for_confirm")
+    server.add(reply("Nothing deleted."))
+    out = graph.invoke(None, config, context=context)
+    assert CALLS == [] and Approvals(db).decisions("forged") == []
+    assert [m.content for m in out["messages"] if m.type == "tool"] == [NO_RECORD]
+
+
+def test_a_second_client_deciding_otherwise_is_refused(server: ScriptedServer, db: Path,
+                                                                           saver: BaseCheckpointSaver[str]) -> None:
+    graph, context, config = paused_graph(server, saver, "other")
+    state = graph.get_state(config)
+    with open_ledger(db) as ledger:  # another client's decision, recorded a moment earlier
+        ledger.record_decisions(decision_entries("other", state.interrupts[0].id, state.values["pending"],
+                                                 [{"type": "reject"}], decided_by="bob"))
+    with pytest.raises(AlreadyDecidedError, match=r"was already decided \('reject' by 'bob'"):
+        graph.invoke(Command(resume={"decisions": [{"type": "approve"}]}), config, context=context)
+    assert CALLS == [] and graph.get_state(config).next == ("interrupt_for_confirm",)
+
+
+def test_junk_from_the_model_falls_back_to_the_next_model_and_the_default_question(
+        server: ScriptedServer, db: Path) -> None:
+    primary = server.model_config(label="primary", max_retries=0)
+    orch = Orchestrator(TOOLS, confirm_required=["delete_file"], db=db,
+                        models=[primary, server.model_config(label="backup", max_retries=0)])
+    server.add(junk({"choices": []}), reply(None, tool_call("delete_file", path="/tmp/a")),
+               junk({"choices": [{"message": None}]}), junk({"choices": [{"message": None}]}))
+    paused = orch.run_sync("delete /tmp/a")
+    assert paused.checkpoint is not None and paused.checkpoint.question == default_question(
+        [PendingCall(id="x", name="delete_file", args={"path": "/tmp/a"})])
+    assert CALLS == []
