@@ -30,6 +30,7 @@ DISMISSED = ("Not run: the user dismissed this call without running it, so {name
              "Do not call it again unless the user asks.")
 """The result of a waiting call whose pause the person dismissed (ignore, Mark as Resolved)."""
 
+
 def answer_as_not_run(
     call: RequestedCall, template: str, ledger: Ledger | None, state: LoopState, thread_id: str,
     message_id: str | None = None,
@@ -77,6 +78,10 @@ def settle_history(state: LoopState, ledger: Ledger | None) -> dict[str, Any]:
         while index < len(messages) and isinstance(messages[index], ToolMessage):
             block.append(messages[index])  # pyright: ignore[reportArgumentType]  # a ToolMessage, checked above
             index += 1
+        ids = {c["id"] for c in message.tool_calls}
+        if len(block) == len(ids) and {m.tool_call_id for m in block} == ids and waiting.isdisjoint(ids):
+            settled += block  # the usual case: answered, by graphloop
+            continue
         answers = _answers(requested_calls(message), block, waiting, ledger, state, thread_id)
         changed = len(answers) != len(block) or any(a is not b for a, b in zip(answers, block, strict=False))
         if changed and first_change is None:
