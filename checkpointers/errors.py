@@ -8,6 +8,7 @@ The tree::
         ├── ContextBudgetError      the fixed part of the request alone exceeds the budget
         ├── ModelCallError          the model endpoint failed or answered something unusable
         │   ├── ContextOverflowError    the server said the request exceeds its context window
+        │   ├── EmptyReplyError         the model answered nothing (no text, no calls, no chunk)
         │   └── ModelUnavailableError   every model of the chain failed (each one's last error)
         ├── ThreadPausedError       a new task for a thread with unfinished work
         ├── ClientInputError        a client of the served graph sent what only the server sets
@@ -36,6 +37,7 @@ __all__ = [
     "ConfigurationError",
     "ContextBudgetError",
     "ContextOverflowError",
+    "EmptyReplyError",
     "GraphloopError",
     "InvalidDecisionError",
     "LedgerWarning",
@@ -88,6 +90,10 @@ class ContextBudgetError(RunError):
 
 class ContextOverflowError(ModelCallError):
     """The server rejected the request as longer than its context window."""
+
+
+class EmptyReplyError(ModelCallError):
+    """The model answered nothing: no text, no tool calls (or a stream without a chunk)."""
 
 
 class ModelUnavailableError(ModelCallError):
@@ -150,14 +156,18 @@ class AlreadyDecidedError(ResumeError):
 
 
     @classmethod
-    def carried_out(cls, decisions: Sequence[Mapping[str, object]]) -> AlreadyDecidedError:
-        """The error for a resume of a pause whose decisions were already carried out."""
-        first = decisions[0]
+    def carried_out(cls, thread_id: str, answered: Sequence[Mapping[str, object]],
+                    decisions: Sequence[Mapping[str, object]]) -> AlreadyDecidedError:
+        """The error for a resume of a pause whose calls were already answered (`answered`:
+        their `tool_calls` rows; `decisions`: what was decided, if anything)."""
+        first = answered[0]
+        how = (f"decided ({decisions[0]['decision']!r} by {decisions[0]['decided_by']!r} at "
+               f"{decisions[0]['decided_at']})" if decisions else "answered without a decision")
         return cls(
-            f"thread {first['thread_id']!r}: this pause was already decided ({first['tool']}: "
-            f"{first['decision']!r} by {first['decided_by']!r} at {first['decided_at']}) and carried "
-            "out; this resume came from an earlier view of the thread (a second tab, a double "
-            "submit) and was refused: nothing ran. Reload the thread to see where it is now",
+            f"thread {thread_id!r}: this pause was already {how} and its call to {first['tool']!r} "
+            f"is {first['status']}; this resume came from an earlier view of the thread (a second "
+            "tab, a double submit, a view from before the user went on) and was refused: nothing "
+            "ran. Reload the thread to see where it is now",
             decisions,
         )
 

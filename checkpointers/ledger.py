@@ -287,20 +287,21 @@ class Ledger(ABC):
             (e["thread_id"], e["call_id"]))]
 
     def refuse_carried_out(self, thread_id: str, call_ids: Sequence[str]) -> None:
-        """`AlreadyDecidedError` when a decided call of `call_ids` was already carried out.
+        """`AlreadyDecidedError` when a call of `call_ids` was already answered.
 
-        A call is carried out once it has a row in `tool_calls` (claimed to run, rejected,
-        answered). A resume that reaches a decided pause again can only come from an earlier
-        checkpoint of the thread: a second tab, a double submit.
+        A call is answered once it has a row in `tool_calls` (claimed to run, rejected,
+        answered by a person, abandoned when the user went on or dismissed it). A resume that
+        reaches its pause again can only come from an earlier checkpoint of the thread: a
+        second tab, a double submit, a view from before the user went on.
         """
+        marks = ", ".join("?" * len(call_ids))
         with self._transaction(write=False) as tx:
-            marks = ", ".join("?" * len(call_ids))
-            carried = tx.rows(f"SELECT {_DECISION_COLUMNS} FROM decisions d WHERE thread_id = ? "
-                              f"AND call_id IN ({marks}) AND EXISTS (SELECT 1 FROM tool_calls c "
-                              "WHERE c.thread_id = d.thread_id AND c.call_id = d.call_id)",
-                              (thread_id, *call_ids))
-        if carried:
-            raise AlreadyDecidedError.carried_out(carried)
+            answered = tx.rows(f"SELECT call_id, tool, status FROM tool_calls WHERE thread_id = ? "
+                               f"AND call_id IN ({marks})", (thread_id, *call_ids))
+            decided = tx.rows(f"SELECT {_DECISION_COLUMNS} FROM decisions WHERE thread_id = ? "
+                              f"AND call_id IN ({marks})", (thread_id, *call_ids)) if answered else []
+        if answered:
+            raise AlreadyDecidedError.carried_out(thread_id, answered, decided)
 
     def decisions_of(self, thread_id: str, call_ids: Sequence[str]) -> list[DecisionEntry]:
         """The recorded decisions on these calls of `thread_id`."""

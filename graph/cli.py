@@ -151,40 +151,55 @@ def _orchestrator(flags: Flags) -> Orchestrator:
 
 
 class _Printer:
-    """Shows a run's events: tokens as they come, a spinner while tools run."""
+    """Shows a run's events: tokens as they come, a spinner while tools run, and an answer that
+    was not streamed (a server that streams nothing with tools, the round limit's answer)."""
 
     def __init__(self) -> None:
         self.status: Status | None = None
         self.mid_line = False
+        self.answered = False
+        """The latest answer is on the screen."""
 
     def _stop_spinner(self) -> None:
         if self.status is not None:
             self.status.stop()
             self.status = None
 
+    def _end_line(self) -> None:
+        if self.mid_line:
+            console.print()
+            self.mid_line = False
+
     def show(self, event: RunEvent) -> OrchestratorResult | None:
         if isinstance(event, Token) and event.node == "call_model":
             self._stop_spinner()
             console.print(escape(event.text), end="")
             self.mid_line = True
-        elif isinstance(event, ModelReply) and event.message.tool_calls:
-            if self.mid_line:
-                console.print()
-                self.mid_line = False
-            names = ", ".join(c["name"] for c in event.message.tool_calls)
-            self.status = console.status(f"running {names} …")
-            self.status.start()
+        elif isinstance(event, ModelReply):
+            self._show_reply(event)
         elif isinstance(event, ToolResult):
             mark = "[green]✓[/green]" if event.status == "success" else "[yellow]![/yellow]"
             console.print(f"{mark} {escape(event.name)} → {len(event.text)} chars")
         elif isinstance(event, Paused | Finished):
             self._stop_spinner()
-            if self.mid_line:
-                console.print()
-                self.mid_line = False
+            self._end_line()
             if isinstance(event, Finished):
+                if event.result.checkpoint is None and not self.answered:
+                    console.print(escape(event.result.response), soft_wrap=True)
                 return event.result
         return None
+
+    def _show_reply(self, event: ModelReply) -> None:
+        if not event.message.tool_calls:
+            self.answered = True
+            if not self.mid_line:  # not streamed: shown whole
+                console.print(escape(event.message.text), soft_wrap=True)
+            return
+        self.answered = False
+        self._end_line()
+        names = ", ".join(c["name"] for c in event.message.tool_calls)
+        self.status = console.status(f"running {names} …")
+        self.status.start()
 
 
 async def _follow(events: AsyncGenerator[RunEvent, None]) -> OrchestratorResult:

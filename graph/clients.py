@@ -8,7 +8,8 @@ a client could otherwise change a call after the person decided on it. Tool mess
 dropped: the graph answers a call nobody decided as not run (Agent Chat UI sends
 "Successfully handled tool call." for a waiting call when the person types instead).
 A command may go to `__end__` (Agent Chat UI's "Mark as Resolved") and nowhere else: a
-`Send` to `run_tool` would run a call nobody approved.
+`Send` to `run_tool` would run a call nobody approved. State updates are refused, but for
+Agent Inbox's dismissal: the state moves only through runs of the graph.
 
 Example:
     >>> client_values({"messages": [{"type": "tool", "tool_call_id": "c1", "content": "ok"},
@@ -26,7 +27,7 @@ from langgraph.types import Command
 
 from graphloop.checkpointers import ClientInputError
 
-__all__ = ["client_command", "client_values"]
+__all__ = ["client_command", "client_update", "client_values"]
 
 
 def client_values(values: object) -> dict[str, Any] | None:
@@ -47,7 +48,9 @@ def client_values(values: object) -> dict[str, Any] | None:
     if refused:
         raise ClientInputError(
             f"a client may send user messages to the served graph, not {refused!r} messages")
-    return {"messages": [m for m in messages if isinstance(m, HumanMessage)]}
+    # new ids: a client's message never replaces one of the thread's (a message with the id of
+    # an assistant message would take its calls out of the history)
+    return {"messages": [m.model_copy(update={"id": None}) for m in messages if isinstance(m, HumanMessage)]}
 
 
 def client_command(command: Command[Any]) -> Command[Any]:
@@ -60,4 +63,18 @@ def client_command(command: Command[Any]) -> Command[Any]:
             "run goes, and a call runs only once a person approved it")
     if command.update is None:
         return command
-    return Command(resume=command.resume, update=client_values(command.update), goto=command.goto)  # pyright: ignore[reportUnknownMemberType, reportUnknownArgumentType]
+    if command.resume is not None:
+        raise ClientInputError(
+            "a client's resume may not carry a state update: decide the pause, then send a new "
+            "message as a new run (a message sent with the decision would leave it unused)")
+    return Command(update=client_values(command.update), goto=command.goto)  # pyright: ignore[reportUnknownMemberType, reportUnknownArgumentType]
+
+
+def client_update(values: object, as_node: str | None) -> None:
+    """Refuse a client's state update: the graph's state moves only through runs. The one
+    update taken, Agent Inbox's dismissal (values null, as node `__end__`), is handled by the
+    served graph before this."""
+    given = sorted(cast(dict[str, Any], values)) if isinstance(values, dict) else values
+    raise ClientInputError(
+        f"the served graph takes no state updates from clients (got {given!r} as {as_node!r}): send a new message as a run, decide a pause with a resume, or dismiss it "
+        "(Command(goto='__end__'), or values null as node '__end__')")

@@ -245,8 +245,10 @@ class Orchestrator:
 
     def _input(self, task: str, policy: Policy, options: RunOptions, *, new_thread: bool) -> LoopState:
         messages: list[BaseMessage] = []
+        system = (options.get("system_prompt") or "") + self.tool_instruction
+        if new_thread and system:  # no system text, no system message
+            messages.append(SystemMessage(system))
         if new_thread:
-            messages.append(SystemMessage((options.get("system_prompt") or "") + self.tool_instruction))
             recent = list(options.get("session_messages") or ())[-SESSION_MESSAGES_KEPT:]
             messages += convert_to_messages([{"role": m["role"], "content": m["content"]} for m in recent])
         messages.append(HumanMessage(task))

@@ -32,7 +32,7 @@ from langgraph.types import Command, StateSnapshot, StateUpdate
 
 from graphloop.checkpointers import open_ledger
 from graphloop.graph.builder import LoopGraph, compile_graph
-from graphloop.graph.clients import client_command, client_values
+from graphloop.graph.clients import client_command, client_update, client_values
 from graphloop.graph.settings import load_settings
 from graphloop.nodes import LoopContext
 from graphloop.nodes.abandon import dismiss_pause
@@ -111,7 +111,7 @@ class ServedGraph(LoopGraph):
         return await self.abulk_update_state(config, [[StateUpdate(values, as_node, task_id)]])
 
     async def abulk_update_state(self, config: RunnableConfig, supersteps: Sequence[Sequence[StateUpdate]]) -> RunnableConfig:
-        """A client's state updates: user messages only (`graphloop.graph.clients`)."""
+        """A client's state updates are refused (`graphloop.graph.clients.client_update`)."""
         return await super().abulk_update_state(config, _client_updates(supersteps))
 
     def bulk_update_state(self, config: RunnableConfig, supersteps: Sequence[Sequence[StateUpdate]]) -> RunnableConfig:
@@ -126,7 +126,9 @@ def _from_client(input: object) -> Any:
 
 
 def _client_updates(supersteps: Sequence[Sequence[StateUpdate]]) -> list[list[StateUpdate]]:
-    return [[StateUpdate(client_values(u.values), u.as_node, u.task_id) for u in step] for step in supersteps]
+    for update in (u for step in supersteps for u in step):
+        client_update(update.values, update.as_node)
+    return []
 
 
 def _served(compiled: LoopGraph) -> ServedGraph:

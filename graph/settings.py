@@ -15,6 +15,9 @@
     model_name = "qwen3"
     context_k = 32
     api_key_env = "OLLAMA_API_KEY"         # the key's environment variable; keys never go in the file
+    # optional, per model (defaults work on OpenAI, OpenRouter, LiteLLM, Open WebUI, Ollama, vLLM,
+    # llama.cpp): stream = false, tool_choice = "" (not sent), max_output_tokens = 1024,
+    # text_tool_calls = true, extra_body = {top_k = 20}, extra_headers = {"X-Title" = "app"}
 
 Without `[[models]]` (or with `--base-url`), the model comes from `OPENAI_BASE_URL` (or
 `--base-url`), `OPENAI_API_KEY` (or the variable `--api-key-env` names) and `--model` (or
@@ -44,7 +47,8 @@ __all__ = ["CONFIG_FILE", "Database", "Flags", "Settings", "as_database", "datab
 
 CONFIG_FILE = "graphloop.toml"
 _MODEL_KEYS = {"label", "api_url", "model_name", "host_type", "context_k", "max_output_tokens",
-               "timeout", "max_retries", "retry_base_delay", "retry_max_delay"}
+               "timeout", "max_retries", "retry_base_delay", "retry_max_delay", "stream", "tool_choice",
+               "extra_headers", "extra_body", "text_tool_calls"}
 
 
 Database = Path | str
@@ -205,6 +209,27 @@ def _read_config(config: Path | None) -> tuple[Path, dict[str, Any]]:
             raise ConfigurationError(f"config file {str(config)!r} does not exist")
         return path, {}
     try:
-        return path, tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise ConfigurationError(f"{path}: {exc}") from None
+    _check_shape(path, data)
+    return path, data
+
+
+_SHAPES: dict[str, tuple[type, str]] = {
+    "db": (str, 'a string: db = "graphloop.db"'),
+    "tools": (list, 'a list: tools = ["myapp.tools:TOOLS"]'),
+    "confirm_required": (list, 'a list: confirm_required = ["send_email"]'),
+    "models": (list, "[[models]] tables, one per model"),
+    "allowed_decisions": (dict, '[allowed_decisions] with send_email = ["approve", "reject"]'),
+}
+
+
+def _check_shape(path: Path, data: Mapping[str, Any]) -> None:
+    """Refuse a file whose known keys have the wrong type, naming the key and the right form."""
+    for key, (kind, form) in _SHAPES.items():
+        if key in data and not isinstance(data[key], kind):
+            raise ConfigurationError(f"{path}: {key} = {data[key]!r} should be {form}")
+    models = data.get("models", [])
+    if any(not isinstance(entry, dict) for entry in models):
+        raise ConfigurationError(f"{path}: models should be [[models]] tables, one per model")

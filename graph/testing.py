@@ -8,10 +8,14 @@ Example:
     ...     cfg = server.model_config()
     ...     # ... run the graph with models=[cfg] ...
     ...     # server.requests[0].body["messages"] is what the model saw
+
+`ScriptedServer(strict=True)` answers like the real servers people run (llama-cpp-python, Open
+WebUI, LiteLLM) and refuses what they refuse; see `graphloop.graph.strict` for the rules.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import socket
@@ -22,11 +26,24 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from graphloop.graph.strict import (
+    TOOLS_IGNORED_TEXT,
+    Refusal,
+    RefusalKind,
+    Rejection,
+    auth_rejection,
+    error_body,
+    ignores_tools,
+    refusal_for,
+    streams_nothing,
+)
 from graphloop.nodes import ModelConfig
 
 __all__ = [
     "NO_ID",
+    "TOOLS_IGNORED_TEXT",
     "RecordedRequest",
+    "Refusal",
     "ReplyFn",
     "ScriptedReply",
     "ScriptedServer",
@@ -133,11 +150,32 @@ class RecordedRequest:
 
 
 class ScriptedServer:
-    """Serves scripted chat completions at `<any prefix>/chat/completions` on 127.0.0.1."""
+    """Serves scripted chat completions at `<any prefix>/chat/completions` on 127.0.0.1.
 
-    def __init__(self, replies: Iterable[ScriptedReply | ReplyFn] = (), *, model: str = "scripted") -> None:
+    Args:
+        replies: The script: one reply (or reply function) per request, in order.
+        model: The model name the completions carry.
+        strict: Answer like real servers do and refuse what they refuse (rules and the reasons
+            in `graphloop.graph.strict`); each case is listed in `refusals`.
+        api_key: Require `Authorization: Bearer <api_key>` (else 401), strict or not;
+            `model_config()` then sends it.
+        streams_tools: In strict mode, stream replies to requests with tools as OpenAI does,
+            instead of the empty stream llama-cpp-python sends (for tests of streamed tokens).
+
+    Example:
+        >>> with ScriptedServer([reply("Hi")], strict=True, api_key="sk-1") as server:
+        ...     ...  # run the client against server.model_config(), then read server.refusals
+    """
+
+    def __init__(self, replies: Iterable[ScriptedReply | ReplyFn] = (), *, model: str = "scripted",
+                 strict: bool = False, api_key: str | None = None, streams_tools: bool = False) -> None:
         self.model = model
+        self.strict = strict
+        self.streams_tools = streams_tools
+        self.api_key = api_key
         self.requests: list[RecordedRequest] = []
+        self.refusals: list[Refusal] = []
+        """Requests refused (an HTTP error) or answered differently than asked (strict mode)."""
         self._replies: list[ScriptedReply | ReplyFn] = list(replies)
         self._used = 0
         self._unexpected: list[int] = []
@@ -178,7 +216,7 @@ class ScriptedServer:
     def model_config(self, label: str = "scripted", **overrides: Any) -> ModelConfig:
         """A `ModelConfig` pointing at this server (no retries, so failures show at once)."""
         values: dict[str, Any] = {"label": label, "api_url": self.url, "model_name": self.model,
-                                  "api_key": "sk-scripted", "max_retries": 0, **overrides}
+                                  "api_key": self.api_key or "sk-scripted", "max_retries": 0, **overrides}
         return ModelConfig(**values)
 
     def add(self, *replies: ScriptedReply | ReplyFn) -> None:
@@ -198,12 +236,39 @@ class ScriptedServer:
             problems.append(f"{self.remaining} scripted repl(ies) never requested")
         if self._unexpected:
             problems.append(f"request(s) #{self._unexpected} arrived with no reply left")
+        if problems and self.refusals:
+            problems.append("refused: " + "; ".join(f"#{r.request} {r.kind} ({r.status}): {r.message}"
+                                                    for r in self.refusals))
         if problems:
             raise AssertionError("; ".join(problems))
 
-    def _next_reply(self, body: dict[str, Any]) -> ScriptedReply | None:
+    def _record(self, request: RecordedRequest) -> int:
         with self._lock:
-            index = len(self.requests) - 1
+            self.requests.append(request)
+            return len(self.requests) - 1
+
+    def _refuse(self, index: int, kind: RefusalKind, status: int, message: str) -> None:
+        with self._lock:
+            self.refusals.append(Refusal(index, kind, status, message))
+
+    def _rejection(self, request: RecordedRequest) -> Rejection | None:
+        """The HTTP error to answer instead of a reply: a missing key, or a strict-mode refusal."""
+        if self.api_key is not None and (found := auth_rejection(request.headers, self.api_key)):
+            return found
+        return refusal_for(request.body) if self.strict else None
+
+    def _strict_reply(self, index: int, body: dict[str, Any], scripted: ScriptedReply) -> ScriptedReply:
+        """The scripted reply as llama-cpp-python would answer: no tool calls without `tool_choice`."""
+        if not (self.strict and ignores_tools(body)):
+            return scripted
+        self._refuse(index, "tools_ignored", 200, "tools sent without tool_choice are ignored")
+        if not scripted.tool_calls:
+            return scripted
+        return dataclasses.replace(scripted, tool_calls=(), finish_reason="stop",
+                                   content=scripted.content or TOOLS_IGNORED_TEXT)
+
+    def _next_reply(self, body: dict[str, Any], index: int) -> ScriptedReply | None:
+        with self._lock:
             if self._used >= len(self._replies):
                 self._unexpected.append(index)
                 return None
@@ -293,29 +358,46 @@ def _handler_for(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
             if not self.path.rstrip("/").endswith("/chat/completions"):
                 self._send_json(404, {"error": {"message": f"no route {self.path}"}})
                 return
-            with server._lock:  # pyright: ignore[reportPrivateUsage]
-                server.requests.append(RecordedRequest(
-                    self.path, body, {k.lower(): v for k, v in self.headers.items()}))
-            scripted = server._next_reply(body)  # pyright: ignore[reportPrivateUsage]
+            request = RecordedRequest(self.path, body, {k.lower(): v for k, v in self.headers.items()})
+            index = server._record(request)  # pyright: ignore[reportPrivateUsage]
+            if rejection := server._rejection(request):  # pyright: ignore[reportPrivateUsage]
+                server._refuse(index, rejection.kind, rejection.status, rejection.message)  # pyright: ignore[reportPrivateUsage]
+                code = "invalid_api_key" if rejection.status == 401 else None
+                self._send_json(rejection.status, error_body(rejection.status, rejection.message,
+                                                             param=rejection.param, code=code))
+                return
+            if server.strict and not server.streams_tools and streams_nothing(body):
+                server._refuse(index, "empty_stream", 200,  # pyright: ignore[reportPrivateUsage]
+                               "streaming with tools and tool_choice 'auto' is not supported: empty stream")
+                self._start_stream()  # and nothing more; the scripted reply waits for the retry
+                return
+            scripted = server._next_reply(body, index)  # pyright: ignore[reportPrivateUsage]
             if scripted is None:
                 self._send_json(500, {"error": {"message": "scripted server: no reply left",
                                                 "type": "server_error"}})
                 return
             if scripted.delay:
                 time.sleep(scripted.delay)
+            if not self._answer_abnormally(scripted):
+                self._answer(index, body, server._strict_reply(index, body, scripted))  # pyright: ignore[reportPrivateUsage]
+
+        def _answer_abnormally(self, scripted: ScriptedReply) -> bool:
+            """Hang up, send junk or an HTTP error if so scripted; False if none applies."""
             if scripted.hang_up:
                 self.close_connection = True
                 self.connection.close()
-                return
-            if scripted.junk is not None:
+            elif scripted.junk is not None:
                 self._send_json(200, dict(scripted.junk))
-                return
-            if scripted.status != 200:
+            elif scripted.status != 200:
                 headers = {"Retry-After": scripted.retry_after} if scripted.retry_after else {}
                 self._send_json(scripted.status, {"error": {
                     "message": scripted.error, "type": "invalid_request_error",
                     "code": scripted.error if scripted.status == 400 else None}}, headers)
-                return
+            else:
+                return False
+            return True
+
+        def _answer(self, index: int, body: dict[str, Any], scripted: ScriptedReply) -> None:
             completion = server._completion(scripted)  # pyright: ignore[reportPrivateUsage]
             options: dict[str, Any] = body.get("stream_options") or {}
             if body.get("stream"):
@@ -323,11 +405,15 @@ def _handler_for(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
             else:
                 self._send_json(200, completion)
 
-        def _stream(self, completion: dict[str, Any], usage: bool, with_index: bool) -> None:
+        def _start_stream(self) -> None:
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
             self.send_header("Connection", "close")
             self.end_headers()
+            self.close_connection = True
+
+        def _stream(self, completion: dict[str, Any], usage: bool, with_index: bool) -> None:
+            self._start_stream()
             events = list(_chunks(completion, with_index))
             if usage:
                 events.append({k: completion[k] for k in ("id", "created", "model")}

@@ -87,6 +87,8 @@ def settle_history(state: LoopState, ledger: Ledger | None) -> dict[str, Any]:
         if changed and first_change is None:
             first_change = len(settled)
         settled += answers
+    _audit_vanished(state, {c["id"] or "" for m in settled if isinstance(m, AIMessage) for c in m.tool_calls},
+                    ledger, thread_id)
     update: dict[str, Any] = {}
     if first_change is not None:
         # re-adding a removed id appends it: the rewritten tail comes back in order
@@ -97,6 +99,14 @@ def settle_history(state: LoopState, ledger: Ledger | None) -> dict[str, Any]:
         if ledger is not None:
             ledger.remove_from_inbox(thread_id)
     return update
+
+
+def _audit_vanished(state: LoopState, calls: set[str], ledger: Ledger | None, thread_id: str) -> None:
+    """A waiting call whose assistant message was replaced is gone from the history: audited
+    as abandoned, so a resume of its pause from an earlier view is refused."""
+    for gone in (p for p in state.get("pending", []) if p["id"] not in calls):
+        answer_as_not_run(RequestedCall(id=gone["id"], name=gone["name"], args=gone["args"]), WENT_ON,
+                          ledger, state, thread_id)
 
 
 def _answers(calls: Sequence[RequestedCall], block: Sequence[ToolMessage], waiting: set[str],

@@ -16,6 +16,7 @@ from graphloop.nodes.config import LoopContext
 from graphloop.nodes.fallback import call_models
 from graphloop.nodes.gate import allowed_tools
 from graphloop.nodes.state import LoopState, policy_of
+from graphloop.nodes.text_calls import calls_from_text
 
 __all__ = ["OVERFLOW_SHRINK", "call_model", "tighter_budget"]
 
@@ -67,5 +68,8 @@ async def call_model(state: LoopState, runtime: Runtime[LoopContext]) -> dict[st
         same = [m for m in context.models if m.label == exc.label] or [model]
         reply, model = await call_models(same, view, tools)
     history = state["messages"]
-    reply = normalize_reply(with_unique_id(reply, history), history, context.tools.names)
+    reply = with_unique_id(reply, history)
+    if model.text_tool_calls:  # a call written as text, by a model known to do so
+        reply = calls_from_text(reply, allowed_tools(policy, context))
+    reply = normalize_reply(reply, history, context.tools.names)
     return {**update, "messages": [reply], "rounds": rounds, "answered_by": model.label}

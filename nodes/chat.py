@@ -7,6 +7,7 @@ HTTP status and `Retry-After` so the fallback chain can decide what to do next.
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import weakref
 from collections.abc import Sequence
@@ -21,9 +22,11 @@ from langchain_openai import ChatOpenAI
 from langgraph.constants import TAG_NOSTREAM
 from pydantic import SecretStr
 
-from graphloop.checkpointers.errors import ContextOverflowError, ModelCallError
-from graphloop.nodes.config import ModelConfig
+from graphloop.checkpointers.errors import ContextOverflowError, EmptyReplyError, ModelCallError
+from graphloop.checkpointers.redact import redact
+from graphloop.nodes.config import ModelConfig, ToolChoice
 from graphloop.nodes.repairs import RepairedChatOpenAI
+from graphloop.nodes.wire import learn, learned, lesson_from, shaped
 
 __all__ = ["call_chat_model", "chat_model", "with_unique_id"]
 
@@ -47,19 +50,24 @@ def chat_model(model: ModelConfig) -> ChatOpenAI:
     """
     models = _per_loop.setdefault(asyncio.get_running_loop(), {})
     if model not in models:
-        models[model] = RepairedChatOpenAI(
+        llm = RepairedChatOpenAI(
             model=model.model_name,
             base_url=model.base_url,
             api_key=SecretStr(model.api_key or "none"),
             timeout=model.timeout,
             max_retries=0,
             http_async_client=openai.DefaultAsyncHttpxClient(timeout=model.timeout),
+            default_headers=dict(model.extra_headers) or None,
+            extra_body=dict(model.extra_body) or None,
         )
+        llm.shaped_by(functools.partial(shaped, model=model))
+        models[model] = llm
     return models[model]
 
 
 def _redact(text: str, model: ModelConfig) -> str:
-    return text.replace(model.api_key, "***") if model.api_key else text
+    """`text` without the model's key (a server may echo it in an error) or a URL secret."""
+    return redact(text.replace(model.api_key, "***") if len(model.api_key) >= 8 else text)
 
 
 def _retry_after(exc: openai.APIStatusError) -> float | None:
@@ -83,33 +91,54 @@ async def call_chat_model(
     tools: Sequence[dict[str, Any]] = (),
     *,
     stream: bool = True,
+    tool_choice: ToolChoice | None = None,
 ) -> AIMessage:
     """Send `messages` (and `tools`, if any) to `model` once; return its reply.
 
-    Tool calls are taken from the reply whatever its `finish_reason` says. With
-    `stream=False` LangGraph's `messages` stream mode does not show the reply's tokens
-    (LangChain's `nostream` tag): for text that is shown elsewhere, like the gate's question.
+    Tool calls are taken from the reply whatever its `finish_reason` says. `tool_choice`
+    overrides the model's own (the question and the final answer send "none"). With
+    `stream=False` the reply is not streamed, and LangGraph's `messages` stream mode does not
+    show its tokens (LangChain's `nostream` tag): for text shown elsewhere, like the question.
+    A refusal that names one of the wire rules is answered by the other form, once (see
+    `graphloop.nodes.wire`).
     """
-    llm = chat_model(model)
-    runnable = llm.bind_tools(list(tools)) if tools else llm  # pyright: ignore[reportUnknownMemberType]  # bind_tools' union is partly untyped
+    choice = tool_choice or model.tool_choice
+    for attempt in range(2):
+        llm = chat_model(model)
+        runnable = llm.bind_tools(list(tools), tool_choice=choice) if tools else llm  # pyright: ignore[reportUnknownMemberType]  # bind_tools' union is partly untyped
+        streams = stream and model.stream and not (tools and learned(model).no_stream_with_tools)
+        try:
+            if streams:  # when a caller shows tokens (LangGraph's messages mode)
+                return await runnable.ainvoke(list(messages))
+            return await runnable.ainvoke(list(messages), {"tags": [TAG_NOSTREAM]}, stream=False)
+        except openai.APIStatusError as exc:
+            lesson = lesson_from(str(exc.message), bool(tools and choice))
+            if attempt == 0 and lesson is not None and learn(model, lesson):
+                continue
+            error = _model_error(exc, model)
+        except (openai.APIError, ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+            error = _model_error(exc, model)
+        raise error  # raised out here: neither its cause nor its context holds the server's text
+    raise AssertionError("the loop returns or raises")
+
+
+def _model_error(exc: Exception, model: ModelConfig) -> ModelCallError:
+    """What a failed request is for graphloop: the status, what was said, the key redacted."""
     where = f"model {model.label!r} ({model.model_name} at {model.base_url})"
-    try:
-        return await runnable.ainvoke(list(messages), None if stream else {"tags": [TAG_NOSTREAM]})
-    except openai.APIStatusError as exc:
+    if isinstance(exc, openai.APIStatusError):
         text = _redact(f"{where} answered HTTP {exc.status_code}: {exc.message}", model)
         kind = ContextOverflowError if (
             exc.status_code in (400, 413) and _OVERFLOW.search(f"{exc.message} {exc.code or ''}")
         ) else ModelCallError
-        raise kind(text, label=model.label, status=exc.status_code,
-                   retry_after=_retry_after(exc)) from exc
-    except openai.APIConnectionError as exc:  # includes timeouts
-        raise ModelCallError(_redact(
-            f"{where} could not be reached: {exc}; check api_url and that the server is up",
-            model), label=model.label) from exc
-    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:  # the client's parse of junk
-        raise ModelCallError(_redact(
-            f"{where} sent a reply that is not a chat completion: {exc}", model),
-            label=model.label) from exc
+        return kind(text, label=model.label, status=exc.status_code, retry_after=_retry_after(exc))
+    if isinstance(exc, openai.APIConnectionError):  # includes timeouts
+        return ModelCallError(_redact(
+            f"{where} could not be reached: {exc}; check api_url and that the server is up", model),
+            label=model.label)
+    if isinstance(exc, ValueError) and "No generations found in stream" in str(exc):
+        return EmptyReplyError(f"{where} streamed nothing", label=model.label)
+    return ModelCallError(_redact(f"{where} sent a reply that is not a chat completion: {exc}", model),
+                          label=model.label)  # the client's parse of junk (or another API error)
 
 
 def with_unique_id(reply: AIMessage, history: Sequence[BaseMessage]) -> AIMessage:

@@ -8,14 +8,16 @@ Example:
     >>> cfg = ModelConfig.coerce({"label": "local", "api_url": "http://127.0.0.1:11434/v1",
     ...                           "model_name": "qwen3", "api_key": "sk-secret"})
     >>> cfg
-    ModelConfig(label='local', api_url='http://127.0.0.1:11434/v1', model_name='qwen3', host_type='openai', context_k=32, max_output_tokens=None, timeout=60.0, max_retries=2, retry_base_delay=0.5, retry_max_delay=8.0)
+    ModelConfig(label='local', api_url='http://127.0.0.1:11434/v1', model_name='qwen3', host_type='openai', context_k=32, max_output_tokens=None, timeout=60.0, max_retries=2, retry_base_delay=0.5, retry_max_delay=8.0, stream=True, tool_choice='auto', extra_body={}, text_tool_calls=False)
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal, cast, get_args
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from graphloop.checkpointers.errors import ConfigurationError
 from graphloop.checkpointers.ledger import Ledger
@@ -32,9 +34,11 @@ __all__ = [
     "ModelConfig",
     "ModelLike",
     "RoleTools",
+    "ToolChoice",
 ]
 
 HostType = Literal["openai", "openwebui", "openrouter", "litellm", "ollama", "vllm", "llamacpp"]
+ToolChoice = Literal["auto", "none", "required"]
 """Where the model is served. Only `openwebui` changes the URL: its API lives under `/api`."""
 
 ALL_TOOLS: Literal["*"] = "*"
@@ -84,7 +88,7 @@ class ModelConfig:
     context_k: int = 32
     """Context window in thousands of tokens."""
     max_output_tokens: int | None = None
-    """Tokens reserved for the reply; subtracted from the budget."""
+    """Tokens reserved for the reply: subtracted from the budget, and sent as `max_tokens`."""
     timeout: float = 60.0
     """Seconds for one HTTP request."""
     max_retries: int = 2
@@ -93,13 +97,27 @@ class ModelConfig:
     """Seconds before the first retry; doubled each time, with jitter."""
     retry_max_delay: float = 8.0
     """Longest wait between retries (a longer `Retry-After` is cut to this)."""
+    stream: bool = True
+    """Stream replies when the caller shows tokens; False for a server that streams badly.
+    (A server that streams nothing with tools is asked without streaming anyway.)"""
+    tool_choice: ToolChoice | None = "auto"
+    """Sent whenever tools are offered (llama-cpp-python ignores tools without it); None: not
+    sent. The question and the final answer send "none"."""
+    extra_headers: Mapping[str, str] = field(default_factory=dict[str, str], repr=False, hash=False)
+    """Headers on every request (LiteLLM's and Open WebUI's per-request options; may hold
+    secrets, so never shown)."""
+    extra_body: Mapping[str, Any] = field(default_factory=dict[str, Any], hash=False)
+    """Fields added to every request body (`{"top_k": 20}`, Open WebUI's `{"features": ...}`)."""
+    text_tool_calls: bool = False
+    """Read a reply that is only a JSON tool call written as text as that call (small local
+    models); off by default: see `graphloop.nodes.text_calls`."""
 
     def __post_init__(self) -> None:
-        if redact(self.api_url) != self.api_url:  # checked first: no message below may show it
+        if _carries_secret(self.api_url):  # checked first: no message below may show it
             raise ConfigurationError(
-                f"model {self.label!r}: api_url carries a secret (a password in the URL, or a "
-                "key, token or password parameter); give the key as api_key (api_key_env in "
-                "graphloop.toml), never inside the URL")
+                f"model {self.label!r}: api_url carries a secret (a user or password before '@', "
+                "or a key, token, code, signature or password parameter); give the key as api_key "
+                "(api_key_env in graphloop.toml), never inside the URL")
         if not self.api_url or not self.model_name:
             raise ConfigurationError(
                 f"model {self.label!r}: api_url and model_name are required "
@@ -112,6 +130,10 @@ class ModelConfig:
             )
         if self.context_k <= 0:
             raise ConfigurationError(f"model {self.label!r}: context_k must be > 0, got {self.context_k!r}")
+        if self.tool_choice is not None and self.tool_choice not in get_args(ToolChoice):
+            raise ConfigurationError(
+                f"model {self.label!r}: tool_choice={self.tool_choice!r} is not one of "
+                f"{list(get_args(ToolChoice))!r} or None")
 
     @property
     def base_url(self) -> str:
@@ -130,24 +152,34 @@ class ModelConfig:
 
     @classmethod
     def coerce(cls, value: ModelLike) -> ModelConfig:
-        """Accept a `ModelConfig` or an original-style `model_cfg` dict."""
+        """Accept a `ModelConfig` or an original-style `model_cfg` dict (`tool_choice` None or
+        "" there: not sent)."""
         if isinstance(value, ModelConfig):
             return value
-        known = {"label", "api_url", "model_name", "api_key", "host_type", "context_k",
-                 "max_output_tokens", "timeout", "max_retries", "retry_base_delay",
-                 "retry_max_delay"}
+        known = {f.name for f in fields(cls)}
         unknown = sorted(set(value) - known)
         if unknown:
             raise ConfigurationError(
                 f"model_cfg has unknown keys {unknown!r}; known keys: {sorted(known)!r}"
             )
         data: dict[str, Any] = {k: v for k, v in value.items() if v is not None}
+        if "tool_choice" in value and not value["tool_choice"]:
+            data["tool_choice"] = None
         data.setdefault("label", data.get("model_name", ""))
         data["api_key"] = data.get("api_key") or ""
         return cls(**data)
 
 
 ModelLike = ModelConfig | Mapping[str, Any]
+
+_SECRET_NAME = re.compile(r"key|token|secret|pass|auth|sig|code|credential", re.IGNORECASE)
+
+
+def _carries_secret(url: str) -> bool:
+    """Whether `url` holds what looks like a credential: userinfo, or a secret-named parameter."""
+    parts = urlsplit(url if "://" in url or url.startswith("//") else f"//{url}")
+    names = [name for name, _ in parse_qsl(parts.query, keep_blank_values=True)]
+    return "@" in parts.netloc or any(_SECRET_NAME.search(unquote(n)) for n in names) or redact(url) != url
 
 
 def _chain(models: ModelLike | Iterable[ModelLike]) -> tuple[ModelConfig, ...]:

@@ -118,14 +118,17 @@ def shown_calls(pending: Sequence[PendingCall], policy: Policy) -> list[PendingC
 
 
 async def ask_confirmation(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, Any]:
-    """Ask the model, tools disabled, to phrase the confirmation question for the user."""
+    """Ask the model (tools listed, `tool_choice` "none") to phrase the confirmation question."""
     pending = shown_calls(state.get("pending", []), policy_of(state))
     placeholders = [ToolMessage(f"[AWAITING USER CONFIRMATION for {p['name']}]", tool_call_id=p["id"])
                     for p in pending]
+    context = runtime.context
+    # the round's tools, with tool_choice "none": the request's prefix stays the round's
+    tools = context.tools.schemas(allowed_tools(policy_of(state), context))
     try:
-        update, view = fitted_view(state, runtime.context, placeholders)
+        update, view = fitted_view(state, context, placeholders)
         # not streamed: the question is shown once, in the pause's review card
-        reply, _ = await call_models(runtime.context.models, view, stream=False)
+        reply, _ = await call_models(context.models, view, tools, stream=False, tool_choice="none")
     except (ModelCallError, ContextBudgetError) as exc:
         logger.warning("could not get a confirmation question from the model: %s", exc)
         return {"question": default_question(pending)}

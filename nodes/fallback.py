@@ -18,9 +18,15 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage
 
-from graphloop.checkpointers.errors import ContextOverflowError, ModelCallError, ModelUnavailableError
+from graphloop.checkpointers.errors import (
+    ContextOverflowError,
+    EmptyReplyError,
+    ModelCallError,
+    ModelUnavailableError,
+)
 from graphloop.nodes.chat import call_chat_model
-from graphloop.nodes.config import ModelConfig
+from graphloop.nodes.config import ModelConfig, ToolChoice
+from graphloop.nodes.wire import learn
 
 __all__ = ["call_models", "is_empty", "retryable"]
 
@@ -48,13 +54,23 @@ def _delay(model: ModelConfig, attempt: int, error: ModelCallError) -> float:
 
 async def _one_model(
     model: ModelConfig, messages: Sequence[BaseMessage], tools: Sequence[Mapping[str, Any]], stream: bool,
+    tool_choice: ToolChoice | None,
 ) -> AIMessage:
-    """`model`'s reply after its own retries; raises its last `ModelCallError`."""
+    """`model`'s reply after its own retries; raises its last `ModelCallError`.
+
+    An empty reply (or a stream without a chunk) is asked again once, without streaming; a
+    model that then answers, having streamed nothing with tools offered, is asked without
+    streaming from then on (`graphloop.nodes.wire`).
+    """
     asked_again = False
     attempt = 0
     while True:
         try:
-            reply = await call_chat_model(model, messages, [dict(t) for t in tools], stream=stream)
+            reply: AIMessage | None = await call_chat_model(
+                model, messages, [dict(t) for t in tools], stream=stream and not asked_again,
+                tool_choice=tool_choice)
+        except EmptyReplyError:
+            reply = None
         except ContextOverflowError:
             raise
         except ModelCallError as error:
@@ -65,13 +81,15 @@ async def _one_model(
             await asyncio.sleep(wait)
             attempt += 1
             continue
-        if not is_empty(reply):
+        if reply is not None and not is_empty(reply):
+            if asked_again and stream and model.stream and tools:
+                learn(model, "no_stream_with_tools")
             return reply
         if asked_again:
-            raise ModelCallError(
+            raise EmptyReplyError(
                 f"model {model.label!r} sent an empty reply (no text, no tool calls) twice",
                 label=model.label)
-        logger.warning("model %r sent an empty reply; asking once more", model.label)
+        logger.warning("model %r sent an empty reply; asking once more, without streaming", model.label)
         asked_again = True
 
 
@@ -81,9 +99,10 @@ async def call_models(
     tools: Sequence[Mapping[str, Any]] = (),
     *,
     stream: bool = True,
+    tool_choice: ToolChoice | None = None,
 ) -> tuple[AIMessage, ModelConfig]:
     """The first usable reply along the chain, and the model that gave it (`stream`: see
-    `call_chat_model`).
+    `call_chat_model`; `tool_choice` overrides each model's own).
 
     Raises:
         ModelUnavailableError: every model failed; the message has each one's last error.
@@ -93,7 +112,7 @@ async def call_models(
     failures: list[str] = []
     for model in models:
         try:
-            return await _one_model(model, messages, tools, stream), model
+            return await _one_model(model, messages, tools, stream, tool_choice), model
         except ContextOverflowError:
             raise
         except ModelCallError as error:

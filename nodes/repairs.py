@@ -17,6 +17,7 @@ wire is the same.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 import openai
@@ -89,16 +90,25 @@ class _Indexes:
         self.next = max(self.next, index + 1)
 
 
+def _as_built(payload: dict[str, Any]) -> dict[str, Any]:
+    return payload
+
+
 class RepairedChatOpenAI(ChatOpenAI):
     """`ChatOpenAI` with the repairs in this module's docstring."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._streams: OrderedDict[str, _Indexes] = OrderedDict()
+        self._shape: Callable[[dict[str, Any]], dict[str, Any]] = _as_built
+
+    def shaped_by(self, shape: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+        """Put every request body through `shape` (`graphloop.nodes.wire.shaped`) first."""
+        self._shape = shape
 
     def _get_request_payload(self, input_: Any, *, stop: list[str] | None = None, **kwargs: Any) -> dict[str, Any]:
         payload: dict[str, Any] = super()._get_request_payload(input_, stop=stop, **kwargs)  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]  # untyped dict in langchain-openai's signature
-        return untransformed(payload)
+        return untransformed(self._shape(payload))
 
     def _create_chat_result(
         self, response: dict[str, Any] | openai.BaseModel, generation_info: dict[str, Any] | None = None

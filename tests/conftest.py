@@ -12,6 +12,7 @@ import pytest
 
 from graphloop.graph import LoopContext, ModelConfig
 from graphloop.graph.testing import ScriptedServer
+from graphloop.nodes.wire import forget
 
 SECRET = "sk-test-SECRET-0123456789"
 
@@ -62,12 +63,23 @@ def send_email(to: list[str], subject: str, copies: int = 1) -> str:
 @pytest.fixture(autouse=True)
 def _clear_calls() -> None:
     CALLS.clear()
+    forget()  # what servers refused is kept per process, keyed by URL: a new server may reuse a port
 
 
 @pytest.fixture
 def server() -> Iterator[ScriptedServer]:
-    """A started scripted server; the test fails if a scripted reply is left unused."""
-    with ScriptedServer() as srv:
+    """A started scripted server in strict mode (it answers and refuses as real servers do,
+    see `graphloop.graph.strict`); the test fails if a scripted reply is left unused."""
+    with ScriptedServer(strict=True) as srv:
+        yield srv
+        srv.assert_all_used()
+
+
+@pytest.fixture
+def streaming_server() -> Iterator[ScriptedServer]:
+    """Strict, but streaming replies to requests with tools as OpenAI does (llama-cpp-python's
+    empty stream would leave nothing to see): for tests of streamed tokens."""
+    with ScriptedServer(strict=True, streams_tools=True) as srv:
         yield srv
         srv.assert_all_used()
 

@@ -435,3 +435,10 @@ def test_a_database_urls_password_is_not_shown_in_hints_or_errors() -> None:
     url = "postgresql://ann:pa@ss/w0rd@db.internal:5432/x?sslpassword=hush&application_name=gl"
     assert db_label(url) == "postgresql://ann:****@db.internal:5432/x?sslpassword=****&application_name=gl"
     assert "pa@ss" not in Flags(db=url).again() and "hush" not in Flags(db=url).again()
+
+
+def test_a_config_key_of_the_wrong_type_is_named_with_its_right_form(server: ScriptedServer, tmp_path: Path) -> None:
+    (tmp_path / "graphloop.toml").write_text("models = 5\n")
+    result = invoke("run", "hi", "--config", str(tmp_path / "graphloop.toml"), server=server)
+    assert result.exit_code == 1
+    assert "models = 5 should be [[models]] tables, one per model" in result.output

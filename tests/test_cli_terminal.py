@@ -103,10 +103,11 @@ def deleted(db: Path) -> list[str]:
 def test_typing_no_at_the_gate_asks_again_and_runs_nothing(terminal: Terminal, server: ScriptedServer,
                                                            db: Path) -> None:
     terminal.expect(PROMPT)
+    asked = len(server.requests)  # the round and the question (and, strict, an empty stream)
     for typed in ("no", "x", "deny", "n"):
         terminal.type(typed.encode() + b"\r")
         assert f"{typed!r} is not an answer here; type a (approve), e (edit) or r (reject)" in terminal.expect(PROMPT)
-    assert len(server.requests) == 2 and deleted(db) == [] and Approvals(db).decisions() == []
+    assert len(server.requests) == asked and deleted(db) == [] and Approvals(db).decisions() == []
     server.add(reply("I kept /tmp/x."))
     terminal.type(b"r\r")
     terminal.expect("a note for the model (optional)")

@@ -76,7 +76,7 @@ def test_every_request_fits_and_keeps_system_task_and_whole_rounds(
 ) -> None:
     messages, context_k, compaction = case
     task = next(m for m in reversed(messages) if isinstance(m, HumanMessage))
-    with ScriptedServer([reply("done")]) as server:
+    with ScriptedServer([reply("done")], strict=True) as server:
         context = LoopContext.create(models=[server.model_config(context_k=context_k)],
                                      tools=[fetch], compaction=compaction)
         out = compile_graph().invoke({"messages": messages}, context=context)

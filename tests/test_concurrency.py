@@ -38,7 +38,7 @@ def db(any_db: Path | str) -> Path | str:
 
 
 def test_two_hundred_threads_run_at_once_without_lock_errors(db: Path | str) -> None:
-    with ScriptedServer([by_conversation] * (THREADS * (ROUNDS + 1))) as server:
+    with ScriptedServer([by_conversation] * (THREADS * (ROUNDS + 1)), strict=True) as server:
         model = ModelConfig(label="primary", api_url=server.url, model_name="scripted", max_retries=0)
         orch = Orchestrator([lookup], db=db, models=[model])
 

@@ -41,7 +41,9 @@ def test_gated_call_pauses_with_the_hitl_payload_after_plain_calls_ran(
     }
     assert CALLS == [("add", {"a": 1, "b": 2})]
     question_request = server.requests[1]
-    assert "tools" not in question_request.body
+    # the round's request, tools and all, with tool_choice "none": the prefix stays the same
+    assert question_request.body["tools"] == server.requests[0].body["tools"]
+    assert question_request.body["tool_choice"] == "none" and server.requests[0].body["tool_choice"] == "auto"
     assert question_request.messages[-1] == {
         "role": "tool", "tool_call_id": "call_1_1",
         "content": "[AWAITING USER CONFIRMATION for delete_file]"}

@@ -44,7 +44,7 @@ def test_killed_workers_resume_to_the_full_history_without_duplicate_results(tmp
     warm = context.Process(target=print, args=("forkserver ready",))  # start it before timing
     warm.start()
     warm.join()
-    with ScriptedServer(replies) as server:
+    with ScriptedServer(replies, strict=True) as server:
         # one run without a kill tells how long a run takes on this machine today
         calibration = context.Process(target=crash_child.work, args=(
             str(tmp_path / "calibration.db"), "calibration", server.url, str(tmp_path / "c.log")))

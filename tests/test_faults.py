@@ -28,7 +28,7 @@ FAST = {"retry_base_delay": 0.01, "retry_max_delay": 0.05}
 
 @pytest.fixture
 def backup() -> Iterator[ScriptedServer]:
-    with ScriptedServer(model="backup-model") as srv:
+    with ScriptedServer(model="backup-model", strict=True) as srv:
         yield srv
         srv.assert_all_used()
 

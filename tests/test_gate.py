@@ -25,10 +25,12 @@ from langgraph.types import Command
 from graphloop.graph import (
     AlreadyDecidedError,
     Approvals,
+    ConfigurationError,
     InvalidDecisionError,
     LedgerWarning,
     LoopContext,
     LoopGraph,
+    ModelCallError,
     ModelConfig,
     Orchestrator,
     compile_graph,
@@ -38,7 +40,7 @@ from graphloop.graph import (
     serve,
 )
 from graphloop.graph.builder import _warn_no_ledger  # pyright: ignore[reportPrivateUsage]
-from graphloop.graph.testing import ScriptedServer, junk, reply, tool_call
+from graphloop.graph.testing import ScriptedServer, error, junk, reply, tool_call
 from graphloop.nodes.abandon import DISMISSED, WENT_ON
 from graphloop.nodes.audit import decision_entries
 from graphloop.nodes.confirm import check_decisions, default_question, from_inbox
@@ -157,7 +159,7 @@ def test_a_compiled_graph_refuses_a_second_approval_from_an_old_checkpoint(serve
         paused_at = graph.get_state(config).config
         graph.invoke(Command(resume={"decisions": [{"type": "approve"}]}), paused_at, context=context)
         finished = graph.get_state(config)
-        with pytest.raises(AlreadyDecidedError, match="already decided .* and carried out"):
+        with pytest.raises(AlreadyDecidedError, match=r"already decided \('approve' .*'delete_file' is success"):
             graph.invoke(Command(resume={"decisions": [{"type": "approve"}]}), paused_at, context=context)
         after = graph.get_state(config)
     assert CALLS == [("delete_file", {"path": "/tmp/a"})]
@@ -247,7 +249,7 @@ def test_the_served_graph_claims_in_the_postgres_database_its_settings_name(
         served.invoke({"messages": [{"role": "user", "content": "delete /tmp/a"}]}, config)
         paused_at = served.get_state(config).config
         served.invoke(Command(resume={"decisions": [{"type": "approve"}]}), paused_at)
-        with pytest.raises(AlreadyDecidedError, match="carried out"):  # a second worker, the same view
+        with pytest.raises(AlreadyDecidedError, match="earlier view"):  # a second worker, the same view
             served.invoke(Command(resume={"decisions": [{"type": "approve"}]}), paused_at)
     finally:
         serve.server_context.cache_clear()
@@ -321,3 +323,41 @@ def test_junk_from_the_model_falls_back_to_the_next_model_and_the_default_questi
     assert paused.checkpoint is not None and paused.checkpoint.question == default_question(
         [PendingCall(id="x", name="delete_file", args={"path": "/tmp/a"})])
     assert CALLS == []
+
+
+def test_an_approval_from_before_the_user_went_on_is_refused(server: ScriptedServer, db: Path,
+                                                             saver: BaseCheckpointSaver[str]) -> None:
+    graph, context, config = paused_graph(server, saver, "went-on")
+    paused_at = graph.get_state(config).config
+    server.add(reply("Fine."))
+    graph.invoke({"messages": [HumanMessage("never mind")]}, config, context=context)
+    head = graph.get_state(config)
+    with pytest.raises(AlreadyDecidedError, match=r"answered without a decision and its call to 'delete_file' "
+                                                  r"is abandoned"):
+        graph.invoke(Command(resume={"decisions": [{"type": "approve"}]}), paused_at, context=context)
+    assert CALLS == [] and graph.get_state(config).config == head.config
+    assert [c["status"] for c in Approvals(db).tool_calls("went-on")] == ["abandoned"]
+
+
+@pytest.mark.parametrize("url", ["http://ann:sk-url-secret@127.0.0.1:1/v1", "http://sk-url-secret@127.0.0.1:1/v1",
+                                 "//ann:sk-url-secret@127.0.0.1:1/v1", "http://127.0.0.1:1/v1?key=sk-url-secret",
+                                 "http://127.0.0.1:1/v1?api%2Dkey=sk-url-secret", "http://h/v1?sig=sk-url-secret"])
+def test_a_key_inside_the_model_url_is_refused_without_being_shown(url: str) -> None:
+    with pytest.raises(ConfigurationError, match="api_url carries a secret") as refused:
+        ModelConfig.coerce({"label": "m", "api_url": url, "model_name": "m"})
+    assert "sk-url-secret" not in str(refused.value)
+
+
+def test_a_key_the_server_echoes_is_in_no_error_text_cause_or_context(server: ScriptedServer) -> None:
+    model = server.model_config(label="primary", api_key="sk-echoed-0123456789", max_retries=0)
+    orch = Orchestrator(TOOLS, db=memory_saver(), models=[model])
+    server.add(error(401, "Incorrect API key provided: sk-echoed-0123456789"))
+    with pytest.raises(ModelCallError) as failed:
+        orch.run_sync("hi")
+    chain: list[BaseException] = []
+    cursor: BaseException | None = failed.value
+    while cursor is not None and len(chain) < 10:
+        chain.append(cursor)
+        cursor = cursor.__cause__ or cursor.__context__
+    assert chain and all("sk-echoed-0123456789" not in f"{e} {e!r}" for e in chain)
+    assert "HTTP 401" in str(failed.value)

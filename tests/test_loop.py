@@ -183,13 +183,15 @@ def test_wrong_argument_types_become_a_tool_error_naming_the_field(
     assert CALLS == []
 
 
-def test_round_limit_ends_with_a_model_answer_without_tools(server: ScriptedServer, context: LoopContext) -> None:
+def test_round_limit_ends_with_a_model_answer_with_tools_listed_and_none_chosen(
+        server: ScriptedServer, context: LoopContext) -> None:
     server.add(reply(None, tool_call("add", a=1, b=1)), reply(None, tool_call("add", a=2, b=2)),
                reply("Final: 2 and 4."))
     out = compile_graph().invoke(start("loop", max_rounds=2), context=context)
     assert out["messages"][-1].content == "Final: 2 and 4."
     final = server.requests[2]
-    assert "tools" not in final.body
+    assert final.body["tools"] == server.requests[1].body["tools"] and final.body["tool_choice"] == "none"
+    assert server.requests[1].body["tool_choice"] == "auto"
     assert final.messages[-1]["role"] == "user" and "answer" in final.messages[-1]["content"]
     assert len(out["messages"]) == 6  # the limit note is sent, not stored
 
@@ -247,7 +249,9 @@ def test_openwebui_host_type_sends_requests_under_api(server: ScriptedServer) ->
     assert server.requests[0].path == "/api/chat/completions"
 
 
-def test_streaming_yields_tokens_and_assembles_tool_calls(server: ScriptedServer, context: LoopContext) -> None:
+def test_streaming_yields_tokens_and_assembles_tool_calls(streaming_server: ScriptedServer) -> None:
+    server = streaming_server
+    context = LoopContext.create(models=[server.model_config(label="primary")], tools=TOOLS)
     server.add(reply(None, tool_call("add", a=20, b=22)), reply("The answer is forty-two, exactly."))
     tokens: list[str] = []
     for chunk, meta in compile_graph().stream(start("go"), context=context, stream_mode="messages"):

@@ -32,7 +32,7 @@ def run_trials(tmp_path: Path, trials: int, direct: bool, db: str | None = None)
     mp.set_forkserver_preload(["graphloop.graph", "race_child"])
     db, effects = db or str(tmp_path / "race.db"), str(tmp_path / "effects.log")
     outcomes: Counter[str] = Counter()
-    with ScriptedServer([race_child.model_reply] * (4 * trials)) as server:
+    with ScriptedServer([race_child.model_reply] * (4 * trials), strict=True) as server:
         orch = race_child.orchestrator(db, server.url, effects)
         barrier, outbox = mp.Barrier(2), mp.Queue()
         inboxes: list[Any] = [mp.Queue(), mp.Queue()]

@@ -84,7 +84,7 @@ def config_text(model_url: str, db: Path) -> str:
 
 @pytest.fixture(scope="module")
 def model_server() -> Iterator[ScriptedServer]:
-    with ScriptedServer() as srv:
+    with ScriptedServer(strict=True) as srv:
         yield srv
 
 
@@ -477,7 +477,7 @@ def test_a_resume_cannot_carry_a_state_update_or_send_a_call_to_run(
                                                   "update": {"policy": lifted}})
     send = failed_run(client, thread, command={"goto": [{"node": "run_tool", "input": job}]})
 
-    assert "only 'messages'" in update and "may go to '__end__' only" in send
+    assert "may not carry a state update" in update and "may go to '__end__' only" in send
     assert client.threads.get_state(thread)["next"] == [GATE] and audit(approvals, thread) == []
 
 
@@ -492,7 +492,7 @@ def test_a_client_cannot_rewrite_the_call_or_forge_a_decision_by_updating_the_st
     for values_, node in (({"messages": [rewritten]}, "ask_confirmation"), ({"pending": forged}, GATE)):
         with pytest.raises(httpx.HTTPStatusError) as refused:
             client.threads.update_state(thread, values_, as_node=node)
-        assert "may send" in refused.value.response.text
+        assert "takes no state updates from clients" in refused.value.response.text
 
     assert client.threads.get_state(thread)["next"] == [GATE]
     assert values(client, thread)["messages"][-1]["tool_calls"][0]["args"] == {"path": "/tmp/f"}
@@ -500,3 +500,18 @@ def test_a_client_cannot_rewrite_the_call_or_forge_a_decision_by_updating_the_st
     script.add(reply("Kept."))  # the thread is intact: a rejection still goes through
     client.runs.wait(thread, GRAPH, command=decisions({"type": "reject"}))
     assert audit(approvals, thread) == [("delete_file", "rejected")]
+
+
+def test_an_approval_from_the_view_before_a_new_message_is_refused(
+        client: SyncLangGraphClient, script: Script, approvals: Approvals) -> None:
+    thread = paused_on(client, script, approvals, tool_call("delete_file", id="moved-on", path="/tmp/m"),
+                       question="May I delete /tmp/m?")
+    checkpoint = client.threads.get_state(thread)["checkpoint"]
+    [ai] = [m for m in values(client, thread)["messages"] if m["type"] == "ai"]
+    script.add(reply("Fine."))
+    # a message carrying the assistant message's id must not take its call out of the history
+    client.runs.wait(thread, GRAPH, input={"messages": [{**human("never mind"), "id": ai["id"]}]})
+    error = failed_run(client, thread, input={}, command=decisions({"type": "approve"}), checkpoint=checkpoint)
+    assert error.startswith("AlreadyDecidedError: ") and "earlier view" in error
+    assert audit(approvals, thread) == [("delete_file", "abandoned")]
+    assert values(client, thread)["messages"][-1]["content"] == "Fine."

@@ -28,6 +28,12 @@ from test_loop import start
 CONFIG: Any = {"configurable": {"thread_id": "s"}}
 
 
+@pytest.fixture
+def server(streaming_server: ScriptedServer) -> ScriptedServer:
+    """These tests are about streamed tokens: the strict server streams with tools, as OpenAI does."""
+    return streaming_server
+
+
 def test_updates_mode_yields_the_compaction_record_and_the_interrupt(
     server: ScriptedServer, context: LoopContext
 ) -> None:

@@ -7,6 +7,7 @@ tests hold that the JSON on the wire, key order included, does not change for it
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -19,6 +20,15 @@ from graphloop.graph.testing import ScriptedServer, reply, tool_call
 from graphloop.nodes.repairs import RepairedChatOpenAI
 
 from conftest import TOOLS
+
+
+@pytest.fixture
+def server() -> Iterator[ScriptedServer]:
+    """Permissive: these tests compare the bodies two clients send, not what a server takes."""
+    with ScriptedServer() as srv:
+        yield srv
+        srv.assert_all_used()
+
 
 HISTORY: list[BaseMessage] = [
     SystemMessage("You are terse."),

@@ -35,7 +35,7 @@ def test_four_workers_share_fifty_paused_threads_and_each_call_runs_once(
     mp = multiprocessing.get_context("forkserver")
     mp.set_forkserver_preload(["graphloop.graph", "race_child"])
     effects = str(tmp_path / "effects.log")
-    with ScriptedServer([race_child.model_reply] * (2 * THREADS + WORKERS * THREADS)) as server:
+    with ScriptedServer([race_child.model_reply] * (2 * THREADS + WORKERS * THREADS), strict=True) as server:
         orch = race_child.orchestrator(postgres_db, server.url, effects)
         threads = [orch.run_sync(f"t{i}", thread_id=f"t{i}").thread_id for i in range(THREADS)]
         assert len(Approvals(postgres_db).pending()) == THREADS

@@ -1,0 +1,165 @@
+"""The servers people run, as the strict scripted server answers like them (see
+`graphloop.graph.strict`): each `host_type` pauses at the gate, resumes in a new OS process and
+ends with the model's answer, streamed and not; the request bodies follow the wire rules of
+`graphloop.nodes.wire`; each fallback is driven and logged once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from graphloop.graph import Orchestrator, Token, ToolResult
+from graphloop.graph.settings import load_settings
+from graphloop.graph.testing import ScriptedServer, error, reply, tool_call
+from graphloop.nodes.config import HostType
+
+from conftest import CALLS, TOOLS
+
+CHILD = Path(__file__).parent / "host_child.py"
+KEY = "sk-host-0123456789"
+HOSTS: list[HostType] = ["openai", "openwebui", "litellm", "llamacpp", "ollama", "vllm"]
+
+
+def api_url(server: ScriptedServer, host_type: HostType) -> str:
+    # Open WebUI is configured with its root; its OpenAI API lives under /api
+    return server.url.removesuffix("/v1") if host_type == "openwebui" else server.url
+
+
+async def run_to_gate(orch: Orchestrator, stream: bool) -> tuple[str, list[str]]:
+    seen: list[str] = []
+    thread_id = ""
+    async for event in orch.stream("add 2 and 3, then delete /tmp/x", tokens=stream):
+        if isinstance(event, ToolResult):
+            seen.append(event.name)
+        thread_id = getattr(getattr(event, "result", None), "thread_id", thread_id)
+    return thread_id, seen
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+@pytest.mark.parametrize("host_type", HOSTS)
+def test_each_kind_of_server_pauses_resumes_in_a_new_process_and_answers(
+        host_type: HostType, stream: bool, db: Path) -> None:
+    with ScriptedServer(strict=True, api_key=KEY) as server:
+        server.add(reply(None, tool_call("add", a=2, b=3), tool_call("delete_file", path="/tmp/x")),
+                   reply("May I delete /tmp/x?"), reply("Deleted /tmp/x; 2 + 3 = 5."))
+        model = {"label": "m", "api_url": api_url(server, host_type), "model_name": "scripted",
+                 "host_type": host_type, "api_key": KEY, "max_retries": 0}
+        orch = Orchestrator(TOOLS, confirm_required=["delete_file"], db=db, models=[model])
+        thread_id, ran = asyncio.run(run_to_gate(orch, stream))
+        assert ran == ["add"] and CALLS == [("add", {"a": 2, "b": 3})]
+        done = subprocess.run([sys.executable, str(CHILD), str(db), thread_id, model["api_url"], host_type,
+                               "1" if stream else "0"], capture_output=True, text=True, timeout=120,
+                              cwd=CHILD.parent, env={**os.environ, "SCRIPTED_KEY": KEY})
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert json.loads(done.stdout.strip().splitlines()[-1]) == "Deleted /tmp/x; 2 + 3 = 5."
+        server.assert_all_used()
+    prefix = "/api" if host_type == "openwebui" else "/v1"
+    assert {r.path for r in server.requests} == {f"{prefix}/chat/completions"}
+    assert all(r.headers["authorization"] == f"Bearer {KEY}" for r in server.requests)
+    refused = [r.kind for r in server.refusals]
+    # streamed, the first tool round of each process streams nothing (as llama-cpp-python does),
+    # is asked again at once without streaming, and that model is not streamed with tools again
+    assert refused == (["empty_stream"] * 2 if stream else [])
+
+
+def bodies(server: ScriptedServer) -> list[dict[str, Any]]:
+    return [r.body for r in server.requests]
+
+
+def test_the_request_bodies_follow_the_original_loops_wire_rules(server: ScriptedServer, db: Path) -> None:
+    orch = Orchestrator(TOOLS, confirm_required=["delete_file"], db=db, tool_instruction="", max_rounds=2,
+                        models=[server.model_config(label="m", max_output_tokens=256)])
+    server.add(reply(None, tool_call("delete_file", path="/tmp/x")), reply("May I?"),
+               reply(None, tool_call("add", a=1, b=1)), reply("Two."))
+    paused = orch.run_sync("delete /tmp/x")
+    orch.resume_sync(paused.thread_id, decisions=[{"type": "edit", "edited_action": {
+        "name": "delete_file", "args": {"path": "/tmp/y"}}}])
+    tool_round, question, after_edit, final = bodies(server)
+    names = [t["function"]["name"] for t in tool_round["tools"]]
+    for body, choice in ((tool_round, "auto"), (question, "none"), (after_edit, "auto"), (final, "none")):
+        assert body["tool_choice"] == choice and [t["function"]["name"] for t in body["tools"]] == names
+        assert body["max_tokens"] == 256 and "max_completion_tokens" not in body
+        assert all(m["role"] != "system" for m in body["messages"])  # no system text, no system message
+    assert tool_round["messages"] == [{"role": "user", "content": "delete /tmp/x"}]
+    [call_message] = [m for m in after_edit["messages"] if m["role"] == "assistant"]
+    assert call_message["content"] == "" and call_message["tool_calls"][0]["function"]["arguments"] == (
+        '{"path": "/tmp/y"}')  # as edited
+    assert final["messages"][-1]["role"] == "user" and server.refusals == []
+
+
+@pytest.mark.parametrize(("refusal", "learned", "absent"), [
+    ("messages[1].content: Input should be a valid string", "empty content", "content"),
+    ("tool_choice is not supported by this server", "tool_choice", "tool_choice"),
+])
+def test_a_server_refusing_one_wire_rule_gets_the_other_form_once_and_for_good(
+        refusal: str, learned: str, absent: str, db: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with ScriptedServer(strict=False) as server:  # as a server would that refuses what others take
+        model = server.model_config(label="picky")
+        orch = Orchestrator(TOOLS, db=db, models=[model], tool_instruction="")
+        server.add(reply(None, tool_call("add", a=1, b=2)), error(500, refusal), reply("3."),
+                   reply(None, tool_call("add", a=2, b=2)), reply("4."))
+        with caplog.at_level(logging.WARNING, logger="graphloop.nodes.wire"):
+            assert orch.run_sync("1 + 2").response == "3."
+            assert orch.run_sync("2 + 2").response == "4."
+        server.assert_all_used()
+    retried, later = server.requests[2].body, server.requests[4].body
+    assistant = [m for m in retried["messages"] if m["role"] == "assistant"] if absent == "content" else [retried]
+    assert all(absent not in m for m in assistant)
+    assert absent not in ([m for m in later["messages"] if m["role"] == "assistant"][0] if absent == "content" else later)
+    [logged] = [r.getMessage() for r in caplog.records if r.name == "graphloop.nodes.wire"]
+    assert learned in logged and "'picky'" in logged
+
+
+@pytest.mark.parametrize("opted_in", [True, False])
+def test_a_call_written_as_text_runs_only_where_the_model_is_marked_for_it(
+        opted_in: bool, server: ScriptedServer, db: Path) -> None:
+    written = '```json\n{"name": "add", "arguments": {"a": 1, "b": 2}}\n```'
+    model = server.model_config(label="small", text_tool_calls=opted_in)
+    orch = Orchestrator(TOOLS, db=db, models=[model])
+    server.add(reply(written), *([reply("1 + 2 = 3.")] if opted_in else []))
+    result = orch.run_sync("1 + 2?")
+    assert result.response == ("1 + 2 = 3." if opted_in else written)
+    assert CALLS == ([("add", {"a": 1, "b": 2})] if opted_in else [])
+    assert [c["status"] for c in orch.approvals.tool_calls(result.thread_id)] == (["success"] if opted_in else [])
+
+
+def test_per_model_settings_reach_the_wire(server: ScriptedServer, db: Path, tmp_path: Path) -> None:
+    (tmp_path / "graphloop.toml").write_text(
+        f'[[models]]\nlabel = "w"\napi_url = "{server.url}"\nmodel_name = "scripted"\nmax_retries = 0\n'
+        'tool_choice = ""\nstream = false\nextra_body = {top_k = 20}\n'
+        'extra_headers = {"X-Title" = "graphloop-tests"}\n')
+    [model] = load_settings(tmp_path / "graphloop.toml").models
+    assert model.tool_choice is None and "X-Title" not in repr(model)
+    orch = Orchestrator(TOOLS, db=db, models=[model])
+    server.add(reply("ok"))
+    assert orch.run_sync("hi").response == "ok"
+    [request] = server.requests
+    assert "tool_choice" not in request.body and request.body["top_k"] == 20
+    assert request.headers["x-title"] == "graphloop-tests" and request.body["stream"] is False
+
+
+def test_a_model_that_streams_nothing_with_tools_is_asked_without_streaming_once_and_for_good(
+        server: ScriptedServer, db: Path, caplog: pytest.LogCaptureFixture) -> None:
+    orch = Orchestrator(TOOLS, db=db, models=[server.model_config(label="llama")])
+    server.add(reply(None, tool_call("add", a=1, b=1)), reply(None, tool_call("add", a=2, b=2)), reply("Done."))
+
+    async def streamed() -> list[str]:
+        return [e.text async for e in orch.stream("add twice") if isinstance(e, Token)]
+
+    with caplog.at_level(logging.WARNING):
+        tokens = asyncio.run(streamed())
+    assert [r.kind for r in server.refusals] == ["empty_stream"]  # the first round only
+    assert [r.body.get("stream") for r in server.requests] == [True, False, False, False]
+    assert [r.getMessage() for r in caplog.records if r.name == "graphloop.nodes.wire"] == [
+        "model 'llama' (scripted) streamed nothing with tools offered; asking it without streaming, for the "
+        "rest of this process"]
+    assert tokens == [] and CALLS == [("add", {"a": 1, "b": 1}), ("add", {"a": 2, "b": 2})]
