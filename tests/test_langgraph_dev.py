@@ -31,6 +31,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def wait_until_up(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    """Wait for `langgraph dev` at `url` to answer, failing with its log if it stops or stalls."""
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/ok", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert process.poll() is None, log.read_text()[-3000:]
+        time.sleep(0.3)
+    pytest.fail("langgraph dev did not start:\n" + log.read_text()[-3000:])
+
+
 @pytest.fixture
 def dev_server(server: ScriptedServer, tmp_path: Path) -> Iterator[str]:
     (tmp_path / "graphloop.toml").write_text(
@@ -47,17 +61,7 @@ def dev_server(server: ScriptedServer, tmp_path: Path) -> Iterator[str]:
                                stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/ok", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert process.poll() is None, (tmp_path / "dev.log").read_text()[-3000:]
-            time.sleep(0.3)
-        else:
-            pytest.fail("langgraph dev did not start:\n" + (tmp_path / "dev.log").read_text()[-3000:])
+        wait_until_up(url, process, tmp_path / "dev.log")
         yield url
     finally:
         process.terminate()

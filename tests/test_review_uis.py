@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +36,7 @@ from graphloop.graph.testing import (
     tool_call,
 )
 
-from test_langgraph_dev import ROOT, free_port
+from test_langgraph_dev import ROOT, free_port, wait_until_up
 
 GRAPH = "graphloop"
 GATE = "interrupt_for_confirm"
@@ -109,19 +108,6 @@ def served(model_server: ScriptedServer, tmp_path_factory: pytest.TempPathFactor
         finally:
             process.terminate()
             process.wait(30)
-
-
-def wait_until_up(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/ok", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        assert process.poll() is None, log.read_text()[-3000:]
-        time.sleep(0.3)
-    pytest.fail("langgraph dev did not start:\n" + log.read_text()[-3000:])
 
 
 @pytest.fixture
