@@ -159,6 +159,8 @@ class _Printer:
         self.mid_line = False
         self.answered = False
         """The latest answer is on the screen."""
+        self.streamed = ""
+        """The tokens shown since the latest reply."""
 
     def _stop_spinner(self) -> None:
         if self.status is not None:
@@ -175,6 +177,7 @@ class _Printer:
             self._stop_spinner()
             console.print(escape(event.text), end="")
             self.mid_line = True
+            self.streamed += event.text
         elif isinstance(event, ModelReply):
             self._show_reply(event)
         elif isinstance(event, ToolResult):
@@ -190,9 +193,13 @@ class _Printer:
         return None
 
     def _show_reply(self, event: ModelReply) -> None:
+        streamed, self.streamed = self.streamed, ""
         if not event.message.tool_calls:
             self.answered = True
-            if not self.mid_line:  # not streamed: shown whole
+            if self.mid_line and streamed.strip() != event.message.text.strip():  # a cut stream, asked again
+                self._end_line()
+                console.print("[dim](the stream was cut and the model asked again; its answer:)[/dim]")
+            if not self.mid_line:  # not streamed (or not whole): shown whole
                 console.print(escape(event.message.text), soft_wrap=True)
             return
         self.answered = False

@@ -18,6 +18,7 @@
     # optional, per model (defaults work on OpenAI, OpenRouter, LiteLLM, Open WebUI, Ollama, vLLM,
     # llama.cpp): stream = false, tool_choice = "" (not sent), max_output_tokens = 1024,
     # text_tool_calls = true, extra_body = {top_k = 20}, extra_headers = {"X-Title" = "app"}
+    # (a header's secret from the environment: extra_headers = {"X-Api-Key" = "${GATEWAY_KEY}"})
 
 Without `[[models]]` (or with `--base-url`), the model comes from `OPENAI_BASE_URL` (or
 `--base-url`), `OPENAI_API_KEY` (or the variable `--api-key-env` names) and `--model` (or
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import shlex
 import sys
 import tomllib
@@ -132,12 +134,24 @@ def _model(entry: Mapping[str, Any], where: str) -> ModelConfig:
     if unknown:
         raise ConfigurationError(f"{where}: unknown keys {unknown!r}; known: {sorted(_MODEL_KEYS | {'api_key_env'})!r}")
     values = {k: v for k, v in entry.items() if k in _MODEL_KEYS}
+    if isinstance(values.get("extra_headers"), dict):  # "${NAME}": a header's secret from the environment
+        values["extra_headers"] = {k: _from_env(v, f"{where} extra_headers.{k}")
+                                   for k, v in cast(dict[str, Any], values["extra_headers"]).items()}
     key_env = entry.get("api_key_env")
     if key_env is not None:
         if key_env not in os.environ:
             raise ConfigurationError(f"{where}: environment variable {key_env!r} (api_key_env) is not set")
         values["api_key"] = os.environ[key_env]
     return ModelConfig.coerce(values)
+
+
+def _from_env(value: object, where: str) -> object:
+    match = re.fullmatch(r"\$\{(\w+)\}", value) if isinstance(value, str) else None
+    if match is None:
+        return value
+    if match.group(1) not in os.environ:
+        raise ConfigurationError(f"{where}: environment variable {match.group(1)!r} is not set")
+    return os.environ[match.group(1)]
 
 
 def _env_model(model_name: str | None, base_url: str | None, key_env: str) -> ModelConfig:

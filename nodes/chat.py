@@ -66,8 +66,12 @@ def chat_model(model: ModelConfig) -> ChatOpenAI:
 
 
 def _redact(text: str, model: ModelConfig) -> str:
-    """`text` without the model's key (a server may echo it in an error) or a URL secret."""
-    return redact(text.replace(model.api_key, "***") if len(model.api_key) >= 8 else text)
+    """`text` without the model's key or a header's value (a server may echo them in an
+    error), nor a URL secret."""
+    for secret in (model.api_key, *model.extra_headers.values()):
+        if len(secret) >= 8:
+            text = text.replace(secret, "***")
+    return redact(text)
 
 
 def _retry_after(exc: openai.APIStatusError) -> float | None:
@@ -102,18 +106,23 @@ async def call_chat_model(
     A refusal that names one of the wire rules is answered by the other form, once (see
     `graphloop.nodes.wire`).
     """
-    choice = tool_choice or model.tool_choice
+    choice = (tool_choice or model.tool_choice) if tools else None
+    sent_empty_content = any(isinstance(m, AIMessage) and m.tool_calls and not m.text for m in messages)
     for attempt in range(2):
         llm = chat_model(model)
         runnable = llm.bind_tools(list(tools), tool_choice=choice) if tools else llm  # pyright: ignore[reportUnknownMemberType]  # bind_tools' union is partly untyped
-        streams = stream and model.stream and not (tools and learned(model).no_stream_with_tools)
+        known = learned(model)  # the form this request goes in
+        streams = stream and model.stream and not (choice != "none" and tools and known.no_stream_with_tools)
         try:
             if streams:  # when a caller shows tokens (LangGraph's messages mode)
                 return await runnable.ainvoke(list(messages))
             return await runnable.ainvoke(list(messages), {"tags": [TAG_NOSTREAM]}, stream=False)
         except openai.APIStatusError as exc:
-            lesson = lesson_from(str(exc.message), bool(tools and choice))
-            if attempt == 0 and lesson is not None and learn(model, lesson):
+            overflow = _OVERFLOW.search(f"{exc.message} {exc.code or ''}") is not None
+            lesson = None if overflow else lesson_from(exc.status_code, str(exc.message),
+                                                       sent_empty_content=sent_empty_content, choice=choice)
+            if attempt == 0 and lesson is not None and not getattr(known, lesson):
+                learn(model, lesson)  # or another request learned it meanwhile: asked again either way
                 continue
             error = _model_error(exc, model)
         except (openai.APIError, ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:

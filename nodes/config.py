@@ -134,6 +134,7 @@ class ModelConfig:
             raise ConfigurationError(
                 f"model {self.label!r}: tool_choice={self.tool_choice!r} is not one of "
                 f"{list(get_args(ToolChoice))!r} or None")
+        _check_settings(self)
 
     @property
     def base_url(self) -> str:
@@ -171,6 +172,31 @@ class ModelConfig:
 
 
 ModelLike = ModelConfig | Mapping[str, Any]
+
+_GRAPHLOOPS_OWN = frozenset({"model", "messages", "tools", "tool_choice", "stream", "stream_options"})
+"""Request fields graphloop sets itself: `extra_body` may not override them."""
+
+
+def _check_settings(model: ModelConfig) -> None:
+    """Refuse per-model settings of the wrong type before any request is made (a dict or a
+    TOML file may hold anything, whatever the annotations say)."""
+    where = f"model {model.label!r}"
+    given: dict[str, object] = {f.name: getattr(model, f.name) for f in fields(model)}
+    for name in ("stream", "text_tool_calls"):
+        if not isinstance(given[name], bool):
+            raise ConfigurationError(f"{where}: {name}={given[name]!r} must be true or false")
+    for name in ("max_output_tokens", "timeout"):
+        value = given[name]
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value <= 0):
+            raise ConfigurationError(f"{where}: {name}={value!r} must be a positive number")
+    headers = cast(Mapping[object, object], given["extra_headers"])
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
+        raise ConfigurationError(f"{where}: extra_headers must map header names to text values")
+    own = sorted(_GRAPHLOOPS_OWN & set(model.extra_body))
+    if own:
+        raise ConfigurationError(
+            f"{where}: extra_body may not set {own!r}: graphloop sets them (use model_name, "
+            "tool_choice and stream instead)")
 
 _SECRET_NAME = re.compile(r"key|token|secret|pass|auth|sig|code|credential", re.IGNORECASE)
 

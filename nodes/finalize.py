@@ -57,7 +57,7 @@ async def finalize(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str,
         except (ModelCallError, ContextBudgetError) as exc:
             logger.warning("final answer at the round limit failed: %s", exc)
         else:
-            if reply.text.strip():
-                return {**update, "messages": [with_unique_id(reply, messages)],
-                        "answered_by": model.label}
+            if reply.text.strip():  # its text only: a call made despite "none" is not kept
+                answer = AIMessage(reply.text, id=reply.id, response_metadata=reply.response_metadata)
+                return {**update, "messages": [with_unique_id(answer, messages)], "answered_by": model.label}
     return {"messages": [AIMessage(limit_summary(messages, limit))], "answered_by": "graphloop"}

@@ -27,8 +27,9 @@ Example:
 from __future__ import annotations
 
 import logging
+import re
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, cast
 
 from graphloop.nodes.config import ModelConfig
@@ -37,13 +38,22 @@ __all__ = ["Learned", "Lesson", "forget", "learn", "learned", "lesson_from", "sh
 
 logger = logging.getLogger(__name__)
 
-Lesson = Literal["omit_content", "no_tool_choice", "no_stream_with_tools"]
+Lesson = Literal["omit_content", "no_tool_choice", "no_tool_choice_none", "no_stream_with_tools"]
 
 _WHY: dict[Lesson, str] = {
     "omit_content": "refused an empty content on a tool-calling assistant message; leaving the key out",
     "no_tool_choice": "refused tool_choice; sending tools without it",
+    "no_tool_choice_none": "refused tool_choice \"none\"; asking the question and the final answer without tools",
     "no_stream_with_tools": "streamed nothing with tools offered; asking it without streaming",
 }
+
+_CONTENT_REFUSED = re.compile(
+    r"messages\[\d+\]\.content|attribute 'content'|'content'|"
+    r"\bcontent\b.{0,40}\b(?:valid string|required|null|none|empty|missing)\b", re.IGNORECASE)
+"""How servers word a refusal of an assistant message's content (llama-cpp-python's pydantic
+error, LiteLLM's template error, others'); "content safety policy" is not one."""
+_CHOICE_REFUSED = re.compile(r"tool[_ ]choice", re.IGNORECASE)
+_NOT_ABOUT_THE_BODY = {401, 403, 404, 408, 409, 413, 429}
 
 
 @dataclass
@@ -52,6 +62,7 @@ class Learned:
 
     omit_content: bool = False
     no_tool_choice: bool = False
+    no_tool_choice_none: bool = False
     no_stream_with_tools: bool = False
 
 
@@ -60,9 +71,9 @@ _lock = threading.Lock()
 
 
 def learned(model: ModelConfig) -> Learned:
-    """What `model`'s server was found to refuse so far (nothing, at first)."""
+    """What `model`'s server was found to refuse so far (nothing, at first): a copy."""
     with _lock:
-        return _learned.setdefault((model.base_url, model.model_name), Learned())
+        return replace(_learned.setdefault((model.base_url, model.model_name), Learned()))
 
 
 def forget() -> None:
@@ -73,8 +84,8 @@ def forget() -> None:
 
 def learn(model: ModelConfig, lesson: Lesson) -> bool:
     """Remember `lesson` for `model`; True (and one log line) the first time."""
-    state = learned(model)
     with _lock:
+        state = _learned.setdefault((model.base_url, model.model_name), Learned())
         if getattr(state, lesson):
             return False
         setattr(state, lesson, True)
@@ -82,13 +93,19 @@ def learn(model: ModelConfig, lesson: Lesson) -> bool:
     return True
 
 
-def lesson_from(message: str, payload_had_tool_choice: bool) -> Lesson | None:
-    """Which rule a server's refusal names, if any: `tool_choice` before `content`."""
-    text = message.lower()
-    if payload_had_tool_choice and "tool_choice" in text:
-        return "no_tool_choice"
-    if "content" in text:
+def lesson_from(status: int, message: str, *, sent_empty_content: bool, choice: str | None) -> Lesson | None:
+    """Which rule a server's refusal names, if it names one of what the request carried.
+
+    Not a refusal of the body's form: a key, a missing model, a rate limit, a request too
+    long (callers check for a context-length error first). The content of an assistant
+    message is named more precisely than `tool_choice`, so it is looked for first.
+    """
+    if status in _NOT_ABOUT_THE_BODY:
+        return None
+    if sent_empty_content and _CONTENT_REFUSED.search(message):
         return "omit_content"
+    if choice is not None and _CHOICE_REFUSED.search(message):
+        return "no_tool_choice_none" if choice == "none" else "no_tool_choice"
     return None
 
 
@@ -97,7 +114,7 @@ def shaped(payload: dict[str, Any], model: ModelConfig) -> dict[str, Any]:
     state = learned(model)
     messages: list[dict[str, Any]] = []
     for given in cast(list[dict[str, Any]], payload.get("messages") or []):
-        if given.get("role") == "system" and not given.get("content"):
+        if given.get("role") in ("system", "developer") and not str(given.get("content") or "").strip():
             continue  # no system text, no system message
         message = dict(given)
         if message.get("role") == "assistant" and message.get("tool_calls"):
@@ -106,7 +123,10 @@ def shaped(payload: dict[str, Any], model: ModelConfig) -> dict[str, Any]:
                 del message["content"]
         messages.append(message)
     shaped_payload = {**payload, "messages": messages} if "messages" in payload else dict(payload)
-    if state.no_tool_choice:
+    if state.no_tool_choice_none and shaped_payload.get("tool_choice") == "none":
+        shaped_payload.pop("tool_choice")
+        shaped_payload.pop("tools", None)  # listed without "none", tools would invite calls
+    elif state.no_tool_choice:
         shaped_payload.pop("tool_choice", None)
     if model.max_output_tokens is not None:
         shaped_payload.pop("max_completion_tokens", None)

@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,12 +18,23 @@ from typing import Any
 
 import pytest
 
-from graphloop.graph import Orchestrator, Token, ToolResult
+from graphloop.graph import (
+    ConfigurationError,
+    LoopContext,
+    ModelCallError,
+    ModelConfig,
+    Orchestrator,
+    Token,
+    ToolResult,
+    compile_graph,
+)
 from graphloop.graph.settings import load_settings
-from graphloop.graph.testing import ScriptedServer, error, reply, tool_call
+from graphloop.graph.testing import ScriptedReply, ScriptedServer, error, reply, tool_call
 from graphloop.nodes.config import HostType
+from graphloop.nodes.wire import learn, lesson_from, shaped
 
 from conftest import CALLS, TOOLS
+from test_loop import start
 
 CHILD = Path(__file__).parent / "host_child.py"
 KEY = "sk-host-0123456789"
@@ -163,3 +175,83 @@ def test_a_model_that_streams_nothing_with_tools_is_asked_without_streaming_once
         "model 'llama' (scripted) streamed nothing with tools offered; asking it without streaming, for the "
         "rest of this process"]
     assert tokens == [] and CALLS == [("add", {"a": 1, "b": 1}), ("add", {"a": 2, "b": 2})]
+
+
+@pytest.mark.parametrize(("status", "message", "sent_empty", "choice", "lesson"), [
+    (500, "messages[2].content: Input should be a valid string", True, "auto", "omit_content"),
+    (500, "'dict object' has no attribute 'content'", True, "auto", "omit_content"),
+    (400, "messages[2].content must be a string; tool_choice is fine", True, "auto", "omit_content"),
+    (400, "Violated content safety policy", True, "auto", None),
+    (401, "Check the content of your Authorization header", True, "auto", None),
+    (500, "messages[2].content: Input should be a valid string", False, "auto", None),
+    (400, '"auto" tool choice requires --enable-auto-tool-choice', False, "auto", "no_tool_choice"),
+    (400, "tool_choice 'none' is not supported", False, "none", "no_tool_choice_none"),
+    (400, "tool_choice is not supported", False, None, None),
+])
+def test_only_a_refusal_naming_what_was_sent_teaches_the_other_form(
+        status: int, message: str, sent_empty: bool, choice: str | None, lesson: str | None) -> None:
+    assert lesson_from(status, message, sent_empty_content=sent_empty, choice=choice) == lesson
+
+
+def refuses_empty_content(body: dict[str, Any]) -> ScriptedReply:
+    """A server that takes no `content: ""` (answers a call, then an answer, per conversation)."""
+    messages = body["messages"]
+    if any(m["role"] == "assistant" and m.get("content") == "" for m in messages):
+        return error(400, "messages[2].content: Input should be a valid string")
+    if messages[-1]["role"] == "tool":
+        return reply("done")
+    return reply(None, tool_call("add", a=1, b=1))
+
+
+def test_runs_in_flight_when_a_form_is_learned_are_asked_again_in_it(db: Path) -> None:
+    with ScriptedServer([refuses_empty_content] * 12) as server:
+        orch = Orchestrator(TOOLS, db=db, models=[server.model_config(label="picky")], tool_instruction="")
+
+        async def four() -> list[str]:
+            results = await asyncio.gather(*(orch.run(f"task {i}") for i in range(4)))
+            return [r.response for r in results]
+
+        assert asyncio.run(four()) == ["done"] * 4
+
+
+def test_a_final_answer_that_calls_a_tool_despite_none_keeps_only_its_text(server: ScriptedServer) -> None:
+    context = LoopContext.create(models=[server.model_config(label="m")], tools=TOOLS)
+    server.add(reply(None, tool_call("add", a=1, b=1)), reply("Two, and one more:", tool_call("add", a=2, b=2)))
+    out = compile_graph().invoke(start("go", max_rounds=1), context=context)
+    assert out["messages"][-1].content == "Two, and one more:" and out["messages"][-1].tool_calls == []
+    assert CALLS == [("add", {"a": 1, "b": 1})]
+
+
+def test_a_secret_header_the_server_echoes_is_not_in_the_error(db: Path, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GATEWAY_KEY", "gw-secret-0123456789")
+    with ScriptedServer([error(403, "forbidden for X-Api-Key gw-secret-0123456789")], strict=True) as server:
+        (tmp_path / "graphloop.toml").write_text(
+            f'[[models]]\nlabel = "gw"\napi_url = "{server.url}"\nmodel_name = "scripted"\nmax_retries = 0\n'
+            'extra_headers = {"X-Api-Key" = "${GATEWAY_KEY}"}\n')
+        [model] = load_settings(tmp_path / "graphloop.toml").models
+        with pytest.raises(ModelCallError) as failed:
+            Orchestrator(TOOLS, db=db, models=[model]).run_sync("hi")
+    assert server.requests[0].headers["x-api-key"] == "gw-secret-0123456789"
+    assert "gw-secret" not in str(failed.value) and "gw-secret" not in repr(model)
+
+
+@pytest.mark.parametrize(("setting", "message"), [
+    ({"text_tool_calls": "false"}, "text_tool_calls='false' must be true or false"),
+    ({"max_output_tokens": -5}, "max_output_tokens=-5 must be a positive number"),
+    ({"extra_headers": {"X": 1}}, "extra_headers must map header names to text values"),
+    ({"extra_body": {"model": "other"}}, "extra_body may not set ['model']"),
+    ({"tool_choice": "any"}, "tool_choice='any' is not one of"),
+])
+def test_a_per_model_setting_of_the_wrong_kind_is_refused_naming_it(setting: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=re.escape(message)):
+        ModelConfig.coerce({"label": "m", "api_url": "http://127.0.0.1:1/v1", "model_name": "m", **setting})
+
+
+def test_a_server_refusing_none_is_asked_the_question_without_tools() -> None:
+    model = ModelConfig("m", "http://127.0.0.1:1/v1", "m")
+    body = {"messages": [{"role": "user", "content": "q"}], "tools": [{"type": "function"}], "tool_choice": "none"}
+    assert shaped(body, model)["tool_choice"] == "none"
+    learn(model, "no_tool_choice_none")
+    assert "tools" not in shaped(body, model) and "tool_choice" not in shaped(body, model)
+    assert shaped({**body, "tool_choice": "auto"}, model)["tool_choice"] == "auto"  # tool rounds keep theirs
