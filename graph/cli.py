@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-from collections.abc import AsyncGenerator, Callable, Generator
+from collections.abc import Callable, Generator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal, ParamSpec, TypeVar
@@ -20,7 +20,6 @@ import typer
 from langchain_core.messages import AIMessage, AnyMessage, ToolMessage
 from rich.console import Console
 from rich.markup import escape
-from rich.status import Status
 from rich.table import Table
 
 from graphloop.checkpointers import (
@@ -39,15 +38,10 @@ from graphloop.graph.asking import ask, call_text
 from graphloop.graph.builder import compile_graph
 from graphloop.graph.demo import run_demo
 from graphloop.graph.drawing import draw, draw_png
+from graphloop.graph.following import follow
 from graphloop.graph.orchestrator import Orchestrator
 from graphloop.graph.results import (
-    Finished,
-    ModelReply,
     OrchestratorResult,
-    Paused,
-    RunEvent,
-    Token,
-    ToolResult,
 )
 from graphloop.graph.retention import parse_age
 from graphloop.graph.running import ResumeOptions
@@ -150,74 +144,6 @@ def _orchestrator(flags: Flags) -> Orchestrator:
                         models=list(settings.models))
 
 
-class _Printer:
-    """Shows a run's events: tokens as they come, a spinner while tools run, and an answer that
-    was not streamed (a server that streams nothing with tools, the round limit's answer)."""
-
-    def __init__(self) -> None:
-        self.status: Status | None = None
-        self.mid_line = False
-        self.answered = False
-        """The latest answer is on the screen."""
-        self.streamed = ""
-        """The tokens shown since the latest reply."""
-
-    def _stop_spinner(self) -> None:
-        if self.status is not None:
-            self.status.stop()
-            self.status = None
-
-    def _end_line(self) -> None:
-        if self.mid_line:
-            console.print()
-            self.mid_line = False
-
-    def show(self, event: RunEvent) -> OrchestratorResult | None:
-        if isinstance(event, Token) and event.node == "call_model":
-            self._stop_spinner()
-            console.print(escape(event.text), end="")
-            self.mid_line = True
-            self.streamed += event.text
-        elif isinstance(event, ModelReply):
-            self._show_reply(event)
-        elif isinstance(event, ToolResult):
-            mark = "[green]✓[/green]" if event.status == "success" else "[yellow]![/yellow]"
-            console.print(f"{mark} {escape(event.name)} → {len(event.text)} chars")
-        elif isinstance(event, Paused | Finished):
-            self._stop_spinner()
-            self._end_line()
-            if isinstance(event, Finished):
-                if event.result.checkpoint is None and not self.answered:
-                    console.print(escape(event.result.response), soft_wrap=True)
-                return event.result
-        return None
-
-    def _show_reply(self, event: ModelReply) -> None:
-        streamed, self.streamed = self.streamed, ""
-        if not event.message.tool_calls:
-            self.answered = True
-            if self.mid_line and streamed.strip() != event.message.text.strip():  # a cut stream, asked again
-                self._end_line()
-                console.print("[dim](the stream was cut and the model asked again; its answer:)[/dim]")
-            if not self.mid_line:  # not streamed (or not whole): shown whole
-                console.print(escape(event.message.text), soft_wrap=True)
-            return
-        self.answered = False
-        self._end_line()
-        names = ", ".join(c["name"] for c in event.message.tool_calls)
-        self.status = console.status(f"running {names} …")
-        self.status.start()
-
-
-async def _follow(events: AsyncGenerator[RunEvent, None]) -> OrchestratorResult:
-    printer = _Printer()
-    result: OrchestratorResult | None = None
-    async for event in events:
-        result = printer.show(event) or result
-    assert result is not None
-    return result
-
-
 def _answer_with(thread_id: str, flags: Flags) -> str:
     again = flags.again()
     return (f"thread {thread_id}: answer it with `graphloop approve {thread_id}{again}` "
@@ -242,7 +168,7 @@ def _answered(orch: Orchestrator, result: OrchestratorResult, user: str | None, 
         _report(result, flags, "still waiting")
         raise typer.Exit(1) from None
     with _telling((InvalidDecisionError,), _answer_with(result.thread_id, flags)):  # refused, nothing stored
-        return asyncio.run(_follow(orch.stream_resume(result.checkpoint, **options)))
+        return asyncio.run(follow(orch.stream_resume(result.checkpoint, **options), console))
 
 
 @app.command()
@@ -262,7 +188,8 @@ def run(
     orch = _orchestrator(flags)
     thread_id = thread or uuid4().hex  # chosen here, so a failed run can name it
     with _resumable(thread_id, flags):
-        result = asyncio.run(_follow(orch.stream(task, system_prompt=system, thread_id=thread_id, user_id=user)))
+        result = asyncio.run(follow(
+            orch.stream(task, system_prompt=system, thread_id=thread_id, user_id=user), console))
         while result.checkpoint is not None and not no_input:
             result = _answered(orch, result, user, flags)
     _report(result, flags)
@@ -274,7 +201,7 @@ def _carry_on(thread: str, flags: Flags, options: ResumeOptions) -> None:
     existing_database(flags.config, flags.db)  # resuming reads a thread: never create the file
     orch = _orchestrator(flags)
     with _resumable(thread, flags):
-        _report(asyncio.run(_follow(orch.stream_resume(thread, **options))), flags)
+        _report(asyncio.run(follow(orch.stream_resume(thread, **options), console)), flags)
 
 
 def _decisions(thread: str, message: str | None, flags: Flags) -> list[Decision] | None:
