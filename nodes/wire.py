@@ -116,11 +116,12 @@ def shaped(payload: dict[str, Any], model: ModelConfig) -> dict[str, Any]:
     for given in cast(list[dict[str, Any]], payload.get("messages") or []):
         if given.get("role") in ("system", "developer") and not str(given.get("content") or "").strip():
             continue  # no system text, no system message
-        message = dict(given)
-        if message.get("role") == "assistant" and message.get("tool_calls"):
-            message["content"] = message.get("content") or ""
-            if state.omit_content and not message["content"]:
-                del message["content"]
+        if given.get("role") != "assistant" or not given.get("tool_calls"):
+            messages.append(given)  # as built: only a tool-calling message changes
+            continue
+        message = {**given, "content": given.get("content") or ""}
+        if state.omit_content and not message["content"]:
+            del message["content"]
         messages.append(message)
     shaped_payload = {**payload, "messages": messages} if "messages" in payload else dict(payload)
     if state.no_tool_choice_none and shaped_payload.get("tool_choice") == "none":
