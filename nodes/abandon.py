@@ -87,8 +87,9 @@ def settle_history(state: LoopState, ledger: Ledger | None) -> dict[str, Any]:
         if changed and first_change is None:
             first_change = len(settled)
         settled += answers
-    _audit_vanished(state, {c["id"] or "" for m in settled if isinstance(m, AIMessage) for c in m.tool_calls},
-                    ledger, thread_id)
+    if waiting:  # (rarely: only a run that starts while paused)
+        _audit_vanished(state, {c["id"] or "" for m in settled if isinstance(m, AIMessage) for c in m.tool_calls},
+                        ledger, thread_id)
     update: dict[str, Any] = {}
     if first_change is not None:
         # re-adding a removed id appends it: the rewritten tail comes back in order
