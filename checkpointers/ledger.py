@@ -28,7 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Sized
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any, Literal, NotRequired, Protocol, TypedDict, cast, get_args
@@ -294,20 +294,17 @@ class Ledger(ABC):
         reaches its pause again can only come from an earlier checkpoint of the thread: a
         second tab, a double submit, a view from before the user went on.
         """
-        marks = ", ".join("?" * len(call_ids))
         with self._transaction(write=False) as tx:
             answered = tx.rows(f"SELECT call_id, tool, status FROM tool_calls WHERE thread_id = ? "
-                               f"AND call_id IN ({marks})", (thread_id, *call_ids))
-            decided = tx.rows(f"SELECT {_DECISION_COLUMNS} FROM decisions WHERE thread_id = ? "
-                              f"AND call_id IN ({marks})", (thread_id, *call_ids)) if answered else []
+                               f"AND call_id IN ({_marks(call_ids)})", (thread_id, *call_ids))
+            decided = _decisions_in(tx, thread_id, call_ids) if answered else []
         if answered:
             raise AlreadyDecidedError.carried_out(thread_id, answered, decided)
 
     def decisions_of(self, thread_id: str, call_ids: Sequence[str]) -> list[DecisionEntry]:
         """The recorded decisions on these calls of `thread_id`."""
-        return cast(list[DecisionEntry], self._rows(
-            f"SELECT {_DECISION_COLUMNS} FROM decisions WHERE thread_id = ? "
-            f"AND call_id IN ({', '.join('?' * len(call_ids))})", (thread_id, *call_ids)))
+        with self._transaction(write=False) as tx:
+            return _decisions_in(tx, thread_id, call_ids)
 
     def decisions(self, thread_id: str | None = None) -> list[DecisionEntry]:
         """Every recorded decision, oldest first; of one thread when `thread_id` is given."""
@@ -397,8 +394,15 @@ _INBOX_SELECT = (
     "AS decided FROM inbox")
 
 
-def _marks(row: Mapping[str, object]) -> str:
+def _marks(row: Sized) -> str:
     return ", ".join("?" * len(row))
+
+
+def _decisions_in(tx: Cursor, thread_id: str, call_ids: Sequence[str]) -> list[DecisionEntry]:
+    """The recorded decisions on these calls of `thread_id`."""
+    return cast(list[DecisionEntry], tx.rows(
+        f"SELECT {_DECISION_COLUMNS} FROM decisions WHERE thread_id = ? AND call_id IN ({_marks(call_ids)})",
+        (thread_id, *call_ids)))
 
 
 def _insert_new(tx: Cursor, table: str, row: Mapping[str, object]) -> int:

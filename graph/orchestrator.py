@@ -216,7 +216,7 @@ class Orchestrator:
             snapshot = await graph.aget_state(config_for(thread_id))
             check_version(snapshot, thread_id)
             # a new task at the gate answers the waiting calls as not run (graphloop.nodes.abandon)
-            if snapshot.next and not at_gate(snapshot, thread_id):
+            if snapshot.next and not at_gate(snapshot):
                 raise ThreadPausedError(
                     f"thread {thread_id!r} has unfinished work (stopped by a crash or an error, "
                     "or waiting for the answer to a question); resume it first, or run this "

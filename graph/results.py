@@ -95,9 +95,9 @@ def pending_of(interrupt: Interrupt, thread_id: str) -> PendingConfirmation:
                                cast(HITLRequest, value), kind="question")
 
 
-def at_gate(snapshot: StateSnapshot, thread_id: str) -> bool:
+def at_gate(snapshot: StateSnapshot) -> bool:
     """Whether the thread waits at the confirmation gate (not a question, not a crash)."""
-    return bool(snapshot.interrupts) and pending_of(snapshot.interrupts[0], thread_id).kind == "confirm"
+    return bool(snapshot.interrupts) and pending_of(snapshot.interrupts[0], "").kind == "confirm"
 
 
 def result_of(values: Mapping[str, Any], interrupts: Sequence[Interrupt], thread_id: str) -> OrchestratorResult:

@@ -28,15 +28,16 @@ from typing import Any, cast
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END
-from langgraph.types import Command, StateSnapshot, StateUpdate
+from langgraph.types import Command, StateUpdate
 
 from graphloop.checkpointers import open_ledger
 from graphloop.graph.builder import LoopGraph, compile_graph
 from graphloop.graph.clients import client_command, client_update, client_values
+from graphloop.graph.results import at_gate
 from graphloop.graph.settings import load_settings
 from graphloop.nodes import LoopContext
 from graphloop.nodes.abandon import dismiss_pause
-from graphloop.nodes.names import EXECUTE_TOOLS, INTERRUPT_FOR_CONFIRM
+from graphloop.nodes.names import EXECUTE_TOOLS
 
 __all__ = ["ServedGraph", "graph", "server_context"]
 
@@ -66,10 +67,6 @@ def _context(context: object) -> LoopContext:
     return context if isinstance(context, LoopContext) else server_context()
 
 
-def _at_gate(snapshot: StateSnapshot) -> bool:
-    return bool(snapshot.interrupts) and INTERRUPT_FOR_CONFIRM in snapshot.next
-
-
 def _is_mark_resolved(input: object) -> bool:
     """Agent Chat UI's "Mark as Resolved": `Command(goto="__end__")` and nothing else."""
     if not isinstance(input, Command):
@@ -84,12 +81,12 @@ class ServedGraph(LoopGraph):
     UIs' ways of dismissing a pause mapped onto the gate's."""
 
     def stream(self, input: Any, config: Any = None, *, context: Any = None, **kwargs: Any) -> Iterator[Any]:  # pyright: ignore[reportIncompatibleMethodOverride]  # same parameters, loosely typed
-        if _is_mark_resolved(input) and config is not None and _at_gate(self.get_state(config)):
+        if _is_mark_resolved(input) and config is not None and at_gate(self.get_state(config)):
             input = _DISMISS
         return super().stream(_from_client(input), config, context=_context(context), **kwargs)  # pyright: ignore[reportUnknownMemberType]
 
     async def astream(self, input: Any, config: Any = None, *, context: Any = None, **kwargs: Any) -> AsyncIterator[Any]:  # pyright: ignore[reportIncompatibleMethodOverride]  # same parameters, loosely typed
-        if _is_mark_resolved(input) and config is not None and _at_gate(await self.aget_state(config)):
+        if _is_mark_resolved(input) and config is not None and at_gate(await self.aget_state(config)):
             input = _DISMISS
         input = _from_client(input)
         served = await asyncio.to_thread(_context, context)  # the first call reads files, opens the ledger
@@ -102,7 +99,7 @@ class ServedGraph(LoopGraph):
         calls as not run, as the gate's own dismissal does, instead of leaving them pending."""
         if as_node == END and values is None:
             snapshot = await self.aget_state(config)
-            if _at_gate(snapshot):
+            if at_gate(snapshot):
                 thread_id = str(config.get("configurable", {})["thread_id"])
                 ledger = (await asyncio.to_thread(server_context)).ledger
                 update = await asyncio.to_thread(dismiss_pause, snapshot.values, ledger, thread_id)  # pyright: ignore[reportArgumentType]  # the graph's state

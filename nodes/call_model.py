@@ -14,7 +14,7 @@ from graphloop.nodes.chat import with_unique_id
 from graphloop.nodes.compaction import compacted_view, fitted_view
 from graphloop.nodes.config import LoopContext
 from graphloop.nodes.fallback import call_models
-from graphloop.nodes.gate import allowed_tools
+from graphloop.nodes.gate import allowed_tools, tool_schemas
 from graphloop.nodes.state import LoopState, policy_of
 from graphloop.nodes.text_calls import calls_from_text
 
@@ -52,7 +52,7 @@ async def call_model(state: LoopState, runtime: Runtime[LoopContext]) -> dict[st
     """
     context = runtime.context
     policy = policy_of(state)
-    tools = context.tools.schemas(allowed_tools(policy, context))
+    tools = tool_schemas(policy, context)
     model = context.primary
     rounds = state.get("rounds", 0) + 1
     record = state.get("compaction")

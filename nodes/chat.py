@@ -107,7 +107,6 @@ async def call_chat_model(
     `graphloop.nodes.wire`).
     """
     choice = (tool_choice or model.tool_choice) if tools else None
-    sent_empty_content = any(isinstance(m, AIMessage) and m.tool_calls and not m.text for m in messages)
     for attempt in range(2):
         llm = chat_model(model)
         runnable = llm.bind_tools(list(tools), tool_choice=choice) if tools else llm  # pyright: ignore[reportUnknownMemberType]  # bind_tools' union is partly untyped
@@ -120,7 +119,8 @@ async def call_chat_model(
         except openai.APIStatusError as exc:
             overflow = _OVERFLOW.search(f"{exc.message} {exc.code or ''}") is not None
             lesson = None if overflow else lesson_from(exc.status_code, str(exc.message),
-                                                       sent_empty_content=sent_empty_content, choice=choice)
+                                                       sent_empty_content=_calls_without_text(messages),
+                                                       choice=choice)
             if attempt == 0 and lesson is not None and not getattr(known, lesson):
                 learn(model, lesson)  # or another request learned it meanwhile: asked again either way
                 continue
@@ -129,6 +129,11 @@ async def call_chat_model(
             error = _model_error(exc, model)
         raise error  # raised out here: neither its cause nor its context holds the server's text
     raise AssertionError("the loop returns or raises")
+
+
+def _calls_without_text(messages: Sequence[BaseMessage]) -> bool:
+    """Whether the request carried an assistant message that only calls tools (sent as "")."""
+    return any(isinstance(m, AIMessage) and m.tool_calls and not m.text for m in messages)
 
 
 def _model_error(exc: Exception, model: ModelConfig) -> ModelCallError:

@@ -28,7 +28,7 @@ from langgraph.config import get_config
 
 from graphloop.checkpointers.errors import ContextBudgetError
 from graphloop.nodes.config import CompactionSettings, LoopContext
-from graphloop.nodes.gate import allowed_tools
+from graphloop.nodes.gate import tool_schemas
 from graphloop.nodes.state import (
     CompactionAction,
     CompactionEvent,
@@ -260,7 +260,7 @@ def compacted_view(state: LoopState, context: LoopContext) -> list[AnyMessage]:
 
 def _plan(state: LoopState, context: LoopContext, budget: int | None) -> tuple[dict[str, Any], Ledger]:
     ledger = _ledger(state, context)
-    schemas = context.tools.schemas(allowed_tools(policy_of(state), context))
+    schemas = tool_schemas(policy_of(state), context)
     events, record = ledger.plan(budget or context.budget_tokens, context.counter.schemas(schemas))
     if events:
         logger.info(

@@ -37,7 +37,7 @@ from graphloop.nodes.audit import (
 from graphloop.nodes.compaction import fitted_view
 from graphloop.nodes.config import LoopContext
 from graphloop.nodes.fallback import call_models
-from graphloop.nodes.gate import allowed_tools
+from graphloop.nodes.gate import allowed_tools, tool_schemas
 from graphloop.nodes.state import (
     DECISION_TYPES,
     DEFAULT_DECISIONS,
@@ -124,7 +124,7 @@ async def ask_confirmation(state: LoopState, runtime: Runtime[LoopContext]) -> d
                     for p in pending]
     context = runtime.context
     # the round's tools, with tool_choice "none": the request's prefix stays the round's
-    tools = context.tools.schemas(allowed_tools(policy_of(state), context))
+    tools = tool_schemas(policy_of(state), context)
     try:
         update, view = fitted_view(state, context, placeholders)
         # not streamed: the question is shown once, in the pause's review card
@@ -153,10 +153,7 @@ def check_decisions(
             f"resume value {response!r} is not of the form {{'decisions': [...]}}; "
             "resume with Command(resume={'decisions': [{'type': 'approve'}, ...]})"
         )
-    decisions = cast(dict[str, Any], response)["decisions"]
-    if isinstance(decisions, list) and len(cast(list[Any], decisions)) == 1 and len(pending) > 1 \
-            and _kind(cast(list[Any], decisions)[0]) == IGNORE:
-        decisions = [{"type": IGNORE}] * len(pending)  # one dismissal dismisses the pause
+    decisions = _dismissal(cast(dict[str, Any], response)["decisions"], pending)
     if not isinstance(decisions, list) or len(cast(list[Any], decisions)) != len(pending):
         names = [p["name"] for p in pending]
         raise InvalidDecisionError(
@@ -175,14 +172,26 @@ def _kind(decision: object) -> object:
     return cast(dict[str, Any], decision).get("type") if isinstance(decision, dict) else None
 
 
+def _dismissal(decisions: object, pending: Sequence[PendingCall]) -> object:
+    """One `ignore` for a pause of several calls dismisses them all; anything else as given."""
+    if not isinstance(decisions, list):
+        return decisions
+    given = cast(list[Any], decisions)
+    if len(given) == 1 and _kind(given[0]) == IGNORE:
+        dismissed: list[dict[str, Any]] = [{"type": IGNORE}] * len(pending)
+        return dismissed
+    return given
+
+
 def from_inbox(responses: list[Any], pending: Sequence[PendingCall]) -> list[dict[str, Any]]:
     """Agent Inbox's resume list as LangChain decisions, one response per call shown.
 
     `accept` → approve (→ edit when it carries other arguments), `edit` → edit,
     `response` → respond, `ignore` → dismiss the pause.
     """
-    if len(responses) == 1 and _kind(responses[0]) == IGNORE:
-        return [{"type": IGNORE}] * len(pending)  # one dismissal dismisses the pause
+    dismissed = _dismissal(responses, pending)
+    if dismissed is not responses:
+        return cast(list[dict[str, Any]], dismissed)
     if len(responses) != len(pending):
         raise InvalidDecisionError(
             f"Agent Inbox answers one action at a time, but this pause shows {len(pending)} "

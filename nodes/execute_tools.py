@@ -154,10 +154,10 @@ def execute_tools(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, 
     ledger = ledger_of(context)
     thread_id = current_thread() if ledger is not None else ""
     decided = _decisions_on_record(state, ledger, thread_id)
+    if any(d is not None and d[0]["type"] == IGNORE for d in decided.values()):
+        return dismiss_pause(state, ledger, thread_id)  # which takes the thread out of the inbox
     if ledger is not None and decided:  # carried out now: no longer listed as decided
         ledger.remove_from_inbox(thread_id)
-    if any(d is not None and d[0]["type"] == IGNORE for d in decided.values()):
-        return dismiss_pause(state, ledger, thread_id)
     allowed, gated, never = allowed_tools(policy, context), gated_tools(policy, context), never_tools(policy)
     replies: list[AnyMessage] = []
     edited: dict[str, RequestedCall] = {}

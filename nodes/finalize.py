@@ -15,7 +15,7 @@ from graphloop.nodes.chat import with_unique_id
 from graphloop.nodes.compaction import fitted_view
 from graphloop.nodes.config import LoopContext
 from graphloop.nodes.fallback import call_models
-from graphloop.nodes.gate import allowed_tools
+from graphloop.nodes.gate import tool_schemas
 from graphloop.nodes.state import LoopState, policy_of
 
 __all__ = ["LIMIT_NOTE", "finalize", "limit_summary"]
@@ -52,7 +52,7 @@ async def finalize(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str,
         try:
             context = runtime.context
             update, view = fitted_view(state, context, [HumanMessage(LIMIT_NOTE)])
-            tools = context.tools.schemas(allowed_tools(policy, context))  # listed; tool_choice "none"
+            tools = tool_schemas(policy, context)  # listed, with tool_choice "none"
             reply, model = await call_models(context.models, view, tools, tool_choice="none")
         except (ModelCallError, ContextBudgetError) as exc:
             logger.warning("final answer at the round limit failed: %s", exc)

@@ -20,6 +20,8 @@ Example:
 
 from __future__ import annotations
 
+from typing import Any
+
 from graphloop.checkpointers.errors import ConfigurationError
 from graphloop.nodes.config import LoopContext
 from graphloop.nodes.state import DecisionType, Gate, Policy, policy_of
@@ -33,6 +35,7 @@ __all__ = [
     "pin_gate",
     "pinned",
     "policy_of",
+    "tool_schemas",
 ]
 
 
@@ -81,6 +84,11 @@ def allowed_tools(policy: Policy, context: LoopContext) -> tuple[str, ...]:
         return _role_tools(policy, context)
     wanted = set(gate["tools"])
     return tuple(n for n in context.tools.names if n in wanted)
+
+
+def tool_schemas(policy: Policy, context: LoopContext) -> list[dict[str, Any]]:
+    """The OpenAI schemas of the tools this run may use: every request of a run lists them."""
+    return context.tools.schemas(allowed_tools(policy, context))
 
 
 def gated_tools(policy: Policy, context: LoopContext) -> frozenset[str]:
