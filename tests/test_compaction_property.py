@@ -87,7 +87,10 @@ def test_every_request_fits_and_keeps_system_task_and_whole_rounds(
     [request] = server.requests
     sent = request.messages
     assert sent_tokens(request) <= context.budget_tokens == out["compaction"]["budget"]
-    assert sent[0] == {"role": "system", "content": messages[0].content}
+    if str(messages[0].content).strip():
+        assert sent[0] == {"role": "system", "content": messages[0].content}
+    else:  # a blank system prompt is not sent (servers refuse an empty one)
+        assert all(m["role"] != "system" for m in sent)
     assert {"role": "user", "content": task.content} in sent
     well_formed(sent)
     assert json.dumps(sent)  # valid JSON went out
