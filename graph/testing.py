@@ -95,8 +95,11 @@ class ScriptedReply:
     """False: streamed tool-call deltas carry no `index` (as some local servers send them)."""
     hang_up: bool = False
     """Close the connection without answering (a connection error for the client)."""
-    junk: Mapping[str, Any] | None = None
-    """A 200 JSON body sent as it is, streamed or not (a server answering junk)."""
+    junk: Mapping[str, Any] | str | None = None
+    """A 200 body sent as it is, streamed or not (a server answering junk): JSON for a
+    mapping, an HTML page for text."""
+    cut: bool = False
+    """Streamed: the connection closes before the finish chunk and `[DONE]` (a cut-off stream)."""
 
 
 ReplyFn = Callable[[dict[str, Any]], ScriptedReply]
@@ -104,10 +107,10 @@ ReplyFn = Callable[[dict[str, Any]], ScriptedReply]
 
 
 def reply(content: str | None = None, *calls: ScriptedToolCall, finish_reason: str | None = _AUTO,
-          delay: float = 0.0, stream_index: bool = True) -> ScriptedReply:
+          delay: float = 0.0, stream_index: bool = True, cut: bool = False) -> ScriptedReply:
     """A 200 reply with text and/or tool calls; `reply()` alone is an empty reply."""
     return ScriptedReply(content=content, tool_calls=calls, finish_reason=finish_reason, delay=delay,
-                         stream_index=stream_index)
+                         stream_index=stream_index, cut=cut)
 
 
 def tool_call(name: str, arguments: str | Mapping[str, Any] | None = None, *, id: str | None = None,
@@ -116,8 +119,9 @@ def tool_call(name: str, arguments: str | Mapping[str, Any] | None = None, *, id
     return ScriptedToolCall(name=name, arguments=arguments if arguments is not None else kwargs, id=id)
 
 
-def junk(body: Mapping[str, Any]) -> ScriptedReply:
-    """A 200 reply whose JSON body is `body` as it is, e.g. `junk({"choices": []})`."""
+def junk(body: Mapping[str, Any] | str) -> ScriptedReply:
+    """A 200 reply whose body is `body` as it is: `junk({"choices": []})` as JSON,
+    `junk("<html>…")` as a web page (a proxy's login page)."""
     return ScriptedReply(junk=body)
 
 
@@ -386,6 +390,13 @@ def _handler_for(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
             if scripted.hang_up:
                 self.close_connection = True
                 self.connection.close()
+            elif isinstance(scripted.junk, str):
+                page = scripted.junk.encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(page)))
+                self.end_headers()
+                self.wfile.write(page)
             elif scripted.junk is not None:
                 self._send_json(200, dict(scripted.junk))
             elif scripted.status != 200:
@@ -401,7 +412,7 @@ def _handler_for(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
             completion = server._completion(scripted)  # pyright: ignore[reportPrivateUsage]
             options: dict[str, Any] = body.get("stream_options") or {}
             if body.get("stream"):
-                self._stream(completion, bool(options.get("include_usage")), scripted.stream_index)
+                self._stream(completion, bool(options.get("include_usage")), scripted)
             else:
                 self._send_json(200, completion)
 
@@ -412,9 +423,15 @@ def _handler_for(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.close_connection = True
 
-        def _stream(self, completion: dict[str, Any], usage: bool, with_index: bool) -> None:
+        def _stream(self, completion: dict[str, Any], usage: bool, scripted: ScriptedReply) -> None:
             self._start_stream()
-            events = list(_chunks(completion, with_index))
+            events = list(_chunks(completion, scripted.stream_index))
+            if scripted.cut:  # the connection closes: no finish chunk, no usage, no [DONE]
+                for event in events[:-1]:
+                    self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
+                self.wfile.flush()
+                self.close_connection = True
+                return
             if usage:
                 events.append({k: completion[k] for k in ("id", "created", "model")}
                               | {"object": "chat.completion.chunk", "choices": [],

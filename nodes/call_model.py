@@ -9,7 +9,7 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from graphloop.checkpointers.errors import ContextOverflowError
-from graphloop.nodes.calls import normalize_reply
+from graphloop.nodes.calls import normalize_reply, whole_calls
 from graphloop.nodes.chat import with_unique_id
 from graphloop.nodes.compaction import compacted_view, fitted_view
 from graphloop.nodes.config import LoopContext
@@ -68,7 +68,7 @@ async def call_model(state: LoopState, runtime: Runtime[LoopContext]) -> dict[st
         same = [m for m in context.models if m.label == exc.label] or [model]
         reply, model = await call_models(same, view, tools)
     history = state["messages"]
-    reply = with_unique_id(reply, history)
+    reply = whole_calls(with_unique_id(reply, history))  # a call cut off mid-stream does not run
     if model.text_tool_calls:  # a call written as text, by a model known to do so
         reply = calls_from_text(reply, allowed_tools(policy, context))
     reply = normalize_reply(reply, history, context.tools.names)

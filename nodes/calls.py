@@ -12,11 +12,21 @@ import json
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolCall, ToolMessage
+from langchain_core.messages import (
+    AIMessage,
+    AnyMessage,
+    HumanMessage,
+    InvalidToolCall,
+    ToolCall,
+    ToolMessage,
+)
 
 __all__ = [
     "CALL_ORDER",
+    "CUT_OFF",
+    "STREAMED",
     "UNPARSED",
     "RequestedCall",
     "arguments_error",
@@ -27,6 +37,7 @@ __all__ = [
     "requested_calls",
     "this_run",
     "unanswered_calls",
+    "whole_calls",
 ]
 
 CALL_ORDER = "tool_call_ids"
@@ -34,6 +45,16 @@ CALL_ORDER = "tool_call_ids"
 
 UNPARSED = "unparsed_arguments"
 """The key under which broken arguments are kept, as text, in the repaired call."""
+
+STREAMED = "graphloop_stream"
+"""`response_metadata` key of a streamed reply: each call's argument text as streamed, and the
+finish reason (see `graphloop.nodes.repairs`)."""
+
+CUT_OFF = "graphloop_cut_off"
+"""`response_metadata` key: why the reply's tool calls may be incomplete; none of them runs."""
+
+_CUT_REASONS = {"length", "max_tokens", "content_filter", "error"}
+"""Finish reasons that end a reply before the model did: its calls may be cut short."""
 
 _JSON_KINDS: dict[type, str] = {list: "an array", str: "a string", int: "a number",
                                 float: "a number", bool: "a boolean", type(None): "null"}
@@ -70,17 +91,73 @@ def _unparsed(args: dict[str, object]) -> str | None:
 def requested_calls(message: AIMessage) -> list[RequestedCall]:
     """Every call in `message`, with the reason its arguments are unusable where they are."""
     calls: list[RequestedCall] = []
+    cut: str | None = message.response_metadata.get(CUT_OFF)
     for call in message.tool_calls:
         args = dict(call["args"])
         raw = _unparsed(args)
-        error = arguments_error(raw) if raw is not None else None
+        error = cut or (arguments_error(raw) if raw is not None else None)
         calls.append(RequestedCall(id=call["id"] or "", name=call["name"], args={} if error else args,
                                    error=error, raw_args=raw))
     for bad in message.invalid_tool_calls:  # replies not (yet) normalised
         calls.append(RequestedCall(id=bad["id"] or "", name=bad["name"] or "", args={},
-                                   error=arguments_error(bad["args"] or "") or bad["error"],
+                                   error=cut or arguments_error(bad["args"] or "") or bad["error"],
                                    raw_args=bad["args"]))
     return calls
+
+
+def _cut_short(reply: AIMessage) -> str | None:
+    """Why `reply` ended before the model finished it, or None when it finished normally.
+
+    A stream that stops without a finish reason was cut (every server we know of sends one);
+    a whole JSON body without one is taken as finished.
+    """
+    finish = reply.response_metadata.get("finish_reason")
+    if finish is None and STREAMED in reply.response_metadata:
+        return "the reply was cut off: the stream ended before the model finished it"
+    if str(finish).lower() in _CUT_REASONS:
+        return f"the reply was cut off (finish_reason {finish!r}) before the call was complete"
+    return None
+
+
+def whole_calls(reply: AIMessage) -> AIMessage:
+    """`reply`, with every call that may be incomplete made an invalid call that does not run.
+
+    A call is whole only when the reply finished normally and, if streamed, its argument text
+    as streamed parses strictly: langchain-core's partial-JSON repair of a cut stream would
+    otherwise run `'{"amount": 10'` as `{"amount": 10}`. When the reply was cut, none of its
+    calls runs (`CUT_OFF`): a call that parses may still be missing arguments.
+
+    Example:
+        >>> cut = AIMessage("", tool_calls=[{"name": "pay", "args": {"amount": 10}, "id": "c1"}],
+        ...                 response_metadata={"finish_reason": "length"})
+        >>> whole_calls(cut).invalid_tool_calls[0]["args"]
+        '{"amount": 10}'
+    """
+    if not reply.tool_calls:
+        return reply
+    record: dict[str, Any] = reply.response_metadata.get(STREAMED) or {}
+    streamed: list[dict[str, str]] = record.get("calls", [])
+    in_order = [c["arguments"] for c in streamed]
+    by_id = {c["id"]: c["arguments"] for c in streamed if c.get("id")}
+    cut = _cut_short(reply)
+    kept: list[ToolCall] = []
+    broken: list[InvalidToolCall] = []
+    for position, call in enumerate(reply.tool_calls):
+        raw = by_id.get(call["id"] or "")
+        if raw is None:  # not streamed, or streamed without ids: as parsed, or in stream order
+            whole = len(in_order) == len(reply.tool_calls)
+            raw = in_order[position] if whole else json.dumps(call["args"])
+        error = cut or arguments_error(raw)
+        if error is None:
+            kept.append(call)
+        else:
+            broken.append(InvalidToolCall(type="invalid_tool_call", id=call["id"], name=call["name"],
+                                          args=raw, error=error))
+    if not broken:
+        return reply
+    metadata = {**reply.response_metadata, CUT_OFF: cut} if cut else reply.response_metadata
+    return reply.model_copy(update={"tool_calls": kept, "response_metadata": metadata,
+                                    "invalid_tool_calls": [*broken, *reply.invalid_tool_calls]})
 
 
 def match_tool_name(name: str, known: Collection[str]) -> str:

@@ -16,6 +16,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from uuid import uuid4
 
+import httpx
 import openai
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_openai import ChatOpenAI
@@ -24,6 +25,7 @@ from pydantic import SecretStr
 
 from graphloop.checkpointers.errors import ContextOverflowError, EmptyReplyError, ModelCallError
 from graphloop.checkpointers.redact import redact
+from graphloop.nodes.calls import STREAMED
 from graphloop.nodes.config import ModelConfig, ToolChoice
 from graphloop.nodes.repairs import RepairedChatOpenAI
 from graphloop.nodes.wire import learn, learned, lesson_from, shaped
@@ -114,7 +116,7 @@ async def call_chat_model(
         streams = stream and model.stream and not (choice != "none" and tools and known.no_stream_with_tools)
         try:
             if streams:  # when a caller shows tokens (LangGraph's messages mode)
-                return await runnable.ainvoke(list(messages))
+                return _finished(await runnable.ainvoke(list(messages)), model)
             return await runnable.ainvoke(list(messages), {"tags": [TAG_NOSTREAM]}, stream=False)
         except openai.APIStatusError as exc:
             overflow = _OVERFLOW.search(f"{exc.message} {exc.code or ''}") is not None
@@ -125,10 +127,26 @@ async def call_chat_model(
                 learn(model, lesson)  # or another request learned it meanwhile: asked again either way
                 continue
             error = _model_error(exc, model)
-        except (openai.APIError, ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+        except (openai.APIError, httpx.TransportError, ValueError, KeyError, TypeError, IndexError,
+                AttributeError) as exc:
             error = _model_error(exc, model)
         raise error  # raised out here: neither its cause nor its context holds the server's text
     raise AssertionError("the loop returns or raises")
+
+
+def _finished(reply: AIMessage, model: ModelConfig) -> AIMessage:
+    """`reply`, unless it is text from a stream that stopped before its finish reason.
+
+    Half an answer is not an answer: it fails like a dropped connection (asked again, then
+    the next model). Cut-off tool calls are kept and refused one by one (`whole_calls`).
+    """
+    metadata = reply.response_metadata
+    if STREAMED in metadata and metadata.get("finish_reason") is None and reply.text and not (
+            reply.tool_calls or reply.invalid_tool_calls):
+        raise ModelCallError(f"model {model.label!r} ({model.model_name} at {model.base_url}): the "
+                             "stream ended before the reply finished (no finish_reason)",
+                             label=model.label)
+    return reply
 
 
 def _calls_without_text(messages: Sequence[BaseMessage]) -> bool:
@@ -149,6 +167,9 @@ def _model_error(exc: Exception, model: ModelConfig) -> ModelCallError:
         return ModelCallError(_redact(
             f"{where} could not be reached: {exc}; check api_url and that the server is up", model),
             label=model.label)
+    if isinstance(exc, httpx.TransportError):  # raised while reading a stream, not wrapped by openai
+        return ModelCallError(_redact(f"{where}: the connection failed during the reply: {exc!r}", model),
+                              label=model.label)
     if isinstance(exc, ValueError) and "No generations found in stream" in str(exc):
         return EmptyReplyError(f"{where} streamed nothing", label=model.label)
     return ModelCallError(_redact(f"{where} sent a reply that is not a chat completion: {exc}", model),

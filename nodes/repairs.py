@@ -5,6 +5,8 @@
 - Streamed tool-call deltas without an `index` (some local servers): langchain-openai would
   merge them into garbage or drop them; a delta with an id starts a new call, one without
   continues the latest.
+- A streamed reply ends with what the stream said as it said it (each call's argument text,
+  the finish reason, under `STREAMED`), so a cut-off call is not taken for a whole one.
 
 And one speed-up: the `openai` client walks every request body through its type-driven
 transform, in pure Python, before sending it. For chat messages and tool schemas that walk
@@ -17,17 +19,17 @@ wire is the same.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any, cast
 
 import openai
-from langchain_core.messages import AIMessage, InvalidToolCall
+from langchain_core.messages import AIMessage, AIMessageChunk, InvalidToolCall
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_openai import ChatOpenAI
 
-from graphloop.nodes.calls import CALL_ORDER, arguments_error
+from graphloop.nodes.calls import CALL_ORDER, STREAMED, arguments_error
 
-__all__ = ["RepairedChatOpenAI", "untransformed"]
+__all__ = ["NotAChatCompletion", "RepairedChatOpenAI", "junk_in", "untransformed"]
 
 _SENT_AS_BUILT = ("messages", "tools")
 """Request fields already in wire form when langchain-openai hands them to the client."""
@@ -49,6 +51,59 @@ def untransformed(payload: dict[str, Any]) -> dict[str, Any]:
     built = {key: payload[key] for key in _SENT_AS_BUILT if key in payload}
     extra: dict[str, Any] = {**(payload.get("extra_body") or {}), **built}
     return {**payload, **{key: [] for key in built}, "extra_body": extra}
+
+
+class NotAChatCompletion(ValueError):
+    """A 200 reply that is not a chat completion; the message says what is wrong with it."""
+
+
+_KINDS: dict[type, str] = {dict: "an object", list: "a list", str: "text", type(None): "null"}
+
+
+def _kind(value: object) -> str:
+    return _KINDS.get(type(value), type(value).__name__)
+
+
+def _is(value: object, *kinds: type) -> bool:
+    """`isinstance` without narrowing: JSON from a server is whatever it is."""
+    return isinstance(value, kinds)
+
+
+def _field(value: object, key: str) -> object:
+    """`value[key]` of a JSON object, None for anything else."""
+    return cast(dict[str, object], value).get(key) if _is(value, dict) else None
+
+
+def junk_in(body: object) -> str | None:
+    """What makes `body` not a chat completion (a proxy's web page, `choices: []`, a null
+    message, calls as an object), or None when langchain-openai can read it.
+
+    Example:
+        >>> junk_in({"choices": [{"message": None}]})
+        'choices[0].message is null'
+    """
+    if not _is(body, dict):
+        return f"the body is not JSON but {str(body)[:80]!r}"
+    error = _field(body, "error")
+    said = f": {str(error)[:200]!r}" if error else ""
+    choices = _field(body, "choices")
+    if choices is None:
+        return f"it has no choices{said}"
+    if not _is(choices, list) or not choices:
+        return f"choices is {'empty' if choices == [] else _kind(choices)}{said}"
+    message = _field(cast(list[object], choices)[0], "message")
+    if not _is(message, dict):
+        return f"choices[0].message is {_kind(message)}"
+    content = _field(message, "content")
+    if not _is(content, str, list, type(None)):
+        return f"choices[0].message.content is {_kind(content)}, not text"
+    calls = _field(message, "tool_calls")
+    if not _is(calls, list, type(None)):
+        return f"choices[0].message.tool_calls is {_kind(calls)}, not a list"
+    for index, call in enumerate(cast(list[object], calls or [])):
+        if not _is(_field(_field(call, "function"), "name"), str):
+            return f"choices[0].message.tool_calls[{index}] has no function name"
+    return None
 
 
 def _split_non_object_calls(response: dict[str, Any]) -> list[InvalidToolCall]:
@@ -90,6 +145,39 @@ class _Indexes:
         self.next = max(self.next, index + 1)
 
 
+class _Tally:
+    """What a stream said, as it said it: each call's argument text and the finish reason.
+
+    langchain-core repairs partial JSON while merging a stream, so a call cut off mid-arguments
+    looks whole (`'{"amount": 10'` becomes `{"amount": 10}`). The text as sent lets
+    `graphloop.nodes.calls.whole_calls` check each call strictly once the stream has ended.
+    """
+
+    def __init__(self) -> None:
+        self.ids: dict[int, str] = {}
+        self.arguments: dict[int, str] = {}
+        self.finish_reason: str | None = None
+        self.seen = False
+
+    def see(self, chunk: ChatGenerationChunk) -> None:
+        self.seen = True
+        self.finish_reason = (chunk.generation_info or {}).get("finish_reason") or self.finish_reason
+        message = chunk.message
+        if not isinstance(message, AIMessageChunk):
+            return
+        for piece in message.tool_call_chunks:
+            index = piece.get("index") or 0
+            if piece.get("id"):
+                self.ids[index] = str(piece.get("id"))
+            self.arguments[index] = self.arguments.get(index, "") + (piece.get("args") or "")
+
+    def ending(self) -> ChatGenerationChunk:
+        """An empty last chunk carrying the tally, under `STREAMED` in `response_metadata`."""
+        calls = [{"id": self.ids.get(i), "arguments": text} for i, text in sorted(self.arguments.items())]
+        record = {"finish_reason": self.finish_reason, "calls": calls}
+        return ChatGenerationChunk(message=AIMessageChunk(content="", response_metadata={STREAMED: record}))
+
+
 def _as_built(payload: dict[str, Any]) -> dict[str, Any]:
     return payload
 
@@ -110,10 +198,29 @@ class RepairedChatOpenAI(ChatOpenAI):
         payload: dict[str, Any] = super()._get_request_payload(input_, stop=stop, **kwargs)  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]  # untyped dict in langchain-openai's signature
         return untransformed(self._shape(payload))
 
+    def _stream(self, *args: Any, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
+        tally = _Tally()
+        for chunk in super()._stream(*args, **kwargs):  # pyright: ignore[reportUnknownMemberType]  # untyped in langchain-openai
+            tally.see(chunk)
+            yield chunk
+        if tally.seen:  # an empty stream stays empty: "No generations found in stream"
+            yield tally.ending()
+
+    async def _astream(self, *args: Any, **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
+        tally = _Tally()
+        async for chunk in super()._astream(*args, **kwargs):  # pyright: ignore[reportUnknownMemberType]  # untyped in langchain-openai
+            tally.see(chunk)
+            yield chunk
+        if tally.seen:
+            yield tally.ending()
+
     def _create_chat_result(
         self, response: dict[str, Any] | openai.BaseModel, generation_info: dict[str, Any] | None = None
     ) -> ChatResult:
-        data = response if isinstance(response, dict) else response.model_dump(warnings=False)
+        data: object = response.model_dump(warnings=False) if isinstance(response, openai.BaseModel) else response
+        if problem := junk_in(data):
+            raise NotAChatCompletion(problem)
+        assert isinstance(data, dict)
         choices: list[dict[str, Any]] = data.get("choices") or [{}]
         first: dict[str, Any] = choices[0].get("message") or {}
         raw_calls: list[dict[str, Any]] = first.get("tool_calls") or []
@@ -130,7 +237,11 @@ class RepairedChatOpenAI(ChatOpenAI):
     def _convert_chunk_to_generation_chunk(
         self, chunk: dict[str, Any], default_chunk_class: type, base_generation_info: dict[str, Any] | None
     ) -> ChatGenerationChunk | None:
-        choices: list[dict[str, Any]] = chunk.get("choices") or []
+        sent: object = chunk.get("choices") or []
+        if not _is(sent, list) or not all(
+                _is(c, dict) and _is(_field(c, "delta") or {}, dict) for c in cast(list[object], sent)):
+            raise NotAChatCompletion(f"a streamed chunk is not a completion chunk: {str(chunk)[:120]!r}")
+        choices = cast(list[dict[str, Any]], sent)
         for choice in choices:
             delta_fields: dict[str, Any] = choice.get("delta") or {}
             deltas: list[dict[str, Any]] = delta_fields.get("tool_calls") or []
