@@ -4,6 +4,7 @@ The tree::
 
     GraphloopError                  root: catch this to catch anything of ours
     ├── ConfigurationError          misuse found before a run starts (bad model config, role, tool)
+    │   └── UnusableDatabaseError   the db is not a SQLite file, or cannot be opened or written
     └── RunError                    a run could not go on
         ├── ContextBudgetError      the fixed part of the request alone exceeds the budget
         ├── ModelCallError          the model endpoint failed or answered something unusable
@@ -11,6 +12,7 @@ The tree::
         │   ├── EmptyReplyError         the model answered nothing (no text, no calls, no chunk)
         │   └── ModelUnavailableError   every model of the chain failed (each one's last error)
         ├── ThreadPausedError       a new task for a thread with unfinished work
+        ├── ForeignThreadError      a thread another application wrote in the same database
         ├── ClientInputError        a client of the served graph sent what only the server sets
         └── ResumeError             a resume that cannot be applied; nothing was stored
             ├── UnknownThreadError      no thread with that id in the database
@@ -38,6 +40,7 @@ __all__ = [
     "ContextBudgetError",
     "ContextOverflowError",
     "EmptyReplyError",
+    "ForeignThreadError",
     "GraphloopError",
     "InvalidDecisionError",
     "LedgerWarning",
@@ -49,6 +52,7 @@ __all__ = [
     "ThreadPausedError",
     "ThreadVersionError",
     "UnknownThreadError",
+    "UnusableDatabaseError",
 ]
 
 
@@ -58,6 +62,19 @@ class GraphloopError(Exception):
 
 class ConfigurationError(GraphloopError):
     """Build-time misuse: a bad model config, an unknown role or tool name, a wrong argument."""
+
+
+class UnusableDatabaseError(ConfigurationError):
+    """The database graphloop was given cannot be used: a file that is not SQLite (left as it
+    was), a folder, a missing folder (never created), a file it may not read or write.
+
+    Attributes:
+        path: The database as given.
+    """
+
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class RunError(GraphloopError):
@@ -102,6 +119,19 @@ class ModelUnavailableError(ModelCallError):
 
 class ThreadPausedError(RunError):
     """A new task for a thread with unfinished work (a pause, or a crash); resume it first."""
+
+
+class ThreadBusyError(RunError, ValueError):
+    """Another caller is running the thread now (a double submit, a second tab, another
+    worker): a thread has one driver at a time. Nothing was read or stored; try again when
+    it is done, or ask to wait (`wait=` seconds on the Orchestrator, `wait_for_thread` in a
+    run's `configurable`). Also a `ValueError`, so a LangGraph server passes it on."""
+
+
+class ForeignThreadError(RunError, ValueError):
+    """The thread id names a thread graphloop did not create: another LangGraph application's,
+    in the same database. graphloop neither reads nor changes it; nothing was stored. Also a
+    `ValueError`, so a LangGraph server passes the message on to the client."""
 
 
 class ClientInputError(RunError, ValueError):

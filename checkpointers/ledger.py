@@ -33,6 +33,9 @@ from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any, Literal, NotRequired, Protocol, TypedDict, cast, get_args
 
+from graphloop.checkpointers.blocking import Held
+from graphloop.checkpointers.drivers import Drivers
+from graphloop.checkpointers.encoding import dumps
 from graphloop.checkpointers.errors import AlreadyDecidedError, ConfigurationError
 
 __all__ = [
@@ -53,10 +56,13 @@ SCHEMA_VERSION = 1
 """Version of these tables; a database written by a newer graphloop is refused, not guessed at."""
 
 CallStatus = Literal["running", "success", "error", "timeout", "unknown", "refused", "rejected",
-                     "responded", "abandoned"]
+                     "responded", "abandoned", "late", "late_success", "late_error"]
 """`running`: claimed, no outcome yet (after a crash: `unknown`, never run again);
 `responded`: a person answered in the tool's place; `abandoned`: never decided (new input
-while paused, a dismissed pause), not run."""
+while paused, a dismissed pause), not run; `timeout`: stopped at its timeout (an async tool
+cancelled, a sync call that never got a thread); `late`: a sync call still running past its
+timeout, outcome unknown (the same call is not run again meanwhile), then `late_success` or
+`late_error` when its outcome arrives."""
 Rule = Literal["allow", "ask", "never"]
 RULES: tuple[Rule, ...] = get_args(Rule)
 
@@ -137,11 +143,8 @@ def call_hash(name: str, args: Mapping[str, object]) -> str:
         True
     """
     canonical = json.dumps({"name": name, "args": args}, sort_keys=True, ensure_ascii=False, default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def _json(value: object) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str)
+    # surrogatepass: arguments may hold lone surrogates (a file name from os.listdir)
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def is_postgres_url(db: object) -> bool:
@@ -161,16 +164,20 @@ class Cursor(Protocol):
         ...
 
 
-class Ledger(ABC):
+class Ledger(Held, ABC):
     """The claims, audit, inbox and rules of one database. Thread-safe.
 
     `open_ledger(db)` opens one for a SQLite file or a PostgreSQL URL. The statements are the
     same on both (`?` placeholders, `ON CONFLICT`); a subclass supplies the connection and
-    the tables.
+    the tables. A late tool call `hold`s it open past its `with` block (`Held`).
     """
 
     order_key = "rowid"
     """A column that orders rows as they were inserted."""
+
+    drivers: Drivers
+    """Who runs which thread of this database now: one driver per thread
+    (`graphloop.checkpointers.drivers`)."""
 
     @abstractmethod
     def _transaction(self, *, write: bool = True) -> AbstractContextManager[Cursor]:
@@ -227,6 +234,20 @@ class Ledger(ABC):
         """A claimed call whose process stopped before its outcome: it may or may not have run."""
         self._run("UPDATE tool_calls SET status = 'unknown' WHERE thread_id = ? AND call_id = ? "
                   "AND status = 'running'", (thread_id, call_id))
+
+    def finish_late(self, thread_id: str, call_id: str, status: CallStatus, *, duration_ms: float,
+                    result_chars: int | None) -> None:
+        """Record the outcome of a `late` call (`late_success` or `late_error`) when it arrives."""
+        self._run("UPDATE tool_calls SET status = ?, duration_ms = ?, result_chars = ? "
+                  "WHERE thread_id = ? AND call_id = ? AND status = 'late'",
+                  (status, duration_ms, result_chars, thread_id, call_id))
+
+    def late_twin(self, thread_id: str, tool: str, args: Mapping[str, object]) -> ToolCallEntry | None:
+        """A `late` call of `thread_id` with this tool and these arguments (`call_hash`)."""
+        wanted = call_hash(tool, args)
+        rows = self._rows(f"SELECT {_CALL_COLUMNS} FROM tool_calls WHERE thread_id = ? AND tool = ? "
+                          "AND status = 'late'", (thread_id, tool))
+        return next((e for e in map(_call_entry, rows) if call_hash(tool, e["args"]) == wanted), None)
 
     def result(self, thread_id: str, call_id: str) -> str | None:
         """The kept result of a finished call, if its run has not stopped since."""
@@ -316,7 +337,7 @@ class Ledger(ABC):
 
     def add_to_inbox(self, entry: InboxEntry) -> None:
         """List a paused thread, unless its calls are already decided; keeps `waiting_since`."""
-        row = {**entry, "calls": _json(entry["calls"])}
+        row = {**entry, "calls": dumps(entry["calls"])}
         ids = [str(c["id"]) for c in entry["calls"]]
         self._run(
             f"INSERT INTO inbox ({', '.join(row)}) SELECT {_marks(row)} "
@@ -412,7 +433,7 @@ def _insert_new(tx: Cursor, table: str, row: Mapping[str, object]) -> int:
 
 
 def _insert_call(tx: Cursor, entry: ToolCallEntry) -> int:
-    return _insert_new(tx, "tool_calls", {**entry, "args": _json(entry["args"])})
+    return _insert_new(tx, "tool_calls", {**entry, "args": dumps(entry["args"])})
 
 
 def _where(column: str, value: str | None) -> tuple[str, tuple[object, ...]]:

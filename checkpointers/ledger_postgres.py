@@ -12,6 +12,8 @@ from psycopg import Connection
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
+from graphloop.checkpointers.drivers import drivers_at
+from graphloop.checkpointers.encoding import from_row, to_columns
 from graphloop.checkpointers.ledger import SCHEMA_VERSION, Cursor, Ledger
 
 __all__ = ["PostgresLedger"]
@@ -60,10 +62,10 @@ class _PostgresCursor:
         self._conn = conn
 
     def run(self, sql: str, args: Sequence[object] = ()) -> int:
-        return self._conn.execute(sql.replace("?", "%s"), tuple(args)).rowcount  # pyright: ignore[reportArgumentType]  # the statement is built from constants
+        return self._conn.execute(sql.replace("?", "%s"), to_columns(args)).rowcount  # pyright: ignore[reportArgumentType]  # the statement is built from constants
 
     def rows(self, sql: str, args: Sequence[object] = ()) -> list[dict[str, Any]]:
-        return self._conn.execute(sql.replace("?", "%s"), tuple(args)).fetchall()  # pyright: ignore[reportArgumentType]  # the statement is built from constants
+        return [from_row(r) for r in self._conn.execute(sql.replace("?", "%s"), to_columns(args)).fetchall()]  # pyright: ignore[reportArgumentType]  # the statement is built from constants
 
 
 _POOL_SIZE = 20
@@ -95,8 +97,9 @@ class PostgresLedger(Ledger):
 
     order_key = "seq"
 
-    def __init__(self, pool: ConnectionPool[Connection[dict[str, Any]]]) -> None:
+    def __init__(self, pool: ConnectionPool[Connection[dict[str, Any]]], url: str | None = None) -> None:
         self._pool = pool
+        self.drivers = drivers_at(url or str(pool.conninfo), postgres=True)
 
     @classmethod
     @contextmanager
@@ -106,7 +109,7 @@ class PostgresLedger(Ledger):
         Every ledger of one database in a process shares one pool of connections (opened on
         first use, closed at exit), so many concurrent runs need few connections.
         """
-        yield cls(_pool(url))
+        yield cls(_pool(url), url)
 
     @contextmanager
     def _transaction(self, *, write: bool = True) -> Generator[Cursor, None, None]:

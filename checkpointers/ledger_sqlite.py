@@ -7,12 +7,14 @@ import threading
 from collections.abc import Generator, Sequence
 from contextlib import contextmanager
 from os import PathLike
-from pathlib import Path
 from typing import Any
 
 import sqlite_utils
 
+from graphloop.checkpointers.drivers import drivers_at
+from graphloop.checkpointers.encoding import from_row, to_columns
 from graphloop.checkpointers.ledger import SCHEMA_VERSION, Cursor, Ledger
+from graphloop.checkpointers.sqlite_files import opening, usable_sqlite_path
 
 __all__ = ["SqliteLedger"]
 
@@ -24,12 +26,12 @@ class _SqliteCursor:
         self._conn = conn
 
     def run(self, sql: str, args: Sequence[object] = ()) -> int:
-        return self._conn.execute(sql, tuple(args)).rowcount
+        return self._conn.execute(sql, to_columns(args)).rowcount
 
     def rows(self, sql: str, args: Sequence[object] = ()) -> list[dict[str, Any]]:
-        cursor = self._conn.execute(sql, tuple(args))
+        cursor = self._conn.execute(sql, to_columns(args))
         names = [d[0] for d in cursor.description]
-        return [dict(zip(names, row, strict=True)) for row in cursor]
+        return [from_row(dict(zip(names, row, strict=True))) for row in cursor]
 
 
 class SqliteLedger(Ledger):
@@ -38,22 +40,29 @@ class SqliteLedger(Ledger):
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
         self._lock = threading.RLock()
+        files = [str(row[2]) for row in conn.execute("PRAGMA database_list") if row[1] == "main"]
+        self.drivers = drivers_at(files[0] if files else None)
         self._create_tables()
 
     @classmethod
     @contextmanager
     def connect(cls, path: str | PathLike[str]) -> Generator[Ledger, None, None]:
         """Open the ledger in the SQLite file `path` (":memory:" for a throwaway one)."""
-        if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(str(path), timeout=_BUSY_TIMEOUT_S, check_same_thread=False,
-                               isolation_level=None)
+        with opening(path):  # a file that is not SQLite is refused unopened; SQLite's refusals named
+            conn = sqlite3.connect(usable_sqlite_path(path), timeout=_BUSY_TIMEOUT_S,
+                                   check_same_thread=False, isolation_level=None)
+        ledger: Ledger | None = None
         try:
-            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                conn.execute("PRAGMA journal_mode=WAL")
-            yield cls(conn)
+            with opening(path):
+                if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    conn.execute("PRAGMA journal_mode=WAL")
+                opened = cls(conn)
+            yield (ledger := opened)
         finally:
-            conn.close()
+            if ledger is None:
+                conn.close()
+            else:
+                ledger.close_when_free(conn.close)  # a tool call past its timeout may hold it
 
     @contextmanager
     def _transaction(self, *, write: bool = True) -> Generator[Cursor, None, None]:

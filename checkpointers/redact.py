@@ -1,7 +1,8 @@
 """Secrets out of text: what a database URL or an error message may show.
 
-A password can come inside a URL (`postgresql://app:s3cret@db/graphloop`, `?password=...`);
-these helpers replace it with `****` before the text reaches a message, a log line or a hint.
+A password can come inside a URL (`postgresql://app:s3cret@db/graphloop`, `?password=...`),
+and a server may echo a model's key or a header's value in an error; `redact` replaces them
+with `****` before the text reaches a message, a log line, a hint or the database.
 
 Example:
     >>> redact("could not reach postgresql://app:s3cret@db.internal/graphloop?sslpassword=x&a=1")
@@ -11,16 +12,29 @@ Example:
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
-__all__ = ["redact"]
+__all__ = ["MIN_SECRET", "redact"]
+
+MIN_SECRET = 4
+"""Characters a given secret needs to be looked for: replacing shorter text would garble every
+message, and a shorter key guards nothing."""
 
 _USERINFO = re.compile(r"(\b[a-zA-Z][\w+.-]*://[^\s:/@]*:)[^\s]*@(?=[^\s@]*(?:[\s/?#]|$))")
 """`scheme://user:` then the password, up to the last `@` before the host (a password may hold
 `@`, `/` or `:`)."""
-_SECRET_PARAM = re.compile(r"((?:[?&;\s]|^)[\w.-]*(?:password|passwd|secret|token|api[_-]?key)[\w.-]*=)[^&;\s]*",
+_SECRET_PARAM = re.compile(r"((?:[?&;#\s]|^)[\w.-]*(?:password|passwd|secret|token|api[_-]?key)[\w.-]*=)[^&;\s]*",
                            re.IGNORECASE)
 
 
-def redact(text: str) -> str:
-    """`text` with every URL password and every `...password=`/`token=`/`api_key=` value as `****`."""
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """`text` with each of `secrets` (a model's key, a header's value), every URL password and
+    every `...password=`/`token=`/`api_key=` value as `****`.
+
+    Example:
+        >>> redact("401: Incorrect API key provided: sk-live-123.", secrets=["sk-live-123"])
+        '401: Incorrect API key provided: ****.'
+    """
+    for secret in sorted({s for s in secrets if len(s) >= MIN_SECRET}, key=len, reverse=True):
+        text = text.replace(secret, "****")  # the longest first: a key may contain another
     return _SECRET_PARAM.sub(r"\1****", _USERINFO.sub(r"\1****@", text))

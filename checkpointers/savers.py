@@ -18,7 +18,6 @@ import weakref
 from collections.abc import AsyncGenerator, Generator
 from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 from os import PathLike
-from pathlib import Path
 
 import aiosqlite
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -26,10 +25,12 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
+from graphloop.checkpointers.blocking import in_db_thread
 from graphloop.checkpointers.errors import ConfigurationError
 from graphloop.checkpointers.ledger import Ledger, is_postgres_url
 from graphloop.checkpointers.ledger_sqlite import SqliteLedger
 from graphloop.checkpointers.redact import redact
+from graphloop.checkpointers.sqlite_files import opening, writable_sqlite_path
 
 __all__ = ["DbLike", "attach_ledger", "db_label", "ledger_for", "memory_saver", "open_async_saver", "open_ledger",
            "open_saver"]
@@ -82,10 +83,9 @@ def memory_saver() -> InMemorySaver:
 
 
 def _sqlite_path(db: str | PathLike[str]) -> str:
-    text = str(db)
-    if text != ":memory:":
-        Path(text).parent.mkdir(parents=True, exist_ok=True)
-    return text
+    """`db`, refused unless a saver can use it (`writable_sqlite_path`: a missing folder is
+    never created, a read-only file is named now rather than at the first checkpoint)."""
+    return writable_sqlite_path(db)
 
 
 _POOL_SIZE = 10
@@ -155,6 +155,8 @@ def open_saver(db: DbLike) -> Generator[BaseCheckpointSaver[str], None, None]:
         conn = sqlite3.connect(_sqlite_path(db), check_same_thread=False, timeout=_BUSY_TIMEOUT_S)
         try:
             saver = SqliteSaver(conn)
+            with opening(db):  # now, not at the first checkpoint: a read-only file is named here
+                saver.setup()
             attach_ledger(saver, ledger)
             yield saver
         finally:
@@ -178,7 +180,7 @@ async def open_async_saver(db: DbLike) -> AsyncGenerator[BaseCheckpointSaver[str
         return
     opened = open_ledger(db)
     # the ledger is blocking I/O: opened and closed off the event loop
-    ledger = await asyncio.to_thread(opened.__enter__)
+    ledger = await in_db_thread(opened.__enter__)
     try:
         if is_postgres_url(db):
             _require_postgres()
@@ -188,10 +190,12 @@ async def open_async_saver(db: DbLike) -> AsyncGenerator[BaseCheckpointSaver[str
             return
         async with aiosqlite.connect(_sqlite_path(db), timeout=_BUSY_TIMEOUT_S) as conn:
             saver = AsyncSqliteSaver(conn)
+            with opening(db):  # now: `prune` on a new file finds the tables, a read-only one is named
+                await saver.setup()
             attach_ledger(saver, ledger)
             yield saver
     finally:
-        await asyncio.to_thread(opened.__exit__, None, None, None)
+        await in_db_thread(opened.__exit__, None, None, None)
 
 
 def _require_postgres() -> None:

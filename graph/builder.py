@@ -16,10 +16,11 @@ from typing import Any, TypeVar, cast
 from langchain_core.runnables import RunnableLambda
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
-from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime, get_runtime
 
 from graphloop.checkpointers import LedgerWarning, ledger_for
+from graphloop.graph.driven import driven
+from graphloop.graph.ownership import OwnedGraph, owned_graph
 from graphloop.nodes import (
     LoopContext,
     LoopState,
@@ -50,7 +51,8 @@ __all__ = ["LoopGraph", "build_graph", "compile_graph"]
 
 In = TypeVar("In")
 Out = TypeVar("Out")
-LoopGraph = CompiledStateGraph[LoopState, LoopContext, LoopState, LoopState]
+LoopGraph = OwnedGraph
+"""The compiled loop: it refuses threads graphloop did not create (`graphloop.graph.ownership`)."""
 
 
 def _sync_and_async(node: Callable[[In, Runtime[LoopContext]], Coroutine[Any, Any, Out]]) -> RunnableLambda[In, Out]:
@@ -121,7 +123,7 @@ def compile_graph(
     `LedgerWarning`, once per saver type: pass `LoopContext.create(ledger=...)` or
     `attach_ledger(saver, ledger)`, or open the saver with graphloop.
     """
-    graph = build_graph(branches).compile(checkpointer=checkpointer)  # pyright: ignore[reportUnknownMemberType]  # langgraph's compile() is partly untyped
+    graph = driven(owned_graph(build_graph(branches).compile(checkpointer=checkpointer)))  # pyright: ignore[reportUnknownMemberType]  # langgraph's compile() is partly untyped
     if not isinstance(checkpointer, BaseCheckpointSaver):
         return graph
     ledger = ledger_for(checkpointer)

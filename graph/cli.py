@@ -33,6 +33,7 @@ from graphloop.checkpointers import (
     open_saver,
     redact,
 )
+from graphloop.checkpointers.sqlite_files import writable_sqlite_path
 from graphloop.graph.approvals import Approvals
 from graphloop.graph.asking import ask, call_text
 from graphloop.graph.builder import compile_graph
@@ -45,12 +46,13 @@ from graphloop.graph.results import (
 )
 from graphloop.graph.retention import parse_age
 from graphloop.graph.running import ResumeOptions
-from graphloop.graph.settings import Database, Flags, as_database, database_path, existing_database
+from graphloop.graph.settings import Database, Flags, as_database, existing_database
 from graphloop.nodes import Decision
 
 __all__ = ["app", "main"]
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  pretty_exceptions_show_locals=False,  # --debug tracebacks: a frame's locals may hold a key
                   help="graphloop: an OpenAI-compatible tool loop as a LangGraph graph.")
 console = Console(highlight=False)
 _options = {"debug": False}
@@ -71,6 +73,7 @@ KeyEnvOpt = Annotated[str, typer.Option("--api-key-env", help="Environment varia
 ByOpt = Annotated[str | None, typer.Option("--by", help="Who decides (recorded in the audit)")]
 ThreadArg = Annotated[str, typer.Argument(help="The waiting thread")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")]
+WaitOpt = Annotated[float, typer.Option("--wait", help="Seconds to wait while another run has the thread (default: refuse at once)")]
 
 @app.callback()
 def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks")] = False) -> None:
@@ -181,7 +184,7 @@ def run(
     user: Annotated[str | None, typer.Option(help="User id (remembered rules, audit)")] = None,
     system: Annotated[str, typer.Option(help="System prompt")] = "",
     no_input: Annotated[bool, typer.Option("--no-input", help="Leave a confirmation pending")] = False,
-    base_url: UrlOpt = None, api_key_env: KeyEnvOpt = "OPENAI_API_KEY",
+    base_url: UrlOpt = None, api_key_env: KeyEnvOpt = "OPENAI_API_KEY", wait: WaitOpt = 0.0,
 ) -> None:
     """Run a task with live output; answer the confirmation gate here, or leave it pending."""
     flags = _flags(config, model, tools, confirm, db, base_url, api_key_env)
@@ -189,7 +192,7 @@ def run(
     thread_id = thread or uuid4().hex  # chosen here, so a failed run can name it
     with _resumable(thread_id, flags):
         result = asyncio.run(follow(
-            orch.stream(task, system_prompt=system, thread_id=thread_id, user_id=user), console))
+            orch.stream(task, system_prompt=system, thread_id=thread_id, user_id=user, wait=wait), console))
         while result.checkpoint is not None and not no_input:
             result = _answered(orch, result, user, flags)
     _report(result, flags)
@@ -217,11 +220,11 @@ def _decisions(thread: str, message: str | None, flags: Flags) -> list[Decision]
 def approve(
     thread: ThreadArg, by: ByOpt = None, model: ModelOpt = None, config: ConfigOpt = None,
     tools: ToolsOpt = None, confirm: GateOpt = None, db: DbOpt = None,
-    base_url: UrlOpt = None, api_key_env: KeyEnvOpt = "OPENAI_API_KEY",
+    base_url: UrlOpt = None, api_key_env: KeyEnvOpt = "OPENAI_API_KEY", wait: WaitOpt = 0.0,
 ) -> None:
     """Approve every call a thread waits on, and let it run on (under the gate it started with)."""
     _carry_on(thread, _flags(config, model, tools, confirm, db, base_url, api_key_env),
-              {"confirmed": True, "decided_by": by})
+              {"confirmed": True, "decided_by": by, "wait": wait})
 
 
 @app.command()
@@ -231,13 +234,13 @@ def reject(
     message: Annotated[str | None, typer.Option(help="Told to the model")] = None,
     model: ModelOpt = None, config: ConfigOpt = None, tools: ToolsOpt = None,
     confirm: GateOpt = None, db: DbOpt = None,
-    base_url: UrlOpt = None, api_key_env: KeyEnvOpt = "OPENAI_API_KEY",
+    base_url: UrlOpt = None, api_key_env: KeyEnvOpt = "OPENAI_API_KEY", wait: WaitOpt = 0.0,
 ) -> None:
     """Reject every call a thread waits on, and let it run on (under the gate it started with)."""
     flags = _flags(config, model, tools, confirm, db, base_url, api_key_env)
     decisions = _decisions(thread, message, flags)
     options = ResumeOptions(decisions=decisions) if decisions else ResumeOptions(confirmed=False)
-    _carry_on(thread, flags, options | ResumeOptions(decided_by=by))
+    _carry_on(thread, flags, options | ResumeOptions(decided_by=by, wait=wait))
 
 
 @app.command()
@@ -245,11 +248,11 @@ def reject(
 def resume(
     thread: Annotated[str, typer.Argument(help="The thread that stopped")],
     model: ModelOpt = None, config: ConfigOpt = None, tools: ToolsOpt = None, db: DbOpt = None,
-    base_url: UrlOpt = None, api_key_env: KeyEnvOpt = "OPENAI_API_KEY",
+    base_url: UrlOpt = None, api_key_env: KeyEnvOpt = "OPENAI_API_KEY", wait: WaitOpt = 0.0,
 ) -> None:
     """Continue a thread stopped by an error or a crash, from its last checkpoint (calls that
     completed do not run again; a thread waiting for a decision needs approve or reject)."""
-    _carry_on(thread, _flags(config, model, tools, None, db, base_url, api_key_env), {})
+    _carry_on(thread, _flags(config, model, tools, None, db, base_url, api_key_env), {"wait": wait})
 
 
 @app.command()
@@ -320,15 +323,19 @@ def prune(
         age = parse_age(older_than)
     except ValueError as exc:
         raise ConfigurationError(str(exc)) from None
-    report = Orchestrator(db=database_path(config, _db(db))).prune_sync(age, audit=audit)
+    # a maintenance command: a mistyped --db is an error, not a new empty database
+    report = Orchestrator(db=existing_database(config, _db(db))).prune_sync(age, audit=audit)
     console.print(f"deleted {len(report.deleted)} finished thread(s); {report.kept} kept")
 
 
 @app.command()
+@_one_line_errors
 def demo(
     db: Annotated[Path | None, typer.Option(help="SQLite file to use (default: a new temp file)")] = None,
 ) -> None:
     """Run the loop offline: pause at a confirmation gate, resume in a new process."""
+    if db is not None:
+        writable_sqlite_path(db)  # a --db it cannot use is named before the demo starts
     run_demo(db)
 
 

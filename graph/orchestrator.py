@@ -11,7 +11,6 @@ Example:
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -37,8 +36,10 @@ from graphloop.checkpointers import (
     UnknownThreadError,
     db_label,
 )
+from graphloop.checkpointers.blocking import in_db_thread
 from graphloop.graph.approvals import Approvals
 from graphloop.graph.builder import LoopGraph, compile_graph
+from graphloop.graph.ownership import own_threads
 from graphloop.graph.results import (
     AWAITING,
     OrchestratorResult,
@@ -61,6 +62,7 @@ from graphloop.graph.running import (
     config_for,
     drive,
     final,
+    holding,
     settled,
 )
 from graphloop.graph.sessions import SharedSession
@@ -119,6 +121,10 @@ class Orchestrator:
         one_call_per_pause: Pause once per gated call rather than once per turn.
         branches: Your own branch nodes (see `graphloop.nodes.branches`); a branch that
             pauses with `{"question": ...}` (like `clarify`) is resumed with `answer=`.
+        tool_timeout: Seconds a tool call may take (`tool_timeouts`: per tool). An async tool
+            is cancelled then; a sync tool's thread cannot be stopped, so the model is told its
+            outcome is unknown and the same call is not run again while it may still run
+            (see `graphloop.nodes.invoke`).
 
     With a SQLite `db`, graphloop's own tables live in the same file: each tool call is
     claimed there before it runs (so it runs at most once), every call and decision is
@@ -140,6 +146,8 @@ class Orchestrator:
         allowed_decisions: Mapping[str, Iterable[DecisionType]] | None = None,
         one_call_per_pause: bool = False,
         branches: Sequence[Branch] = (),
+        tool_timeout: float = 60.0,
+        tool_timeouts: Mapping[str, float] | None = None,
     ) -> None:
         if max_rounds < 1:
             raise ConfigurationError(f"max_rounds must be at least 1, got {max_rounds!r}")
@@ -153,7 +161,8 @@ class Orchestrator:
         self._shared = SharedSession(db, compile_graph(branches=self.branches))
         self.context = LoopContext.create(models=models or (), tools=tools,
                                           confirm_required=confirm_required, roles=roles,
-                                          compaction=compaction, allowed_decisions=allowed_decisions)
+                                          compaction=compaction, allowed_decisions=allowed_decisions,
+                                          tool_timeout=tool_timeout, tool_timeouts=tool_timeouts)
 
     @property
     def approvals(self) -> Approvals:
@@ -209,10 +218,10 @@ class Orchestrator:
         policy = self._policy(options)
         check_policy(policy, context)
         thread_id = options.get("thread_id") or uuid4().hex
-        async with self._session(context) as (graph, context):
+        async with self._session(context) as (graph, context), holding(context, thread_id, options.get("wait")):
             user_id = policy.get("user_id")
             if user_id is not None and context.ledger is not None:
-                policy["remembered"] = await asyncio.to_thread(context.ledger.rules, user_id)
+                policy["remembered"] = await in_db_thread(context.ledger.rules, user_id)
             snapshot = await graph.aget_state(config_for(thread_id))
             check_version(snapshot, thread_id)
             # a new task at the gate answers the waiting calls as not run (graphloop.nodes.abandon)
@@ -293,7 +302,7 @@ class Orchestrator:
             expected = options.get("interrupt_id") or checkpoint_or_thread_id.interrupt_id
         else:
             thread_id, expected = checkpoint_or_thread_id, options.get("interrupt_id")
-        async with self._session(context) as (graph, context):
+        async with self._session(context) as (graph, context), holding(context, thread_id, options.get("wait")):
             snapshot = await graph.aget_state(config_for(thread_id))
             if not snapshot.values:
                 raise UnknownThreadError(
@@ -315,12 +324,13 @@ class Orchestrator:
         async with self._session(self.context) as (graph, context):
             ledger = self._ledger_of(context)
             waiting = 0
-            for thread_id in await asyncio.to_thread(ledger.thread_ids):
+            saver = cast(BaseCheckpointSaver[str], graph.checkpointer)  # pyright: ignore[reportUnknownMemberType]  # the session's saver
+            for thread_id, _ in await own_threads(saver, ledger):  # another application's stay out
                 snapshot = await graph.aget_state(config_for(thread_id))
                 if not snapshot.interrupts or pending_of(snapshot.interrupts[0], thread_id).kind != "confirm":
-                    await asyncio.to_thread(ledger.remove_from_inbox, thread_id)
+                    await in_db_thread(ledger.remove_from_inbox, thread_id)
                     continue
-                await asyncio.to_thread(ledger.add_to_inbox, inbox_entry_of(thread_id, snapshot))
+                await in_db_thread(ledger.add_to_inbox, inbox_entry_of(thread_id, snapshot))
                 waiting += 1
         return waiting
 

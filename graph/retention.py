@@ -1,12 +1,12 @@
 """Retention: delete finished threads older than an age, and give the space back.
 
 A thread is finished when it waits for nothing and its last message is an answer; paused
-threads and threads stopped by a crash or an error are kept, whatever their age.
+threads and threads stopped by a crash or an error are kept, whatever their age. Threads
+graphloop did not create (another application's, in the same database) are never touched.
 """
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -14,7 +14,9 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from graphloop.checkpointers import Ledger
+from graphloop.checkpointers.blocking import in_db_thread
 from graphloop.graph.builder import LoopGraph
+from graphloop.graph.ownership import own_threads
 from graphloop.graph.resumes import is_finished
 
 __all__ = ["PruneReport", "parse_age", "prune_threads"]
@@ -27,25 +29,25 @@ class PruneReport:
     deleted: list[str]
     """The thread ids deleted."""
     kept: int
-    """Threads left: recent, paused, or unfinished."""
+    """graphloop's threads left: recent, paused, or unfinished (another application's threads
+    are neither deleted nor counted)."""
 
 
 async def prune_threads(graph: LoopGraph, saver: BaseCheckpointSaver[str], ledger: Ledger,
                         older_than: timedelta, *, audit: bool) -> PruneReport:
-    """Delete finished threads whose latest checkpoint is older than `older_than`."""
+    """Delete graphloop's finished threads whose latest checkpoint is older than `older_than`."""
     cutoff = datetime.now(UTC) - older_than
     deleted: list[str] = []
-    threads = await asyncio.to_thread(ledger.thread_ids)  # blocking I/O stays off the event loop
-    for thread_id in threads:
+    threads = await own_threads(saver, ledger)
+    for thread_id, latest in threads:
         config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
-        latest = await saver.aget_tuple(config)  # the age first: it needs no history replayed
-        if latest is None or datetime.fromisoformat(latest.checkpoint["ts"]) >= cutoff:
+        if datetime.fromisoformat(latest.checkpoint["ts"]) >= cutoff:  # the age first: no history replayed
             continue
         if is_finished(await graph.aget_state(config)):
             await saver.adelete_thread(thread_id)
-            await asyncio.to_thread(ledger.forget_thread, thread_id, audit=audit)
+            await in_db_thread(ledger.forget_thread, thread_id, audit=audit)
             deleted.append(thread_id)
-    await asyncio.to_thread(ledger.reclaim_space)
+    await in_db_thread(ledger.reclaim_space)
     return PruneReport(deleted=deleted, kept=len(threads) - len(deleted))
 
 

@@ -7,15 +7,15 @@ a resume's decisions before the graph moves.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
-from contextlib import aclosing
+from contextlib import AbstractAsyncContextManager, aclosing, nullcontext
 from typing import Any, TypedDict
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.types import Command, StateSnapshot, StreamMode
 
 from graphloop.checkpointers import InvalidDecisionError
+from graphloop.checkpointers.blocking import in_db_thread
 from graphloop.graph.builder import LoopGraph
 from graphloop.graph.results import (
     Finished,
@@ -46,6 +46,8 @@ class RunOptions(TypedDict, total=False):
     confirm_deny: Iterable[str] | None
     thread_id: str | None
     user_id: str | None
+    wait: float
+    """Seconds to wait for the thread while another run has it (0: `ThreadBusyError` at once)."""
 
 
 class ResumeOptions(TypedDict, total=False):
@@ -58,6 +60,8 @@ class ResumeOptions(TypedDict, total=False):
     model_cfg: ModelLike | Iterable[ModelLike] | None
     decided_by: str | None
     interrupt_id: str | None
+    wait: float
+    """Seconds to wait for the thread while another run has it (0: `ThreadBusyError` at once)."""
 
 
 async def drive(
@@ -74,7 +78,7 @@ async def drive(
             yield event
     snapshot = await graph.aget_state(config)
     if context.ledger is not None:  # every result is in the checkpoint now: the ledger's copies can go
-        await asyncio.to_thread(context.ledger.forget_results, thread_id)
+        await in_db_thread(context.ledger.forget_results, thread_id)
     yield Finished(result_of(snapshot.values, snapshot.interrupts, thread_id))
 
 
@@ -123,13 +127,22 @@ async def command_for(
             "confirmed=True/False or decisions=[...]")
     ledger = context.ledger
     if not decided:
-        return Command(resume={"decisions": await asyncio.to_thread(recorded, ledger, snapshot, thread_id, context)})
+        return Command(resume={"decisions": await in_db_thread(recorded, ledger, snapshot, thread_id, context)})
     shown, chosen = answer(snapshot, thread_id, expected, context, confirmed, decisions)
     if ledger is not None:
         entries = decision_entries(thread_id, snapshot.interrupts[0].id, shown, chosen,
                                    options.get("decided_by"))
-        await asyncio.to_thread(ledger.claim_decisions, entries)
+        await in_db_thread(ledger.claim_decisions, entries)
     return Command(resume={"decisions": chosen})
+
+
+def holding(context: LoopContext, thread_id: str, wait: float | None) -> AbstractAsyncContextManager[None]:
+    """The thread held for a whole run, from the first read of its state to the last write:
+    one driver per thread (`graphloop.checkpointers.drivers`); the graph's own hold, in the
+    same task, then lets it through."""
+    if context.ledger is None:
+        return nullcontext()
+    return context.ledger.drivers.adrive(thread_id, wait or 0.0)
 
 
 def config_for(thread_id: str) -> RunnableConfig:

@@ -17,7 +17,6 @@ send is in `graphloop.graph.clients`: user messages and decisions, never the thr
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import copy
 import functools
@@ -31,6 +30,7 @@ from langgraph.graph import END
 from langgraph.types import Command, StateUpdate
 
 from graphloop.checkpointers import open_ledger
+from graphloop.checkpointers.blocking import in_db_thread
 from graphloop.graph.builder import LoopGraph, compile_graph
 from graphloop.graph.clients import client_command, client_update, client_values
 from graphloop.graph.results import at_gate
@@ -89,7 +89,7 @@ class ServedGraph(LoopGraph):
         if _is_mark_resolved(input) and config is not None and at_gate(await self.aget_state(config)):
             input = _DISMISS
         input = _from_client(input)
-        served = await asyncio.to_thread(_context, context)  # the first call reads files, opens the ledger
+        served = await in_db_thread(_context, context)  # the first call reads files, opens the ledger
         async for chunk in super().astream(input, config, context=served, **kwargs):  # pyright: ignore[reportUnknownMemberType]
             yield chunk
 
@@ -101,8 +101,8 @@ class ServedGraph(LoopGraph):
             snapshot = await self.aget_state(config)
             if at_gate(snapshot):
                 thread_id = str(config.get("configurable", {})["thread_id"])
-                ledger = (await asyncio.to_thread(server_context)).ledger
-                update = await asyncio.to_thread(dismiss_pause, snapshot.values, ledger, thread_id)  # pyright: ignore[reportArgumentType]  # the graph's state
+                ledger = (await in_db_thread(server_context)).ledger
+                update = await in_db_thread(dismiss_pause, snapshot.values, ledger, thread_id)  # pyright: ignore[reportArgumentType]  # the graph's state
                 # graphloop's own update, past the check of clients' updates
                 return await super().abulk_update_state(config, [[StateUpdate(update, EXECUTE_TOOLS)]])
         return await self.abulk_update_state(config, [[StateUpdate(values, as_node, task_id)]])

@@ -28,6 +28,7 @@ Without `[[models]]` (or with `--base-url`), the model comes from `OPENAI_BASE_U
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import re
 import shlex
@@ -120,11 +121,35 @@ def load_tools(specs: Sequence[str]) -> list[ToolLike]:
         if not module_name or not attribute:
             raise ConfigurationError(f"tools entry {spec!r} is not of the form 'module:attribute'")
         try:
-            found: Any = getattr(importlib.import_module(module_name), attribute)
-        except (ImportError, AttributeError) as exc:
+            module = importlib.import_module(module_name)
+        except (Exception, SystemExit) as exc:  # whatever the module raises: one line, the cause kept
+            raise _unloadable(spec, module_name, exc) from exc
+        try:
+            found: Any = getattr(module, attribute)
+        except AttributeError as exc:
             raise ConfigurationError(f"cannot load tools {spec!r}: {exc}") from None
         tools += list(cast(Sequence[ToolLike], found)) if isinstance(found, list | tuple) else [found]
     return tools
+
+
+def _unloadable(spec: str, module_name: str, exc: BaseException) -> ConfigurationError:
+    """The error for tools whose module is not there, or fails as it is imported."""
+    if isinstance(exc, ModuleNotFoundError) and exc.name and f"{module_name}.".startswith(f"{exc.name}."):
+        return ConfigurationError(f"cannot load tools {spec!r}: no module named {exc.name!r}; check the "
+                                  "name, and run graphloop where it can be imported")
+    first = (str(exc).splitlines() or [""])[0]
+    return ConfigurationError(f"cannot load tools {spec!r}: importing {_module_file(module_name)} raised "
+                              f"{type(exc).__name__}: {first}; fix that module (--debug shows where), "
+                              "or leave it out of the tools")
+
+
+def _module_file(name: str) -> str:
+    """Where module `name` lives, for a message (its name, if that cannot be found)."""
+    try:
+        spec = importlib.util.find_spec(name)
+    except (Exception, SystemExit):  # a parent package that fails to import
+        spec = None
+    return spec.origin if spec is not None and spec.origin else repr(name)
 
 
 def _model(entry: Mapping[str, Any], where: str) -> ModelConfig:

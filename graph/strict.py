@@ -15,7 +15,9 @@ client change that would break one of them breaks a test. The permissive default
 
 `tools_ignored` consumes a scripted reply; the refusals and the empty stream do not (the reply
 waits for the client's retry). `streams_tools=True` streams with tools as OpenAI does. A server made with `api_key`
-also answers 401 to a request without `Authorization: Bearer <api_key>`, in either mode.
+also answers 401 to a request without `Authorization: Bearer <api_key>`, in either mode; a strict
+one echoes the wrong key in its body, as OpenAI's API once did (a client must keep it out of
+its errors).
 
 Example:
     >>> refusal_for({"messages": [{"role": "system", "content": ""}]}).kind
@@ -65,14 +67,16 @@ class Rejection(NamedTuple):
     param: str | None
 
 
-def auth_rejection(headers: Mapping[str, str], api_key: str) -> Rejection | None:
-    """401 unless the (lower-cased) headers carry `Authorization: Bearer <api_key>`."""
+def auth_rejection(headers: Mapping[str, str], api_key: str, *, echo: bool = False) -> Rejection | None:
+    """401 unless the (lower-cased) headers carry `Authorization: Bearer <api_key>`; with `echo`,
+    the 401 repeats the wrong key it was sent."""
     scheme, _, token = headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return Rejection("unauthorized", 401, "You didn't provide an API key: send it as "
                          "'Authorization: Bearer <key>'.", None)
     if not hmac.compare_digest(token.strip().encode(), api_key.encode()):
-        return Rejection("unauthorized", 401, "Incorrect API key provided.", None)
+        shown = f": {token.strip()}" if echo else ""
+        return Rejection("unauthorized", 401, f"Incorrect API key provided{shown}.", None)
     return None
 
 

@@ -18,24 +18,21 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from graphloop.graph.scripted_http import RecordedRequest, Server, handler_for
 from graphloop.graph.strict import (
     TOOLS_IGNORED_TEXT,
     Refusal,
     RefusalKind,
     Rejection,
     auth_rejection,
-    error_body,
     ignores_tools,
     refusal_for,
-    streams_nothing,
 )
 from graphloop.nodes import ModelConfig
 
@@ -135,24 +132,6 @@ def hang_up() -> ScriptedReply:
     return ScriptedReply(hang_up=True)
 
 
-@dataclass(frozen=True)
-class RecordedRequest:
-    """One request the server received."""
-
-    path: str
-    body: dict[str, Any]
-    headers: dict[str, str]
-    """Header names in lower case."""
-
-    @property
-    def messages(self) -> list[dict[str, Any]]:
-        return list(self.body.get("messages", []))
-
-    @property
-    def tool_names(self) -> list[str]:
-        return [t["function"]["name"] for t in self.body.get("tools", [])]
-
-
 class ScriptedServer:
     """Serves scripted chat completions at `<any prefix>/chat/completions` on 127.0.0.1.
 
@@ -162,7 +141,7 @@ class ScriptedServer:
         strict: Answer like real servers do and refuse what they refuse (rules and the reasons
             in `graphloop.graph.strict`); each case is listed in `refusals`.
         api_key: Require `Authorization: Bearer <api_key>` (else 401), strict or not;
-            `model_config()` then sends it.
+            `model_config()` then sends it. A strict server's 401 echoes the wrong key.
         streams_tools: In strict mode, stream replies to requests with tools as OpenAI does,
             instead of the empty stream llama-cpp-python sends (for tests of streamed tokens).
 
@@ -185,7 +164,7 @@ class ScriptedServer:
         self._unexpected: list[int] = []
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
-        self._httpd = _Server(("127.0.0.1", 0), _handler_for(self))
+        self._httpd = Server(("127.0.0.1", 0), handler_for(self))
         self._httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
 
@@ -257,7 +236,7 @@ class ScriptedServer:
 
     def _rejection(self, request: RecordedRequest) -> Rejection | None:
         """The HTTP error to answer instead of a reply: a missing key, or a strict-mode refusal."""
-        if self.api_key is not None and (found := auth_rejection(request.headers, self.api_key)):
+        if self.api_key is not None and (found := auth_rejection(request.headers, self.api_key, echo=self.strict)):
             return found
         return refusal_for(request.body) if self.strict else None
 
@@ -302,145 +281,3 @@ class ScriptedServer:
             "choices": [{"index": 0, "message": message, "finish_reason": finish}],
             "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
         }
-
-
-def _chunks(completion: dict[str, Any], with_index: bool = True) -> Iterator[dict[str, Any]]:
-    """The SSE chunks of `completion`: role, text pieces, tool-call pieces, finish."""
-    choice = completion["choices"][0]
-    message = choice["message"]
-    base = {k: completion[k] for k in ("id", "created", "model")} | {"object": "chat.completion.chunk"}
-
-    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-        return base | {"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
-
-    yield chunk({"role": "assistant", "content": ""})
-    text = message.get("content") or ""
-    for start in range(0, len(text), 8):
-        yield chunk({"content": text[start:start + 8]})
-    for index, call in enumerate(message.get("tool_calls", [])):
-        fn = call["function"]
-        at = {"index": index} if with_index else {}
-        yield chunk({"tool_calls": [at | {"id": call.get("id", ""), "type": "function",
-                                          "function": {"name": fn["name"], "arguments": ""}}]})
-        args = fn["arguments"]
-        for start in range(0, len(args), 16):
-            yield chunk({"tool_calls": [at | {"function": {"arguments": args[start:start + 16]}}]})
-    yield chunk({}, choice["finish_reason"])
-
-
-class _Server(ThreadingHTTPServer):
-    request_queue_size = 1024  # hundreds of clients connect at once in the concurrency tests
-
-
-def _handler_for(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def setup(self) -> None:
-            super().setup()
-            # headers and body go out in separate writes: without this, Nagle's algorithm and
-            # the client's delayed ACK add ~40 ms to every reply
-            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-        def log_message(self, format: str, *args: Any) -> None:  # quiet
-            pass
-
-        def _send_json(self, status: int, payload: dict[str, Any],
-                       headers: dict[str, str] | None = None) -> None:
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body: dict[str, Any] = json.loads(self.rfile.read(length) or b"{}")
-            if not self.path.rstrip("/").endswith("/chat/completions"):
-                self._send_json(404, {"error": {"message": f"no route {self.path}"}})
-                return
-            request = RecordedRequest(self.path, body, {k.lower(): v for k, v in self.headers.items()})
-            index = server._record(request)  # pyright: ignore[reportPrivateUsage]
-            if rejection := server._rejection(request):  # pyright: ignore[reportPrivateUsage]
-                server._refuse(index, rejection.kind, rejection.status, rejection.message)  # pyright: ignore[reportPrivateUsage]
-                code = "invalid_api_key" if rejection.status == 401 else None
-                self._send_json(rejection.status, error_body(rejection.status, rejection.message,
-                                                             param=rejection.param, code=code))
-                return
-            if server.strict and not server.streams_tools and streams_nothing(body):
-                server._refuse(index, "empty_stream", 200,  # pyright: ignore[reportPrivateUsage]
-                               "streaming with tools and tool_choice 'auto' is not supported: empty stream")
-                self._start_stream()  # and nothing more; the scripted reply waits for the retry
-                return
-            scripted = server._next_reply(body, index)  # pyright: ignore[reportPrivateUsage]
-            if scripted is None:
-                self._send_json(500, {"error": {"message": "scripted server: no reply left",
-                                                "type": "server_error"}})
-                return
-            if scripted.delay:
-                time.sleep(scripted.delay)
-            if not self._answer_abnormally(scripted):
-                self._answer(index, body, server._strict_reply(index, body, scripted))  # pyright: ignore[reportPrivateUsage]
-
-        def _answer_abnormally(self, scripted: ScriptedReply) -> bool:
-            """Hang up, send junk or an HTTP error if so scripted; False if none applies."""
-            if scripted.hang_up:
-                self.close_connection = True
-                self.connection.close()
-            elif isinstance(scripted.junk, str):
-                page = scripted.junk.encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/html; charset=utf-8")
-                self.send_header("Content-Length", str(len(page)))
-                self.end_headers()
-                self.wfile.write(page)
-            elif scripted.junk is not None:
-                self._send_json(200, dict(scripted.junk))
-            elif scripted.status != 200:
-                headers = {"Retry-After": scripted.retry_after} if scripted.retry_after else {}
-                self._send_json(scripted.status, {"error": {
-                    "message": scripted.error, "type": "invalid_request_error",
-                    "code": scripted.error if scripted.status == 400 else None}}, headers)
-            else:
-                return False
-            return True
-
-        def _answer(self, index: int, body: dict[str, Any], scripted: ScriptedReply) -> None:
-            completion = server._completion(scripted)  # pyright: ignore[reportPrivateUsage]
-            options: dict[str, Any] = body.get("stream_options") or {}
-            if body.get("stream"):
-                self._stream(completion, bool(options.get("include_usage")), scripted)
-            else:
-                self._send_json(200, completion)
-
-        def _start_stream(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "text/event-stream")
-            self.send_header("Connection", "close")
-            self.end_headers()
-            self.close_connection = True
-
-        def _stream(self, completion: dict[str, Any], usage: bool, scripted: ScriptedReply) -> None:
-            self._start_stream()
-            events = list(_chunks(completion, scripted.stream_index))
-            if scripted.cut:  # the connection closes: no finish chunk, no usage, no [DONE]
-                for event in events[:-1]:
-                    self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
-                self.wfile.flush()
-                self.close_connection = True
-                return
-            if usage:
-                events.append({k: completion[k] for k in ("id", "created", "model")}
-                              | {"object": "chat.completion.chunk", "choices": [],
-                                 "usage": completion["usage"]})
-            for event in events:
-                self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
-                self.wfile.flush()
-            self.wfile.write(b"data: [DONE]\n\n")
-            self.wfile.flush()
-            self.close_connection = True
-
-    return Handler

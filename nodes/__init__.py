@@ -22,6 +22,7 @@ from graphloop.nodes.confirm import (
 from graphloop.nodes.execute_tools import execute_tools, run_tool
 from graphloop.nodes.finalize import finalize
 from graphloop.nodes.names import NodeName
+from graphloop.nodes.replies import exact_text
 from graphloop.nodes.route import route_after_execute, route_after_model, route_after_tools
 from graphloop.nodes.state import (
     CompactionEvent,
@@ -61,6 +62,7 @@ __all__ = [
     "clarify",
     "compact",
     "count_tokens",
+    "exact_text",
     "execute_tools",
     "finalize",
     "guardrail",

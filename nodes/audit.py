@@ -7,13 +7,13 @@ context nothing is written.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import cast
 
 from langgraph.config import get_config
 from xxhash import xxh3_128_hexdigest
 
+from graphloop.checkpointers.encoding import dumps
 from graphloop.checkpointers.ledger import (
     CallStatus,
     DecisionEntry,
@@ -100,7 +100,7 @@ def decision_entries(
             thread_id=thread_id, call_id=call["id"], interrupt_id=interrupt_id, tool=call["name"],
             decision=decision["type"], decided_by=decided_by, decided_at=now(),
             call_hash=call_hash(call["name"], call["args"]), edited_hash=edited,
-            payload=json.dumps(decision, ensure_ascii=False, default=str)))
+            payload=dumps(decision)))
     return rows
 
 
@@ -119,7 +119,7 @@ def inbox_entry(
 def not_rerun_message(earlier: ToolCallEntry) -> str:
     """What the model is told about a call claimed before whose result was not kept."""
     name = earlier["tool"]
-    if earlier["status"] in ("running", "unknown"):
+    if earlier["status"] in ("running", "unknown", "late"):
         return (f"Outcome unknown: the call to {name!r} was started before an interruption "
                 "(a crash or a restart), so the action may have run; it was not retried. Check "
                 "its effect before calling it again.")

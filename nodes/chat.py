@@ -69,11 +69,9 @@ def chat_model(model: ModelConfig) -> ChatOpenAI:
 
 def _redact(text: str, model: ModelConfig) -> str:
     """`text` without the model's key or a header's value (a server may echo them in an
-    error), nor a URL secret."""
-    for secret in (model.api_key, *model.extra_headers.values()):
-        if len(secret) >= 8:
-            text = text.replace(secret, "***")
-    return redact(text)
+    error; of `Bearer <token>`, the token alone too), nor a URL secret."""
+    values = model.extra_headers.values()
+    return redact(text, secrets=(model.api_key, *values, *(v.partition(" ")[2] for v in values)))
 
 
 def _retry_after(exc: openai.APIStatusError) -> float | None:

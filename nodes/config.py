@@ -192,11 +192,33 @@ def _check_settings(model: ModelConfig) -> None:
     headers = cast(Mapping[object, object], given["extra_headers"])
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
         raise ConfigurationError(f"{where}: extra_headers must map header names to text values")
+    _check_sendable(model)
     own = sorted(_GRAPHLOOPS_OWN & set(model.extra_body))
     if own:
         raise ConfigurationError(
             f"{where}: extra_body may not set {own!r}: graphloop sets them (use model_name, "
             "tool_choice and stream instead)")
+
+
+_KEY_TEXT = re.compile(r"[!-~]*")
+"""What a key may hold: visible ASCII, no space."""
+_HEADER_TEXT = re.compile(r"(?:[!-~](?:[ \t!-~]*[!-~])?)?")
+"""What a header value may hold: visible ASCII, spaces and tabs only between."""
+
+
+def _check_sendable(model: ModelConfig) -> None:
+    """Refuse a key or header value HTTP cannot carry (a key read from a file with its newline):
+    sent, it fails as a "connection error" whose log line at DEBUG level shows the whole key."""
+    bad = [f"header {name!r}" for name, value in model.extra_headers.items() if not _HEADER_TEXT.fullmatch(value)]
+    key = cast(object, model.api_key)  # a dict or a TOML file may hold anything
+    if not isinstance(key, str) or not _KEY_TEXT.fullmatch(key):
+        bad.insert(0, "api_key")
+    if bad:
+        raise ConfigurationError(
+            f"model {model.label!r}: {' and '.join(bad)} cannot be sent in an HTTP header (a space, "
+            "a line break or a character outside ASCII: a key read from a file with its newline?); "
+            "strip it")
+
 
 _SECRET_NAME = re.compile(r"key|token|secret|pass|auth|sig|code|credential", re.IGNORECASE)
 
@@ -204,7 +226,7 @@ _SECRET_NAME = re.compile(r"key|token|secret|pass|auth|sig|code|credential", re.
 def _carries_secret(url: str) -> bool:
     """Whether `url` holds what looks like a credential: userinfo, or a secret-named parameter."""
     parts = urlsplit(url if "://" in url or url.startswith("//") else f"//{url}")
-    names = [name for name, _ in parse_qsl(parts.query, keep_blank_values=True)]
+    names = [name for part in (parts.query, parts.fragment) for name, _ in parse_qsl(part, keep_blank_values=True)]
     return "@" in parts.netloc or any(_SECRET_NAME.search(unquote(n)) for n in names) or redact(url) != url
 
 

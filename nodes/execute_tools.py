@@ -11,7 +11,6 @@ soon as it is there, so after a crash a completed call is not run again.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -19,15 +18,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
-from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolCall, ToolMessage
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
 from langgraph.runtime import Runtime
 
+from graphloop.checkpointers.blocking import in_db_thread
+from graphloop.checkpointers.encoding import UNSTORABLE
 from graphloop.checkpointers.ledger import CallStatus, Ledger, ToolCallEntry, call_hash
 from graphloop.nodes.abandon import dismiss_pause
 from graphloop.nodes.audit import call_entry, current_thread, ledger_of, not_rerun_message
 from graphloop.nodes.calls import RequestedCall, last_turn, requested_calls, unanswered_calls
 from graphloop.nodes.config import LoopContext
 from graphloop.nodes.gate import allowed_tools, decisions_for, gated_tools, never_tools
+from graphloop.nodes.invoke import follow_late, run_call
+from graphloop.nodes.replies import readable, tool_reply
 from graphloop.nodes.state import IGNORE, Decision, LoopState, PendingCall, Policy, ToolJob, policy_of
 
 __all__ = ["CHANGED", "DENIED", "NO_RECORD", "execute_tools", "run_tool"]
@@ -73,6 +76,10 @@ def _refusal(
         return (f"Error: your call to {call.name!r} was not run: {call.error}. "
                 f"Arguments received: {(call.raw_args or '')[:200]!r}. Call {call.name!r} again "
                 f"with a JSON object matching its parameters: {parameters}")
+    if (halves := UNSTORABLE.findall(json.dumps(call.args, ensure_ascii=False))):
+        return (f"Error: your call to {call.name!r} was not run: its arguments hold "
+                f"{readable(''.join(dict.fromkeys(halves)))}, half of a UTF-16 surrogate pair and not a "
+                "character, which cannot be kept exactly. Call it again with text only.")
     if context.repeat_limit and (times := _streak(call, state["messages"])) >= context.repeat_limit:
         return (f"Error: you have called {call.name!r} with the same arguments {times} times in "
                 "a row, so it was not run again: the result would not change. Use the results "
@@ -173,8 +180,8 @@ def execute_tools(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, 
                                        allowed=decisions_for(policy, context, call.name)))
         elif text is not None:
             logger.info("Tool %s not run (%s): %.200s", call.name, outcome.status, text)
-            replies.append(ToolMessage(text, tool_call_id=call.id, name=call.name,
-                                       status="success" if outcome.status == "responded" else "error"))
+            replies.append(tool_reply(text, call_id=call.id, name=call.name,
+                                      status="success" if outcome.status == "responded" else "error"))
             _audit_unrun(ledger, state, policy, outcome.call or call, outcome.status)
     ai, _ = last_turn(state["messages"])
     if edited and ai is not None:
@@ -195,17 +202,9 @@ def _audit_unrun(ledger: Ledger | None, state: LoopState, policy: Policy, call: 
     ledger.record_call(call_entry(job, status, policy))
 
 
-def _as_text(content: str | list[str | dict[str, Any]]) -> str:
-    """A tool message's content as the text the model reads; text blocks (MCP tools) joined."""
-    if isinstance(content, str):
-        return content
-    if all(isinstance(b, dict) and b.get("type") == "text" for b in content):
-        return "\n".join(str(b.get("text", "")) for b in content if isinstance(b, dict))
-    return json.dumps(content, ensure_ascii=False, default=str)
-
-
 async def run_tool(job: ToolJob, runtime: Runtime[LoopContext]) -> dict[str, list[ToolMessage]]:
-    """Run one call, at most once; an exception or a timeout becomes a `Tool error: ...` message.
+    """Run one call, at most once; an exception or a timeout becomes a `Tool error: ...` message
+    (`graphloop.nodes.invoke`, which also says what becomes of a sync call past its timeout).
 
     With a ledger, the call is claimed first. A call claimed before (the process crashed while
     it ran, or after it ran but before its result was saved) is never run again: the model is
@@ -213,24 +212,25 @@ async def run_tool(job: ToolJob, runtime: Runtime[LoopContext]) -> dict[str, lis
     """
     ledger = ledger_of(runtime.context)
     if ledger is not None:
-        earlier = await asyncio.to_thread(ledger.claim_call, call_entry(job, "running"))
+        earlier = await in_db_thread(ledger.claim_call, call_entry(job, "running"))
         if earlier is not None:
             return await _claimed_before(ledger, job, earlier)
     started = time.monotonic()
-    text, status = await _invoke(job, runtime.context)
+    outcome = await run_call(job, runtime.context, ledger)
     if ledger is not None:
-        await asyncio.to_thread(ledger.finish_call, current_thread(), job["id"], status,
-                                duration_ms=(time.monotonic() - started) * 1000, result=text)
-    return _reply(job, text, "success" if status == "success" else "error")
+        await in_db_thread(ledger.finish_call, current_thread(), job["id"], outcome.status,
+                           duration_ms=(time.monotonic() - started) * 1000, result=outcome.text)
+    follow_late(ledger, job, outcome, started)  # a sync call still running past its timeout
+    return _reply(job, outcome.text, "success" if outcome.status == "success" else "error")
 
 
 async def _claimed_before(ledger: Ledger, job: ToolJob, earlier: ToolCallEntry) -> dict[str, list[ToolMessage]]:
     """The answer for a call claimed before: its kept result, or a note that it was not re-run."""
     thread_id = earlier["thread_id"]
     if earlier["status"] == "running":  # it started, then the process stopped: it may have run
-        await asyncio.to_thread(ledger.mark_unknown, thread_id, job["id"])
+        await in_db_thread(ledger.mark_unknown, thread_id, job["id"])
         earlier["status"] = "unknown"
-    kept = await asyncio.to_thread(ledger.result, thread_id, job["id"])
+    kept = await in_db_thread(ledger.result, thread_id, job["id"])
     logger.warning("Tool %s call %s was claimed before (%s); not run again%s", job["name"], job["id"],
                    earlier["status"], ", its kept result replayed" if kept is not None else "")
     if kept is not None:
@@ -239,29 +239,4 @@ async def _claimed_before(ledger: Ledger, job: ToolJob, earlier: ToolCallEntry) 
 
 
 def _reply(job: ToolJob, text: str, status: Literal["success", "error"]) -> dict[str, list[ToolMessage]]:
-    return {"messages": [ToolMessage(text, tool_call_id=job["id"], name=job["name"], status=status)]}
-
-
-async def _invoke(job: ToolJob, context: LoopContext) -> tuple[str, CallStatus]:
-    tool = context.tools.get(job["name"])
-    assert tool is not None, "execute_tools answers calls to unknown tools"
-    timeout = context.timeout_for(job["name"])
-    call = ToolCall(name=job["name"], args=job["args"], id=job["id"], type="tool_call")
-    try:
-        # invoked with the whole call, a LangChain tool answers with a ToolMessage whose status
-        # says whether the tool handled an error itself (MCP tools do)
-        result = await asyncio.wait_for(tool.ainvoke(call), timeout)
-    except TimeoutError:
-        logger.warning("Tool %s timed out after %g s", job["name"], timeout)
-        return (f"Tool error: {job['name']!r} did not finish within {timeout:g} s and was "
-                "abandoned; try again later, or with a smaller request."), "timeout"
-    except Exception as exc:  # any tool failure is data for the model
-        logger.warning("Tool %s failed: %s", job["name"], exc)
-        return f"Tool error: {exc}", "error"
-    message = result if isinstance(result, ToolMessage) else ToolMessage(result, tool_call_id=job["id"])
-    text = _as_text(message.content)
-    if message.status == "error":
-        logger.warning("Tool %s reported an error: %.200s", job["name"], text)
-        return text, "error"
-    logger.info("Tool %s → %d chars", job["name"], len(text))
-    return text, "success"
+    return {"messages": [tool_reply(text, call_id=job["id"], name=job["name"], status=status)]}

@@ -21,13 +21,13 @@ import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, cast
 
-from langchain_core.tools import BaseTool, BaseToolkit, StructuredTool
+from langchain_core.tools import BaseTool, BaseToolkit, StructuredTool, Tool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel, ValidationError
 
 from graphloop.checkpointers.errors import ConfigurationError
 
-__all__ = ["ToolBox", "ToolLike"]
+__all__ = ["ToolBox", "ToolLike", "runs_on_a_thread"]
 
 ToolLike = BaseTool | BaseToolkit | Callable[..., Any]
 """A LangChain tool (`@tool`, `BaseTool`), a toolkit (all its tools), or a plain sync or
@@ -56,6 +56,23 @@ def _as_tool(tool: BaseTool | Callable[..., Any]) -> BaseTool:
         raise ConfigurationError(
             f"tool {name!r}: {exc}; the docstring is the description the model reads"
         ) from exc
+
+
+def runs_on_a_thread(tool: BaseTool) -> bool:
+    """Whether `tool` has no async code of its own, so that its `ainvoke` would run its sync
+    code on asyncio's default executor (graphloop runs it on its own threads instead).
+
+    Example:
+        >>> def now() -> str:
+        ...     "The time."
+        ...     return "noon"
+        >>> runs_on_a_thread(ToolBox([now]).get("now"))
+        True
+    """
+    kind = type(tool)
+    if isinstance(tool, StructuredTool | Tool) and kind.ainvoke in (StructuredTool.ainvoke, Tool.ainvoke):
+        return tool.coroutine is None
+    return kind.ainvoke is BaseTool.ainvoke and kind._arun is BaseTool._arun  # pyright: ignore[reportPrivateUsage]  # LangChain's override point
 
 
 def _from_text(value: object, schema: object) -> object:

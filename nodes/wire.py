@@ -33,6 +33,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal, cast
 
 from graphloop.nodes.config import ModelConfig
+from graphloop.nodes.replies import readable
 
 __all__ = ["Learned", "Lesson", "forget", "learn", "learned", "lesson_from", "shaped"]
 
@@ -109,6 +110,19 @@ def lesson_from(status: int, message: str, *, sent_empty_content: bool, choice: 
     return None
 
 
+def _valid_text(value: Any) -> Any:
+    """`value` with each string as a request can carry it (`readable`): one lone surrogate (a
+    file name `os.listdir` could not decode, in a task or a call's arguments) would fail the
+    whole request's UTF-8 encoding. In JSON arguments text, the escape means that character."""
+    if isinstance(value, str):
+        return readable(value)
+    if isinstance(value, dict):
+        return {k: _valid_text(v) for k, v in cast(dict[str, Any], value).items()}
+    if isinstance(value, list):
+        return [_valid_text(v) for v in cast(list[Any], value)]
+    return value
+
+
 def shaped(payload: dict[str, Any], model: ModelConfig) -> dict[str, Any]:
     """`payload` (langchain-openai's request body) under the rules above."""
     state = learned(model)
@@ -123,6 +137,7 @@ def shaped(payload: dict[str, Any], model: ModelConfig) -> dict[str, Any]:
         if state.omit_content and not message["content"]:
             del message["content"]
         messages.append(message)
+    messages = [_valid_text(m) for m in messages]
     shaped_payload = {**payload, "messages": messages} if "messages" in payload else dict(payload)
     if state.no_tool_choice_none and shaped_payload.get("tool_choice") == "none":
         shaped_payload.pop("tool_choice")

@@ -16,6 +16,7 @@ from graphloop.graph import (
     NotPausedError,
     Orchestrator,
     ResumeError,
+    ThreadBusyError,
     compile_graph,
     open_ledger,
     open_saver,
@@ -65,6 +66,8 @@ def worker(name: str, db: str, api_url: str, effects: str, inbox: Any, outbox: A
             outbox.put((thread_id, name, "AlreadyDecidedError"))
         except NotPausedError:
             outbox.put((thread_id, name, "NotPausedError"))
+        except ThreadBusyError:  # the other worker holds the thread at this moment
+            outbox.put((thread_id, name, "ThreadBusyError"))
         except ResumeError as exc:
             outbox.put((thread_id, name, f"{type(exc).__name__}: {exc}"))
 
@@ -87,6 +90,6 @@ def work_through(name: str, db: str, api_url: str, effects: str, thread_ids: lis
         try:
             orch.resume_sync(thread_id, confirmed=True, decided_by=name)
             outbox.put((thread_id, name, "resumed"))
-        except (AlreadyDecidedError, NotPausedError) as exc:
+        except (AlreadyDecidedError, NotPausedError, ThreadBusyError) as exc:
             outbox.put((thread_id, name, type(exc).__name__))
     outbox.put((None, name, "done"))

@@ -420,7 +420,7 @@ def test_any_error_is_one_line_without_a_traceback(server: ScriptedServer, tmp_p
     not_a_db.write_text("just text, not a database\n" * 100)
     result = invoke("pending", "--db", str(not_a_db), server=server)
     assert result.exit_code == 1
-    assert result.output.startswith("error: DatabaseError: file is not a database (--debug shows where)")
+    assert result.output.startswith(f"error: UnusableDatabaseError: db {str(not_a_db)!r} is not a SQLite database")
     assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
 
 

@@ -227,7 +227,7 @@ def test_a_tool_timeout_is_an_error_message_and_siblings_finish(server: Scripted
     assert time.monotonic() - started < 4
     results = {m.name: m for m in tool_messages(out)}
     assert results["slow"].content == ("Tool error: 'slow' did not finish within 0.2 s and was "
-                                       "abandoned; try again later, or with a smaller request.")
+                                       "cancelled; try again later, or with a smaller request.")
     assert results["fail"].content == "Tool error: boom: bad"
     assert results["add"].content == "2"
     assert [results[n].status for n in ("slow", "fail", "add")] == ["error", "error", "success"]

@@ -22,6 +22,8 @@ import race_child
 TRIALS = 50
 DIRECT_TRIALS = 20
 POSTGRES_TRIALS = 25
+REFUSED = {"AlreadyDecidedError + resumed", "NotPausedError + resumed", "ThreadBusyError + resumed"}
+"""How the losing worker of a race may end: the thread held by the winner, or decided by it."""
 
 
 def run_trials(tmp_path: Path, trials: int, direct: bool, db: str | None = None) -> tuple[Counter[str], Counter[str]]:
@@ -64,8 +66,9 @@ def test_two_processes_resuming_one_paused_thread_run_the_approved_call_exactly_
     outcomes, runs = run_trials(tmp_path, TRIALS, direct=False)
     print(f"{TRIALS} trials: {dict(outcomes)}")
     assert set(runs.values()) == {1}, runs  # exactly one transfer per trial
-    assert set(outcomes) <= {"AlreadyDecidedError + resumed", "NotPausedError + resumed"}, outcomes
-    assert outcomes["AlreadyDecidedError + resumed"] >= TRIALS // 5  # the race really happened
+    assert set(outcomes) <= REFUSED, outcomes
+    # the race really happened: the loser was refused while the winner ran, or after it decided
+    assert outcomes["ThreadBusyError + resumed"] + outcomes["AlreadyDecidedError + resumed"] >= TRIALS // 5
 
 
 def test_two_direct_graph_resumes_still_run_the_call_once_thanks_to_its_claim(tmp_path: Path) -> None:
@@ -79,4 +82,4 @@ def test_the_race_on_postgres_runs_each_approved_call_once(tmp_path: Path, postg
     outcomes, runs = run_trials(tmp_path, POSTGRES_TRIALS, direct=False, db=postgres_db)
     print(f"{POSTGRES_TRIALS} trials on PostgreSQL: {dict(outcomes)}")
     assert set(runs.values()) == {1}, runs
-    assert set(outcomes) <= {"AlreadyDecidedError + resumed", "NotPausedError + resumed"}, outcomes
+    assert set(outcomes) <= REFUSED, outcomes

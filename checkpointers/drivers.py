@@ -1,0 +1,239 @@
+"""One driver per thread: a run holds its thread from the first read to the last write.
+
+Two runs of one thread at once (a double submit, two tabs, two workers) would each read the
+same checkpoint and write their own turn after it: both callers told they succeeded, one turn
+missing from the saved thread. So a run first takes its thread, and a second one is refused
+at once with `ThreadBusyError` (or waits for it, when asked to).
+
+The hold is one the operating system or the database lets go of when its holder dies, so a
+`kill -9` never leaves a thread locked:
+
+- SQLite: a one-byte POSIX lock (`fcntl.lockf`) in a file beside the database
+  (`<db>-drivers`, like SQLite's own `-wal` and `-shm`), at an offset hashed from the thread
+  id. POSIX locks are per process and are all dropped when any descriptor of the file is
+  closed, so each process keeps one descriptor per file open for good, and threads of one
+  process are told apart in memory.
+- PostgreSQL: a session advisory lock (`pg_try_advisory_lock`) on a connection of its own,
+  held for the run.
+- Anything else (a ledger in memory): in memory only, which is all there is to share.
+
+A run that already holds its thread (the Orchestrator takes it before reading the state) is
+not stopped by its own hold: holds are re-entrant within one task (a context variable).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import hashlib
+import os
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import AsyncGenerator, Generator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
+
+from graphloop.checkpointers.blocking import in_db_thread
+from graphloop.checkpointers.errors import ThreadBusyError, UnusableDatabaseError
+
+__all__ = ["Drivers", "drivers_at"]
+
+_POLL_S = 0.05
+"""How often a caller that waits for a thread asks again."""
+
+_held: contextvars.ContextVar[frozenset[tuple[str, str]]] = contextvars.ContextVar(
+    "graphloop_threads_held", default=frozenset())
+"""The (database, thread) pairs the current task holds."""
+
+_local_lock = threading.Lock()
+_local: dict[tuple[str, str], int] = {}
+"""Threads held in this process, by (database, thread), with the holder's pid (a forked child
+inherits the dict but not the locks)."""
+
+
+def _key(thread_id: str) -> int:
+    """A 62-bit number for `thread_id`: a lock offset, or an advisory lock key."""
+    return int.from_bytes(hashlib.blake2b(thread_id.encode(), digest_size=8).digest()) >> 2
+
+
+class Drivers(ABC):
+    """Who drives which thread of one database."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        """The database, as a key (a path or a URL)."""
+
+    def holds(self, thread_id: str) -> bool:
+        """Whether the current task holds `thread_id` already."""
+        return (self.where, thread_id) in _held.get()
+
+    @contextmanager
+    def drive(self, thread_id: str, wait: float = 0.0) -> Generator[None, None, None]:
+        """Hold `thread_id` for the block; `ThreadBusyError` if another caller holds it for
+        longer than `wait` seconds."""
+        if self.holds(thread_id):
+            yield
+            return
+        deadline = time.monotonic() + wait
+        while (token := self._take(thread_id)) is None:
+            if time.monotonic() >= deadline:
+                raise self._busy(thread_id, wait)
+            time.sleep(_POLL_S)
+        with self._holding(thread_id, token):
+            yield
+
+    @asynccontextmanager
+    async def adrive(self, thread_id: str, wait: float = 0.0) -> AsyncGenerator[None, None]:
+        """`drive`, waiting without blocking the event loop."""
+        if self.holds(thread_id):
+            yield
+            return
+        deadline = time.monotonic() + wait
+        while (token := await in_db_thread(self._take, thread_id)) is None:
+            if time.monotonic() >= deadline:
+                raise self._busy(thread_id, wait)
+            await asyncio.sleep(_POLL_S)
+        with self._holding(thread_id, token):
+            yield
+
+    @contextmanager
+    def _holding(self, thread_id: str, token: object) -> Generator[None, None, None]:
+        marked = _held.set(_held.get() | {(self.where, thread_id)})
+        try:
+            yield
+        finally:
+            _held.reset(marked)
+            self._give_back(thread_id, token)
+
+    def _busy(self, thread_id: str, wait: float) -> ThreadBusyError:
+        waited = f" (waited {wait:g} s)" if wait else ""
+        return ThreadBusyError(
+            f"thread {thread_id!r} is being run by another caller{waited}; nothing was read or "
+            "stored. Try again when that run is done, or wait for it (Orchestrator: wait=seconds; "
+            "a compiled graph: config['configurable']['wait_for_thread'] = seconds)")
+
+    def _take(self, thread_id: str) -> object | None:
+        """Take `thread_id` now: a token to give it back with, or None if it is held."""
+        key = (self.where, thread_id)
+        with _local_lock:  # first among this process's callers
+            if _local.get(key) == os.getpid():
+                return None
+            _local[key] = os.getpid()
+        try:
+            token = self._take_shared(thread_id)  # then among processes
+        except BaseException:
+            self._forget(key)
+            raise
+        if token is None:
+            self._forget(key)
+        return token
+
+    def _give_back(self, thread_id: str, token: object) -> None:
+        try:
+            self._give_back_shared(thread_id, token)
+        finally:
+            self._forget((self.where, thread_id))
+
+    @staticmethod
+    def _forget(key: tuple[str, str]) -> None:
+        with _local_lock:
+            _local.pop(key, None)
+
+    @abstractmethod
+    def _take_shared(self, thread_id: str) -> object | None:
+        """Take `thread_id` from other processes; None if one holds it."""
+
+    @abstractmethod
+    def _give_back_shared(self, thread_id: str, token: object) -> None:
+        """Let other processes have `thread_id` again."""
+
+
+class _InMemory(Drivers):
+    def _take_shared(self, thread_id: str) -> object | None:
+        return True
+
+    def _give_back_shared(self, thread_id: str, token: object) -> None:
+        pass
+
+
+class _LockFile(Drivers):
+    """POSIX byte locks in `<db>-drivers` (see the module docstring)."""
+
+    _files: dict[str, int] = {}  # noqa: RUF012  # one descriptor per file and process, never closed
+
+    def _descriptor(self) -> int:
+        path = f"{self.where}-drivers"
+        with _local_lock:
+            if path not in self._files:
+                self._files[path] = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            return self._files[path]
+
+    def _take_shared(self, thread_id: str) -> object | None:
+        import fcntl
+
+        try:
+            descriptor = self._descriptor()
+        except OSError as exc:
+            raise UnusableDatabaseError(
+                f"db {self.where!r}: cannot open {self.where + '-drivers'!r}, the file where runs hold "
+                f"their threads ({exc.strerror}); let this user write the database's folder",
+                path=self.where) from None
+        try:
+            fcntl.lockf(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, _key(thread_id))
+        except (BlockingIOError, PermissionError):  # EAGAIN or EACCES: another process holds it
+            return None
+        return True
+
+    def _give_back_shared(self, thread_id: str, token: object) -> None:
+        import fcntl
+
+        fcntl.lockf(self._descriptor(), fcntl.LOCK_UN, 1, _key(thread_id))
+
+
+class _Advisory(Drivers):
+    """PostgreSQL session advisory locks, all on one connection per database and process
+    (locks of one session stack; 200 runs at once take no more connections)."""
+
+    def __init__(self, where: str) -> None:
+        super().__init__(where)
+        self._conn: Any = None
+        self._use = threading.Lock()
+
+    def _ask(self, sql: str, thread_id: str) -> bool:
+        from psycopg import Connection, OperationalError
+
+        with self._use:
+            for attempt in range(2):
+                if self._conn is None or self._conn.closed:
+                    self._conn = Connection.connect(self.where, autocommit=True)
+                try:
+                    row = self._conn.execute(sql, (_key(thread_id),)).fetchone()
+                    return bool(row and row[0])
+                except OperationalError:  # the connection dropped (and its locks with it): anew
+                    self._conn.close()
+                    if attempt:
+                        raise
+            raise AssertionError("returned or raised")
+
+    def _take_shared(self, thread_id: str) -> object | None:
+        return True if self._ask("SELECT pg_try_advisory_lock(%s)", thread_id) else None
+
+    def _give_back_shared(self, thread_id: str, token: object) -> None:
+        self._ask("SELECT pg_advisory_unlock(%s)", thread_id)
+
+
+_made: dict[str, Drivers] = {}
+
+
+def drivers_at(where: str | None, *, postgres: bool = False) -> Drivers:
+    """The drivers of the database at `where` (a SQLite path or a PostgreSQL URL), one object
+    per database and process; for None, "" or ":memory:" (a database in this process only),
+    a new one each time."""
+    if not where or where == ":memory:":
+        return _InMemory(f"memory:{id(object())}:{time.monotonic_ns()}")
+    with _local_lock:
+        if where not in _made:
+            kind = _Advisory if postgres else _LockFile if os.name == "posix" else _InMemory
+            _made[where] = kind(where)
+        return _made[where]

@@ -1,0 +1,79 @@
+"""One caller per thread: the compiled loop holds its thread for the length of a run.
+
+Every way into a run passes through `stream` or `astream` (`invoke` and `ainvoke` call them,
+and so does a LangGraph server), so that is where the thread is taken: before the first read
+of its checkpoint, given back after the last write (`graphloop.checkpointers.drivers`).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables.config import merge_configs
+
+from graphloop.checkpointers import Ledger
+from graphloop.checkpointers.drivers import Drivers
+from graphloop.graph.ownership import OwnedGraph
+from graphloop.nodes import LoopContext
+from graphloop.nodes.audit import LEDGER_KEY
+
+__all__ = ["WAIT_FOR_THREAD", "DrivenGraph", "driven"]
+
+WAIT_FOR_THREAD = "wait_for_thread"
+"""`configurable` key: seconds a run waits for its thread while another run has it (0, the
+default: it is refused at once with `ThreadBusyError`)."""
+
+
+def _driver(graph: OwnedGraph, config: RunnableConfig | None, context: object) -> tuple[Drivers, str, float] | None:
+    """The drivers, thread and wait of a run that must hold its thread: a run of a thread
+    (not a subgraph's) with a ledger, bound by `compile_graph` or brought by the context."""
+    configurable = merge_configs(graph.config, config).get("configurable") or {}
+    thread_id = configurable.get("thread_id")
+    ledger = configurable.get(LEDGER_KEY) or (context.ledger if isinstance(context, LoopContext) else None)
+    if thread_id is None or configurable.get("checkpoint_ns") or not isinstance(ledger, Ledger):
+        return None
+    return ledger.drivers, str(thread_id), float(configurable.get(WAIT_FOR_THREAD) or 0)
+
+
+class DrivenGraph(OwnedGraph):
+    """The compiled loop, run by one caller per thread at a time. A second run of a thread
+    that is running raises `ThreadBusyError` before it reads anything, or waits up to
+    `config["configurable"]["wait_for_thread"]` seconds for it."""
+
+    # langgraph's overloads state these loosely; the parameters are passed on unchanged
+    def stream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Any]:  # pyright: ignore[reportIncompatibleMethodOverride]
+        hold = _driver(self, config, kwargs.get("context"))
+        if hold is None:
+            yield from super().stream(input, config, **kwargs)
+            return
+        drivers, thread_id, wait = hold
+        with drivers.drive(thread_id, wait):
+            yield from super().stream(input, config, **kwargs)
+
+    async def astream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> AsyncIterator[Any]:  # pyright: ignore[reportIncompatibleMethodOverride]
+        hold = _driver(self, config, kwargs.get("context"))
+        if hold is None:
+            async for chunk in super().astream(input, config, **kwargs):
+                yield chunk
+            return
+        drivers, thread_id, wait = hold
+        async with drivers.adrive(thread_id, wait):
+            async for chunk in super().astream(input, config, **kwargs):
+                yield chunk
+
+
+def driven(compiled: OwnedGraph) -> OwnedGraph:
+    """`compiled` as a `DrivenGraph`, made as langgraph's `Pregel.copy` makes copies: from the
+    instance's attributes. Should a langgraph release change that, runs are not held (with a
+    warning) rather than not run."""
+    if isinstance(compiled, DrivenGraph):
+        return compiled
+    try:
+        return DrivenGraph(**{k: v for k, v in vars(compiled).items() if k != "__orig_class__"})
+    except TypeError:
+        warnings.warn("graphloop cannot hold threads with this langgraph release: two runs of one "
+                      "thread at once are not refused", RuntimeWarning, stacklevel=2)
+        return compiled

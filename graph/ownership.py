@@ -1,0 +1,132 @@
+"""Which threads are graphloop's: a database may also hold another LangGraph application's.
+
+Two applications compiled with savers on one file (or one PostgreSQL database) share one
+table of checkpoints, keyed by thread id alone. So graphloop stamps every checkpoint it writes
+(`{"graphloop": <version>}` in the checkpoint's metadata, from the compiled graph's config)
+and recognises the threads of 0.1 and 0.2, written before the stamp, by the channels only its
+graph has: the run's `policy`, or the `compacted` log (whose delta counters are in every
+checkpoint's metadata, the input's too). A thread with none of these is another
+application's: graphloop neither reads nor writes it (`ForeignThreadError`, one read of the
+thread's latest checkpoint before anything runs), and retention and the inbox pass it by.
+
+Example:
+    >>> is_ours({"source": "loop", "step": 1}, ["messages", "branch:to:chatbot"])
+    False
+    >>> is_ours({"graphloop": "0.3.0"}, [])
+    True
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Collection, Iterator, Mapping, Sequence
+from typing import Any, cast
+
+from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables.config import ensure_config, merge_configs
+from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import StateSnapshot, StateUpdate
+
+from graphloop.checkpointers import ForeignThreadError, Ledger
+from graphloop.checkpointers.blocking import in_db_thread
+from graphloop.graph.resumes import VERSION
+from graphloop.nodes import LoopContext, LoopState
+
+__all__ = ["MARK", "OwnedGraph", "check_owned", "is_ours", "own_threads", "owned_graph"]
+
+MARK = "graphloop"
+"""The checkpoint metadata key graphloop stamps; its value is the release that wrote it."""
+
+_OWN_CHANNELS = frozenset({"policy"})
+_OWN_DELTAS = "compacted"
+
+
+def is_ours(metadata: Mapping[str, Any], channels: Collection[str]) -> bool:
+    """Whether a checkpoint with this metadata and these channels was written by graphloop."""
+    counters: Mapping[str, Any] = metadata.get("counters_since_delta_snapshot") or {}
+    return MARK in metadata or not _OWN_CHANNELS.isdisjoint(channels) or _OWN_DELTAS in counters
+
+
+def check_owned(saved: CheckpointTuple | None, thread_id: object) -> None:
+    """Refuse a thread graphloop did not create; a thread with no checkpoint is new, so ours."""
+    if saved is not None and not is_ours(saved.metadata, saved.checkpoint["channel_versions"]):
+        raise ForeignThreadError(
+            f"thread {str(thread_id)!r} was not created by graphloop: another application keeps a "
+            "thread of that id in this database, and graphloop neither reads nor changes it; "
+            "pick another thread_id, or give graphloop a database of its own")
+
+
+async def own_threads(saver: BaseCheckpointSaver[str], ledger: Ledger) -> list[tuple[str, CheckpointTuple]]:
+    """graphloop's threads in the database, each with its latest checkpoint (one read each)."""
+    found: list[tuple[str, CheckpointTuple]] = []
+    for thread_id in await in_db_thread(ledger.thread_ids):  # blocking I/O off the event loop
+        latest = await saver.aget_tuple({"configurable": {"thread_id": thread_id}})
+        if latest is not None and is_ours(latest.metadata, latest.checkpoint["channel_versions"]):
+            found.append((thread_id, latest))
+    return found
+
+
+class OwnedGraph(CompiledStateGraph[LoopState, LoopContext, LoopState, LoopState]):
+    """The compiled loop, refusing a thread graphloop did not create on every way in: runs
+    (`invoke`, `stream` and their async twins), state reads and state updates."""
+
+    def _saver(self, config: RunnableConfig | None) -> tuple[RunnableConfig, object, BaseCheckpointSaver[str] | None]:
+        """The call's config, its thread id, and the saver it will use (a LangGraph server lends
+        its own through the config); no saver when there is no thread to check."""
+        merged = ensure_config(merge_configs(self.config, config))
+        thread_id = merged.get("configurable", {}).get("thread_id")
+        if thread_id is None:
+            return merged, None, None  # langgraph says what is missing, if anything
+        saver = self._resolve_checkpointer(merged)  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]  # typed by langgraph without its parameter
+        return merged, thread_id, cast(BaseCheckpointSaver[str] | None, saver)
+
+    def _check(self, config: RunnableConfig | None) -> None:
+        merged, thread_id, saver = self._saver(config)
+        if saver is not None:
+            check_owned(saver.get_tuple(merged), thread_id)
+
+    async def _acheck(self, config: RunnableConfig | None) -> None:
+        merged, thread_id, saver = self._saver(config)
+        if saver is not None:
+            check_owned(await saver.aget_tuple(merged), thread_id)
+
+    # langgraph's overloads state these loosely; the parameters are passed on unchanged
+    def stream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Any]:  # pyright: ignore[reportIncompatibleMethodOverride]
+        self._check(config)
+        return super().stream(input, config, **kwargs)  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
+
+    async def astream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> AsyncIterator[Any]:  # pyright: ignore[reportIncompatibleMethodOverride]
+        await self._acheck(config)
+        async for chunk in super().astream(input, config, **kwargs):  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
+            yield chunk
+
+    def get_state(self, config: RunnableConfig, *, subgraphs: bool = False) -> StateSnapshot:
+        self._check(config)
+        return super().get_state(config, subgraphs=subgraphs)
+
+    async def aget_state(self, config: RunnableConfig, *, subgraphs: bool = False) -> StateSnapshot:
+        await self._acheck(config)
+        return await super().aget_state(config, subgraphs=subgraphs)
+
+    def get_state_history(self, config: RunnableConfig, **kwargs: Any) -> Iterator[StateSnapshot]:  # pyright: ignore[reportIncompatibleMethodOverride]
+        self._check(config)
+        return super().get_state_history(config, **kwargs)
+
+    async def aget_state_history(self, config: RunnableConfig, **kwargs: Any) -> AsyncIterator[StateSnapshot]:  # pyright: ignore[reportIncompatibleMethodOverride]
+        await self._acheck(config)
+        async for snapshot in super().aget_state_history(config, **kwargs):
+            yield snapshot
+
+    def bulk_update_state(self, config: RunnableConfig, supersteps: Sequence[Sequence[StateUpdate]]) -> RunnableConfig:
+        self._check(config)
+        return super().bulk_update_state(config, supersteps)
+
+    async def abulk_update_state(self, config: RunnableConfig, supersteps: Sequence[Sequence[StateUpdate]]) -> RunnableConfig:
+        await self._acheck(config)
+        return await super().abulk_update_state(config, supersteps)
+
+
+def owned_graph(compiled: CompiledStateGraph[LoopState, LoopContext, LoopState, LoopState]) -> OwnedGraph:
+    """`compiled` as an `OwnedGraph` whose checkpoints carry graphloop's stamp."""
+    owned = OwnedGraph(**{k: v for k, v in vars(compiled).items() if k != "__orig_class__"})
+    return owned.with_config(metadata={MARK: VERSION})
