@@ -42,14 +42,14 @@ __all__ = ["Drivers", "drivers_at"]
 _POLL_S = 0.05
 """How often a caller that waits for a thread asks again."""
 
-_held: contextvars.ContextVar[frozenset[tuple[str, str]]] = contextvars.ContextVar(
+_held: contextvars.ContextVar[frozenset[tuple[str, str, object]]] = contextvars.ContextVar(
     "graphloop_threads_held", default=frozenset())
-"""The (database, thread) pairs the current task holds."""
+"""The holds of the current task: (database, thread, hold)."""
 
 _local_lock = threading.Lock()
-_local: dict[tuple[str, str], int] = {}
-"""Threads held in this process, by (database, thread), with the holder's pid (a forked child
-inherits the dict but not the locks)."""
+_local: dict[tuple[str, str], tuple[int, object]] = {}
+"""Threads held in this process, by (database, thread): the holder's pid (a forked child
+inherits the dict but not the locks) and its hold (an object of its own)."""
 
 
 def _key(thread_id: str) -> int:
@@ -65,8 +65,10 @@ class Drivers(ABC):
         """The database, as a key (a path or a URL)."""
 
     def holds(self, thread_id: str) -> bool:
-        """Whether the current task holds `thread_id` already."""
-        return (self.where, thread_id) in _held.get()
+        """Whether the current task holds `thread_id` now (a mark left in a context by a hold
+        that has ended does not count)."""
+        entry = _local.get((self.where, thread_id))
+        return entry is not None and entry[0] == os.getpid() and (self.where, thread_id, entry[1]) in _held.get()
 
     @contextmanager
     def drive(self, thread_id: str, wait: float = 0.0) -> Generator[None, None, None]:
@@ -76,11 +78,11 @@ class Drivers(ABC):
             yield
             return
         deadline = time.monotonic() + wait
-        while (token := self._take(thread_id)) is None:
+        while (taken := self._take(thread_id)) is None:
             if time.monotonic() >= deadline:
                 raise self._busy(thread_id, wait)
             time.sleep(_POLL_S)
-        with self._holding(thread_id, token):
+        with self._holding(thread_id, taken):
             yield
 
     @asynccontextmanager
@@ -90,20 +92,23 @@ class Drivers(ABC):
             yield
             return
         deadline = time.monotonic() + wait
-        while (token := await in_db_thread(self._take, thread_id)) is None:
+        while (taken := await in_db_thread(self._take, thread_id)) is None:
             if time.monotonic() >= deadline:
                 raise self._busy(thread_id, wait)
             await asyncio.sleep(_POLL_S)
-        with self._holding(thread_id, token):
+        with self._holding(thread_id, taken):
             yield
 
     @contextmanager
-    def _holding(self, thread_id: str, token: object) -> Generator[None, None, None]:
-        marked = _held.set(_held.get() | {(self.where, thread_id)})
+    def _holding(self, thread_id: str, taken: tuple[object, object]) -> Generator[None, None, None]:
+        hold, token = taken
+        mark = (self.where, thread_id, hold)
+        _held.set(_held.get() | {mark})
         try:
             yield
         finally:
-            _held.reset(marked)
+            # not `reset(token)`: a server may step an async generator from another context
+            _held.set(_held.get() - {mark})
             self._give_back(thread_id, token)
 
     def _busy(self, thread_id: str, wait: float) -> ThreadBusyError:
@@ -113,13 +118,15 @@ class Drivers(ABC):
             "stored. Try again when that run is done, or wait for it (Orchestrator: wait=seconds; "
             "a compiled graph: config['configurable']['wait_for_thread'] = seconds)")
 
-    def _take(self, thread_id: str) -> object | None:
-        """Take `thread_id` now: a token to give it back with, or None if it is held."""
-        key = (self.where, thread_id)
+    def _take(self, thread_id: str) -> tuple[object, object] | None:
+        """Take `thread_id` now: the hold and a token to give it back with, or None if it is
+        held."""
+        key, hold = (self.where, thread_id), object()
         with _local_lock:  # first among this process's callers
-            if _local.get(key) == os.getpid():
+            entry = _local.get(key)
+            if entry is not None and entry[0] == os.getpid():
                 return None
-            _local[key] = os.getpid()
+            _local[key] = (os.getpid(), hold)
         try:
             token = self._take_shared(thread_id)  # then among processes
         except BaseException:
@@ -127,7 +134,8 @@ class Drivers(ABC):
             raise
         if token is None:
             self._forget(key)
-        return token
+            return None
+        return hold, token
 
     def _give_back(self, thread_id: str, token: object) -> None:
         try:

@@ -18,7 +18,6 @@ send is in `graphloop.graph.clients`: user messages and decisions, never the thr
 from __future__ import annotations
 
 import contextlib
-import copy
 import functools
 import os
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -33,6 +32,7 @@ from graphloop.checkpointers import open_ledger
 from graphloop.checkpointers.blocking import in_db_thread
 from graphloop.graph.builder import LoopGraph, compile_graph
 from graphloop.graph.clients import client_command, client_update, client_values
+from graphloop.graph.driven import DrivenGraph
 from graphloop.graph.results import at_gate
 from graphloop.graph.settings import load_settings
 from graphloop.nodes import LoopContext
@@ -76,9 +76,10 @@ def _is_mark_resolved(input: object) -> bool:
     return command.resume is None and command.update is None and goto in (END, [END], (END,))
 
 
-class ServedGraph(LoopGraph):
+class ServedGraph(DrivenGraph):
     """The compiled loop, with the server's context for runs that bring none, and the review
-    UIs' ways of dismissing a pause mapped onto the gate's."""
+    UIs' ways of dismissing a pause mapped onto the gate's. One run per thread at a time, held
+    in the ledger's database (`DrivenGraph`), whatever the server's own queue does."""
 
     def stream(self, input: Any, config: Any = None, *, context: Any = None, **kwargs: Any) -> Iterator[Any]:  # pyright: ignore[reportIncompatibleMethodOverride]  # same parameters, loosely typed
         if _is_mark_resolved(input) and config is not None and at_gate(self.get_state(config)):
@@ -129,9 +130,8 @@ def _client_updates(supersteps: Sequence[Sequence[StateUpdate]]) -> list[list[St
 
 
 def _served(compiled: LoopGraph) -> ServedGraph:
-    served = copy.copy(compiled)
-    served.__class__ = ServedGraph  # the same object layout; only the entry points differ
-    return served  # pyright: ignore[reportReturnType]  # the class was just set
+    """`compiled` as a `ServedGraph`, made as langgraph's `Pregel.copy` makes copies."""
+    return ServedGraph(**{k: v for k, v in vars(compiled).items() if k != "__orig_class__"})
 
 
 graph = _served(compile_graph())
