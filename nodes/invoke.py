@@ -35,7 +35,7 @@ from graphloop.checkpointers.blocking import ThreadPool, in_db_thread
 from graphloop.checkpointers.ledger import CallStatus, Ledger, call_hash
 from graphloop.nodes.config import LoopContext
 from graphloop.nodes.state import ToolJob
-from graphloop.nodes.toolbox import runs_on_a_thread
+from graphloop.nodes.toolbox import ToolExit, runs_on_a_thread
 
 __all__ = ["TOOL_THREADS", "Outcome", "follow_late", "run_call"]
 
@@ -137,7 +137,7 @@ def _settled(name: str, running: Future[Any]) -> Outcome:
 
 
 def _failed(name: str, exc: BaseException) -> Outcome:
-    if isinstance(exc, SystemExit):
+    if isinstance(exc, SystemExit | ToolExit):
         logger.warning("Tool %s called sys.exit(%r); its call ends as an error", name, exc.code)
         return Outcome(f"Tool error: {name!r} exited (sys.exit({exc.code!r})) without a result.", "error")
     logger.warning("Tool %s failed: %s", name, exc)
@@ -183,22 +183,31 @@ async def _answer_for_twin(job: ToolJob, ledger: Ledger | None) -> Outcome | Non
     thread_id = _thread_id()
     if thread_id is None:
         return None
-    name = job["name"]
+    late, ended = _take_late(thread_id, job)
+    if late is not None:
+        return _answer_from(job["name"], late, ended)
+    found = None if ledger is None else await in_db_thread(ledger.late_twin, thread_id, job["name"], job["args"])
+    if found is None:
+        return None
+    return Outcome(f"Not run: the same call to {job['name']!r} (call {found['call_id']}, started "
+                   f"{found['started_at']}) ran past its timeout and its outcome is not known (it may "
+                   "still be running, or its process stopped). It was not run a second time; check "
+                   "its effect before anything else.", "refused")
+
+
+def _take_late(thread_id: str, job: ToolJob) -> tuple[_Late | None, bool]:
+    """This process's late call identical to `job`, and whether it ended; forgotten once it
+    ended (its outcome is told once)."""
     with _late_lock:
         late = _late.get(key := _key(thread_id, job))
-        if late is not None and late.running.done():
+        ended = late is not None and late.running.done()
+        if ended:
             del _late[key]
-    if late is None and ledger is not None:
-        found = await in_db_thread(ledger.late_twin, thread_id, name, job["args"])
-        if found is not None:
-            return Outcome(f"Not run: the same call to {name!r} (call {found['call_id']}, started "
-                           f"{found['started_at']}) ran past its timeout and its outcome is not known "
-                           "(it may still be running, or its process stopped). It was not run a "
-                           "second time; check its effect before anything else.", "refused")
-        return None
-    if late is None:
-        return None
-    if not late.running.done():
+    return late, ended
+
+
+def _answer_from(name: str, late: _Late, ended: bool) -> Outcome:
+    if not ended:
         return Outcome(f"Not run: the same call to {name!r} (call {late.call_id}) is still running, "
                        "past its timeout; its outcome is unknown. It was not run a second time. "
                        "Make this call again later to get its result.", "refused")

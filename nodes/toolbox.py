@@ -16,9 +16,10 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, cast
 
 from langchain_core.tools import BaseTool, BaseToolkit, StructuredTool, Tool
@@ -27,7 +28,7 @@ from pydantic import BaseModel, ValidationError
 
 from graphloop.checkpointers.errors import ConfigurationError
 
-__all__ = ["ToolBox", "ToolLike", "runs_on_a_thread"]
+__all__ = ["ToolBox", "ToolExit", "ToolLike", "runs_on_a_thread"]
 
 ToolLike = BaseTool | BaseToolkit | Callable[..., Any]
 """A LangChain tool (`@tool`, `BaseTool`), a toolkit (all its tools), or a plain sync or
@@ -49,13 +50,36 @@ def _as_tool(tool: BaseTool | Callable[..., Any]) -> BaseTool:
         raise ConfigurationError(f"tool {tool!r} is neither a LangChain tool nor a function")
     try:
         if inspect.iscoroutinefunction(tool):
-            return StructuredTool.from_function(coroutine=tool)
+            made = StructuredTool.from_function(coroutine=tool)
+            return made.model_copy(update={"coroutine": _without_exit(tool)})
         return StructuredTool.from_function(func=tool)
     except ValueError as exc:  # langchain's wording: "Function must have a docstring ..."
         name = getattr(tool, "__name__", repr(tool))
         raise ConfigurationError(
             f"tool {name!r}: {exc}; the docstring is the description the model reads"
         ) from exc
+
+
+class ToolExit(Exception):
+    """A tool called `sys.exit(code)`: the call ends as an error, the process goes on."""
+
+    def __init__(self, code: object) -> None:
+        super().__init__(f"the tool called sys.exit({code!r})")
+        self.code = code
+
+
+def _without_exit(function: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """`function`, whose `SystemExit` becomes a `ToolExit`. LangChain runs an async tool in a
+    task of its own, and asyncio lets a task's `SystemExit` stop the whole event loop."""
+
+    @functools.wraps(function)
+    async def contained(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await function(*args, **kwargs)
+        except SystemExit as exc:
+            raise ToolExit(exc.code) from exc
+
+    return contained
 
 
 def runs_on_a_thread(tool: BaseTool) -> bool:
