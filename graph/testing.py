@@ -147,7 +147,7 @@ class ScriptedServer:
 
     Example:
         >>> with ScriptedServer([reply("Hi")], strict=True, api_key="sk-1") as server:
-        ...     ...  # run the client against server.model_config(), then read server.refusals
+        ...     pass  # run the client against server.model_config(), then read server.refusals
     """
 
     def __init__(self, replies: Iterable[ScriptedReply | ReplyFn] = (), *, model: str = "scripted",
