@@ -201,34 +201,51 @@ class _LockFile(Drivers):
 
 class _Advisory(Drivers):
     """PostgreSQL session advisory locks, all on one connection per database and process
-    (locks of one session stack; 200 runs at once take no more connections)."""
+    (locks of one session stack, so 200 runs at once take one connection), open only while
+    this process holds a thread of that database."""
 
     def __init__(self, where: str) -> None:
         super().__init__(where)
         self._conn: Any = None
         self._use = threading.Lock()
+        self._held_here = 0
 
     def _ask(self, sql: str, thread_id: str) -> bool:
+        """Run `sql` on the connection (opened if need be); call with `_use` held."""
         from psycopg import Connection, OperationalError
 
-        with self._use:
-            for attempt in range(2):
-                if self._conn is None or self._conn.closed:
-                    self._conn = Connection.connect(self.where, autocommit=True)
-                try:
-                    row = self._conn.execute(sql, (_key(thread_id),)).fetchone()
-                    return bool(row and row[0])
-                except OperationalError:  # the connection dropped (and its locks with it): anew
-                    self._conn.close()
-                    if attempt:
-                        raise
-            raise AssertionError("returned or raised")
+        if self._conn is None:
+            self._conn = Connection.connect(self.where, autocommit=True)
+        try:
+            row = self._conn.execute(sql, (_key(thread_id),)).fetchone()
+        except OperationalError:  # the connection dropped, and the session's locks with it
+            self._conn.close()
+            self._conn = None
+            raise
+        return bool(row and row[0])
+
+    def _close_if_idle(self) -> None:
+        if self._held_here == 0 and self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
     def _take_shared(self, thread_id: str) -> object | None:
-        return True if self._ask("SELECT pg_try_advisory_lock(%s)", thread_id) else None
+        with self._use:
+            taken = self._ask("SELECT pg_try_advisory_lock(%s)", thread_id)
+            if taken:
+                self._held_here += 1
+            else:
+                self._close_if_idle()
+            return True if taken else None
 
     def _give_back_shared(self, thread_id: str, token: object) -> None:
-        self._ask("SELECT pg_advisory_unlock(%s)", thread_id)
+        with self._use:
+            try:
+                if self._conn is not None:
+                    self._ask("SELECT pg_advisory_unlock(%s)", thread_id)
+            finally:
+                self._held_here -= 1
+                self._close_if_idle()
 
 
 _made: dict[str, Drivers] = {}

@@ -42,6 +42,18 @@ def graphloop(*args: str, server: ScriptedServer | None = None, cwd: Path | None
     return subprocess.run([str(cli), *args], capture_output=True, text=True, timeout=120, env=env, cwd=cwd)
 
 
+def graphloop_here(*args: str, server: ScriptedServer) -> subprocess.CompletedProcess[str]:
+    """The same command run in this process by typer's runner (the same code, without the two
+    seconds a new interpreter takes to import it): for the matrix of cases."""
+    from typer.testing import CliRunner
+
+    from graphloop.graph.cli import app
+
+    env = {"COLUMNS": "250", "NO_COLOR": "1", "OPENAI_API_KEY": SECRET, "OPENAI_BASE_URL": server.url}
+    result = CliRunner().invoke(app, list(args), env=env)
+    return subprocess.CompletedProcess(list(args), result.exit_code, result.output, "")
+
+
 def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
     """The error a failed command printed, asserted to be one line with no traceback."""
     out = result.stdout + result.stderr
@@ -69,7 +81,8 @@ def test_a_file_that_is_not_sqlite_is_named_in_one_line_and_left_unchanged(
     not_sqlite: Path, command: list[str], server: ScriptedServer
 ) -> None:
     before = not_sqlite.read_bytes()
-    error = one_line_error(graphloop(*command, "--db", str(not_sqlite), server=server))
+    run = graphloop if command[0] == "run" else graphloop_here  # one case through the real command
+    error = one_line_error(run(*command, "--db", str(not_sqlite), server=server))
     assert error.endswith(f"UnusableDatabaseError: db {str(not_sqlite)!r} {NOT_SQLITE}; give the path of a "
                           "graphloop database, or of a new file")
     assert not_sqlite.read_bytes() == before and beside(not_sqlite) == []
@@ -121,7 +134,7 @@ def read_only(path: Path) -> Generator[None]:
 def test_a_read_only_database_is_named_before_the_run_starts(server: ScriptedServer, tmp_path: Path) -> None:
     db = tmp_path / "graphloop.db"
     server.add(reply("First."))
-    assert graphloop("run", "first", "--model", "m", "--db", str(db), server=server).returncode == 0
+    assert graphloop_here("run", "first", "--model", "m", "--db", str(db), server=server).returncode == 0
     with read_only(db):
         error = one_line_error(graphloop("run", "second", "--model", "m", "--db", str(db), server=server))
     assert error.endswith(f"UnusableDatabaseError: db {str(db)!r} is read-only: this user may not write the "

@@ -238,13 +238,23 @@ def test_the_cli_refuses_another_applications_thread_and_prune_leaves_it(
         return subprocess.run([str(cli), *args, "--db", str(db)], capture_output=True, text=True,
                               timeout=120, env=env)
 
-    for command in (["run", "hi", "--model", "scripted", "--thread", "user-42"],
-                    ["approve", "user-42", "--model", "scripted"], ["history", "user-42"]):
-        result = graphloop(*command)
+    def graphloop_here(*args: str) -> subprocess.CompletedProcess[str]:
+        """The same command in this process (typer's runner): no interpreter to start."""
+        from typer.testing import CliRunner
+
+        from graphloop.graph.cli import app
+
+        result = CliRunner().invoke(app, [*args, "--db", str(db)], env=env)
+        return subprocess.CompletedProcess(list(args), result.exit_code, result.output, "")
+
+    for command, run in ((["run", "hi", "--model", "scripted", "--thread", "user-42"], graphloop),
+                         (["approve", "user-42", "--model", "scripted"], graphloop_here),
+                         (["history", "user-42"], graphloop_here)):
+        result = run(*command)
         assert result.returncode == 1, result.stdout + result.stderr
         assert result.stdout.startswith("error: ForeignThreadError: thread 'user-42' was not created by graphloop")
         assert len(result.stdout.strip().splitlines()) == 1 and "Traceback" not in result.stdout + result.stderr
-    pruned = graphloop("prune", "--older-than", "1s")
+    pruned = graphloop_here("prune", "--older-than", "1s")
     assert pruned.returncode == 0 and "deleted 0 finished thread(s); 0 kept" in pruned.stdout
     assert server.requests == [] and other_history(db, "user-42") == before
 
