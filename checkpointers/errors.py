@@ -10,6 +10,7 @@ The tree::
         ├── ModelCallError          the model endpoint failed or answered something unusable
         │   ├── ContextOverflowError    the server said the request exceeds its context window
         │   ├── EmptyReplyError         the model answered nothing (no text, no calls, no chunk)
+        │   │   └── StreamCutError      a stream stopped before its finish reason
         │   └── ModelUnavailableError   every model of the chain failed (each one's last error)
         ├── ThreadPausedError       a new task for a thread with unfinished work
         ├── ForeignThreadError      a thread another application wrote in the same database
@@ -40,6 +41,7 @@ __all__ = [
     "ContextBudgetError",
     "ContextOverflowError",
     "EmptyReplyError",
+    "StreamCutError",
     "ForeignThreadError",
     "GraphloopError",
     "InvalidDecisionError",
@@ -110,7 +112,22 @@ class ContextOverflowError(ModelCallError):
 
 
 class EmptyReplyError(ModelCallError):
-    """The model answered nothing: no text, no tool calls (or a stream without a chunk)."""
+    """The model answered nothing: no text, no tool calls (or a stream without a chunk).
+
+    Attributes:
+        nothing_streamed: The stream had not one chunk (llama-cpp-python's answer to streaming
+            with tools): the model is asked without streaming from then on, if that answers.
+    """
+
+    def __init__(self, message: str, *, label: str = "", nothing_streamed: bool = False) -> None:
+        super().__init__(message, label=label)
+        self.nothing_streamed = nothing_streamed
+
+
+class StreamCutError(EmptyReplyError):
+    """A streamed reply stopped before the server said it was finished (no finish reason: the
+    connection closed mid-reply). What came is not used; the model is asked again, once,
+    without streaming."""
 
 
 class ModelUnavailableError(ModelCallError):

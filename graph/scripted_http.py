@@ -59,7 +59,9 @@ def _chunks(completion: dict[str, Any], with_index: bool = True) -> Iterator[dic
         args = fn["arguments"]
         for start in range(0, len(args), 16):
             yield chunk({"tool_calls": [at | {"function": {"arguments": args[start:start + 16]}}]})
-    yield chunk({}, choice["finish_reason"])
+    finish: str | None = choice["finish_reason"]
+    for reason in (finish or "").split(",") if finish else [None]:  # "length,stop": one chunk each
+        yield chunk({}, reason)
 
 
 class Server(ThreadingHTTPServer):

@@ -76,6 +76,7 @@ class ScriptedReply:
     """What the server answers to one request.
 
     `finish_reason` defaults to `"tool_calls"` or `"stop"`; pass None to leave it out (null).
+    Streamed, `"length,stop"` sends one finish chunk per reason (servers that repeat it).
     A `status` other than 200 answers with an OpenAI-style error body carrying `error`.
     """
 

@@ -108,14 +108,19 @@ def requested_calls(message: AIMessage) -> list[RequestedCall]:
 def _cut_short(reply: AIMessage) -> str | None:
     """Why `reply` ended before the model finished it, or None when it finished normally.
 
-    A stream that stops without a finish reason was cut (every server we know of sends one);
-    a whole JSON body without one is taken as finished.
+    Every finish reason a stream sent counts (langchain-core glues repeated ones together:
+    `"lengthlength"`); a stream that sent none was cut (`graphloop.nodes.chat` asks again
+    without streaming before this is reached); a whole JSON body without one is finished.
     """
-    finish = reply.response_metadata.get("finish_reason")
-    if finish is None and STREAMED in reply.response_metadata:
+    record: dict[str, Any] = reply.response_metadata.get(STREAMED) or {}
+    reasons: list[str] = list(record.get("finish_reasons") or [])
+    if not reasons and STREAMED in reply.response_metadata:
         return "the reply was cut off: the stream ended before the model finished it"
-    if str(finish).lower() in _CUT_REASONS:
-        return f"the reply was cut off (finish_reason {finish!r}) before the call was complete"
+    if not reasons and reply.response_metadata.get("finish_reason") is not None:
+        reasons = [str(reply.response_metadata["finish_reason"])]
+    for reason in reasons:
+        if reason.lower() in _CUT_REASONS or any(cut in reason.lower() for cut in _CUT_REASONS):
+            return f"the reply was cut off (finish_reason {reason!r}) before the call was complete"
     return None
 
 

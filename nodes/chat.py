@@ -13,7 +13,7 @@ import weakref
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, cast
 from uuid import uuid4
 
 import httpx
@@ -23,7 +23,12 @@ from langchain_openai import ChatOpenAI
 from langgraph.constants import TAG_NOSTREAM
 from pydantic import SecretStr
 
-from graphloop.checkpointers.errors import ContextOverflowError, EmptyReplyError, ModelCallError
+from graphloop.checkpointers.errors import (
+    ContextOverflowError,
+    EmptyReplyError,
+    ModelCallError,
+    StreamCutError,
+)
 from graphloop.checkpointers.redact import redact
 from graphloop.nodes.calls import STREAMED
 from graphloop.nodes.config import ModelConfig, ToolChoice
@@ -133,15 +138,12 @@ async def call_chat_model(
 
 
 def _finished(reply: AIMessage, model: ModelConfig) -> AIMessage:
-    """`reply`, unless it is text from a stream that stopped before its finish reason.
-
-    Half an answer is not an answer: it fails like a dropped connection (asked again, then
-    the next model). Cut-off tool calls are kept and refused one by one (`whole_calls`).
-    """
-    metadata = reply.response_metadata
-    if STREAMED in metadata and metadata.get("finish_reason") is None and reply.text and not (
-            reply.tool_calls or reply.invalid_tool_calls):
-        raise ModelCallError(f"model {model.label!r} ({model.model_name} at {model.base_url}): the "
+    """`reply`, unless it came from a stream that stopped before any finish reason (the
+    connection closed mid-reply): half an answer, or a call cut mid-arguments, is not used;
+    `StreamCutError` has the chain ask again without streaming."""
+    record = reply.response_metadata.get(STREAMED)
+    if isinstance(record, dict) and not cast(dict[str, Any], record).get("finish_reasons"):
+        raise StreamCutError(f"model {model.label!r} ({model.model_name} at {model.base_url}): the "
                              "stream ended before the reply finished (no finish_reason)",
                              label=model.label)
     return reply
@@ -169,7 +171,7 @@ def _model_error(exc: Exception, model: ModelConfig) -> ModelCallError:
         return ModelCallError(_redact(f"{where}: the connection failed during the reply: {exc!r}", model),
                               label=model.label)
     if isinstance(exc, ValueError) and "No generations found in stream" in str(exc):
-        return EmptyReplyError(f"{where} streamed nothing", label=model.label)
+        return EmptyReplyError(f"{where} streamed nothing", label=model.label, nothing_streamed=True)
     return ModelCallError(_redact(f"{where} sent a reply that is not a chat completion: {exc}", model),
                           label=model.label)  # the client's parse of junk (or another API error)
 

@@ -62,15 +62,15 @@ async def _one_model(
     model that then answers, having streamed nothing with tools offered, is asked without
     streaming from then on (`graphloop.nodes.wire`).
     """
-    asked_again = False
+    asked_again = nothing_streamed = False
     attempt = 0
     while True:
         try:
             reply: AIMessage | None = await call_chat_model(
                 model, messages, [dict(t) for t in tools], stream=stream and not asked_again,
                 tool_choice=tool_choice)
-        except EmptyReplyError:
-            reply = None
+        except EmptyReplyError as empty:
+            reply, nothing_streamed = None, nothing_streamed or empty.nothing_streamed
         except ContextOverflowError:
             raise
         except ModelCallError as error:
@@ -82,14 +82,14 @@ async def _one_model(
             attempt += 1
             continue
         if reply is not None and not is_empty(reply):
-            if asked_again and stream and model.stream and tools:
+            if nothing_streamed and stream and model.stream and tools:  # not one chunk, then an answer
                 learn(model, "no_stream_with_tools")
             return reply
         if asked_again:
             raise EmptyReplyError(
                 f"model {model.label!r} sent an empty reply (no text, no tool calls) twice",
                 label=model.label)
-        logger.warning("model %r sent an empty reply; asking once more, without streaming", model.label)
+        logger.warning("model %r sent an empty or cut-off reply; asking once more, without streaming", model.label)
         asked_again = True
 
 

@@ -156,12 +156,13 @@ class _Tally:
     def __init__(self) -> None:
         self.ids: dict[int, str] = {}
         self.arguments: dict[int, str] = {}
-        self.finish_reason: str | None = None
+        self.finish_reasons: list[str] = []
         self.seen = False
 
     def see(self, chunk: ChatGenerationChunk) -> None:
         self.seen = True
-        self.finish_reason = (chunk.generation_info or {}).get("finish_reason") or self.finish_reason
+        if reason := (chunk.generation_info or {}).get("finish_reason"):
+            self.finish_reasons.append(str(reason))  # each one: langchain-core glues repeats together
         message = chunk.message
         if not isinstance(message, AIMessageChunk):
             return
@@ -174,7 +175,7 @@ class _Tally:
     def ending(self) -> ChatGenerationChunk:
         """An empty last chunk carrying the tally, under `STREAMED` in `response_metadata`."""
         calls = [{"id": self.ids.get(i), "arguments": text} for i, text in sorted(self.arguments.items())]
-        record = {"finish_reason": self.finish_reason, "calls": calls}
+        record = {"finish_reasons": self.finish_reasons, "calls": calls}
         return ChatGenerationChunk(message=AIMessageChunk(content="", response_metadata={STREAMED: record}))
 
 

@@ -58,8 +58,9 @@ def context_for(server: ScriptedServer, **kw: Any) -> LoopContext:
 
 CUTS = {
     "finish_reason length": reply(None, tool_call("transfer", CUT_ARGS), finish_reason="length"),
-    "connection closed": reply(None, tool_call("transfer", CUT_ARGS), cut=True),
-    "ends without finish_reason": reply(None, tool_call("transfer", CUT_ARGS), finish_reason=None),
+    "content_filter": reply(None, tool_call("transfer", CUT_ARGS), finish_reason="content_filter"),
+    "length sent twice": reply(None, tool_call("transfer", CUT_ARGS), finish_reason="length,length"),
+    "length then stop": reply(None, tool_call("transfer", CUT_ARGS), finish_reason="length,stop"),
     "finished but truncated": reply(None, tool_call("transfer", CUT_ARGS), finish_reason="tool_calls"),
 }
 
@@ -76,6 +77,33 @@ def test_a_streamed_call_cut_off_mid_arguments_does_not_run(server: ScriptedServ
     second = server.requests[1].messages
     sent_call = next(m for m in second if m.get("tool_calls"))["tool_calls"][0]
     assert json.loads(sent_call["function"]["arguments"]) == {"unparsed_arguments": CUT_ARGS}
+
+
+STOPPED = {
+    "connection closed": reply(None, tool_call("transfer", CUT_ARGS), cut=True),
+    "no finish_reason": reply(None, tool_call("transfer", CUT_ARGS), finish_reason=None),
+}
+
+
+@pytest.mark.parametrize("stopped", STOPPED.values(), ids=STOPPED.keys())
+def test_a_stream_that_stops_before_its_finish_is_asked_again_whole_without_streaming(
+    server: ScriptedServer, stopped: ScriptedReply
+) -> None:
+    server.add(stopped, reply(None, tool_call("transfer", to="acct-77", amount=1000)), reply("sent"))
+    state = streamed(context_for(server), "send 1000 to acct-77")
+    assert RAN == [{"to": "acct-77", "amount": 1000}]  # once, whole; never amount=10
+    assert [r.body.get("stream", False) for r in server.requests] == [True, False, True]
+    assert state["messages"][-1].text == "sent"
+
+
+def test_a_cut_stream_teaches_nothing_about_streaming_with_tools(server: ScriptedServer) -> None:
+    from graphloop.nodes.wire import learned
+
+    server.add(reply(None, tool_call("transfer", CUT_ARGS), cut=True),
+               reply(None, tool_call("transfer", to="a", amount=1)), reply("ok"))
+    model = server.model_config(**FAST)
+    streamed(LoopContext.create(models=[model], tools=[transfer]), "pay")
+    assert not learned(model).no_stream_with_tools  # it did stream: its later requests still do
 
 
 def test_a_cut_reply_runs_none_of_its_calls_even_those_that_parse(server: ScriptedServer) -> None:
@@ -109,10 +137,9 @@ def test_a_non_streamed_call_with_finish_reason_length_does_not_run(server: Scri
 
 def test_half_an_answer_from_a_cut_stream_is_asked_again(server: ScriptedServer) -> None:
     server.add(reply("The total is 12", cut=True), reply("The total is 1234."))
-    context = LoopContext.create(models=[server.model_config(max_retries=1, **FAST)], tools=TOOLS)
-    state = streamed(context, "total?")
+    state = streamed(context_for(server), "total?")
     assert state["messages"][-1].text == "The total is 1234."
-    assert len(server.requests) == 2
+    assert [r.body.get("stream", False) for r in server.requests] == [True, False]
 
 
 JUNK = {
