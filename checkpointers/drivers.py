@@ -37,7 +37,7 @@ from typing import Any
 from graphloop.checkpointers.blocking import in_db_thread
 from graphloop.checkpointers.errors import ThreadBusyError, UnusableDatabaseError
 
-__all__ = ["Drivers", "drivers_at"]
+__all__ = ["Drivers", "as_another_caller", "drivers_at"]
 
 _POLL_S = 0.05
 """How often a caller that waits for a thread asks again."""
@@ -246,6 +246,13 @@ class _Advisory(Drivers):
             finally:
                 self._held_here -= 1
                 self._close_if_idle()
+
+
+def as_another_caller() -> None:
+    """From here on, the current context holds no thread: code it runs (a tool, and whatever
+    the tool starts) must take a thread like any other caller, even the thread of the run
+    that called it, and so is refused while that run holds it."""
+    _held.set(frozenset())
 
 
 _made: dict[str, Drivers] = {}

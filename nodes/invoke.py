@@ -32,6 +32,7 @@ from langchain_core.tools import BaseTool
 from langgraph.config import get_config
 
 from graphloop.checkpointers.blocking import ThreadPool, in_db_thread
+from graphloop.checkpointers.drivers import as_another_caller
 from graphloop.checkpointers.ledger import CallStatus, Ledger, call_hash
 from graphloop.nodes.config import LoopContext
 from graphloop.nodes.state import ToolJob
@@ -75,6 +76,7 @@ async def run_call(job: ToolJob, context: LoopContext, ledger: Ledger | None) ->
     twin = await _answer_for_twin(job, ledger)
     if twin is not None:
         return twin
+    as_another_caller()  # this task's context only: a tool that runs this thread is refused
     tool = context.tools.get(job["name"])
     assert tool is not None, "execute_tools answers calls to unknown tools"
     call = ToolCall(name=job["name"], args=job["args"], id=job["id"], type="tool_call")

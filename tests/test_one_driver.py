@@ -197,3 +197,33 @@ def test_the_cli_says_so_in_one_line_or_waits_with_wait(sqlite_db: Path) -> None
         assert "sum is 7" in waited.output
         assert outcome_of(running) == {"answer": "sum is 3"}
         assert turns(saved(sqlite_db, "t")) == ["1+2", "3+4"]
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_tool_cannot_drive_the_thread_that_runs_it(sqlite_db: Path, kind: str) -> None:
+    refusals: list[str] = []
+    holder: dict[str, Orchestrator] = {}
+
+    def reenter_sync(note: str) -> str:
+        """Runs the thread it belongs to (it must not)."""
+        try:
+            holder["orch"].resume_sync("t")
+        except ThreadBusyError as exc:
+            refusals.append(str(exc))
+        return f"noted {note}"
+
+    async def reenter_async(note: str) -> str:
+        """Runs the thread it belongs to (it must not)."""
+        try:
+            await holder["orch"].resume("t")
+        except ThreadBusyError as exc:
+            refusals.append(str(exc))
+        return f"noted {note}"
+
+    tool = reenter_sync if kind == "sync" else reenter_async
+    with ScriptedServer(strict=True) as server:
+        server.add(reply(None, tool_call(tool.__name__, note="x")), reply("done"))
+        holder["orch"] = Orchestrator([tool], db=sqlite_db, models=[server.model_config()])
+        assert holder["orch"].run_sync("go", thread_id="t").response == "done"
+    assert len(refusals) == 1 and "'t' is being run by another caller" in refusals[0]
+    assert [m.text for m in saved(sqlite_db, "t") if m.type == "tool"] == ["noted x"]  # not "Outcome unknown"
