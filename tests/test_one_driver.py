@@ -227,3 +227,21 @@ def test_a_tool_cannot_drive_the_thread_that_runs_it(sqlite_db: Path, kind: str)
         assert holder["orch"].run_sync("go", thread_id="t").response == "done"
     assert len(refusals) == 1 and "'t' is being run by another caller" in refusals[0]
     assert [m.text for m in saved(sqlite_db, "t") if m.type == "tool"] == ["noted x"]  # not "Outcome unknown"
+
+
+def test_prune_leaves_a_thread_a_run_is_continuing(sqlite_db: Path) -> None:
+    from datetime import timedelta
+
+    with ScriptedServer(strict=True) as server:
+        server.add(*[answers_after(0)] * 2, *[answers_after(2.0)] * 2)
+        orch = Orchestrator(TOOLS, db=sqlite_db, models=[server.model_config()])
+        orch.run_sync("1+2", thread_id="old")
+        time.sleep(1.2)  # "old" is now older than the cut-off, and finished
+        going_on = threading.Thread(target=orch.run_sync, args=("3+4",), kwargs={"thread_id": "old"})
+        going_on.start()
+        while len(server.requests) < 3:  # the second turn holds the thread
+            time.sleep(0.02)
+        report = orch.prune_sync(timedelta(seconds=1))
+        going_on.join()
+    assert report.deleted == [] and report.kept == 1
+    assert turns(saved(sqlite_db, "old")) == ["1+2", "3+4"]
