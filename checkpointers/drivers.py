@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import hashlib
+import logging
 import os
 import threading
 import time
@@ -38,6 +39,8 @@ from graphloop.checkpointers.blocking import in_db_thread
 from graphloop.checkpointers.errors import ThreadBusyError, UnusableDatabaseError
 
 __all__ = ["Drivers", "as_another_caller", "drivers_at"]
+
+logger = logging.getLogger(__name__)
 
 _POLL_S = 0.05
 """How often a caller that waits for a thread asks again."""
@@ -202,30 +205,55 @@ class _LockFile(Drivers):
 class _Advisory(Drivers):
     """PostgreSQL session advisory locks, all on one connection per database and process
     (locks of one session stack, so 200 runs at once take one connection), open only while
-    this process holds a thread of that database."""
+    this process holds a thread of that database.
+
+    The session must outlive every hold: it is opened with the server's idle timeouts off and
+    TCP keepalives on. Should it drop all the same (a failover, `pg_terminate_backend`), its
+    locks go with it; the next use reconnects and takes back the threads still held, and a
+    thread another process took meanwhile is logged as lost.
+    """
 
     def __init__(self, where: str) -> None:
         super().__init__(where)
         self._conn: Any = None
         self._use = threading.Lock()
-        self._held_here = 0
+        self._threads: set[str] = set()
 
-    def _ask(self, sql: str, thread_id: str) -> bool:
-        """Run `sql` on the connection (opened if need be); call with `_use` held."""
-        from psycopg import Connection, OperationalError
+    def _connection(self) -> Any:
+        from psycopg import Connection
 
         if self._conn is None:
-            self._conn = Connection.connect(self.where, autocommit=True)
-        try:
-            row = self._conn.execute(sql, (_key(thread_id),)).fetchone()
-        except OperationalError:  # the connection dropped, and the session's locks with it
-            self._conn.close()
-            self._conn = None
-            raise
-        return bool(row and row[0])
+            conn = Connection.connect(self.where, autocommit=True, keepalives=1, keepalives_idle=30,
+                                      keepalives_interval=10, keepalives_count=3)
+            conn.execute("SET idle_in_transaction_session_timeout = 0")
+            if conn.info.server_version >= 140000:
+                conn.execute("SET idle_session_timeout = 0")
+            for thread_id in self._threads:  # after a drop: take back what this process holds
+                row = conn.execute("SELECT pg_try_advisory_lock(%s)", (_key(thread_id),)).fetchone()
+                if not (row and row[0]):
+                    logger.error("thread %r: the hold on it was lost with its PostgreSQL session, and "
+                                 "another caller holds it now", thread_id)
+            self._conn = conn
+        return self._conn
+
+    def _ask(self, sql: str, thread_id: str) -> bool:
+        """Run `sql` (with `_use` held), on a new session if the last one dropped."""
+        from psycopg import OperationalError
+
+        for attempt in range(2):
+            try:
+                row = self._connection().execute(sql, (_key(thread_id),)).fetchone()
+                return bool(row and row[0])
+            except OperationalError:
+                if self._conn is not None:
+                    self._conn.close()
+                self._conn = None
+                if attempt:
+                    raise
+        raise AssertionError("returned or raised")
 
     def _close_if_idle(self) -> None:
-        if self._held_here == 0 and self._conn is not None:
+        if not self._threads and self._conn is not None:
             self._conn.close()
             self._conn = None
 
@@ -233,18 +261,22 @@ class _Advisory(Drivers):
         with self._use:
             taken = self._ask("SELECT pg_try_advisory_lock(%s)", thread_id)
             if taken:
-                self._held_here += 1
+                self._threads.add(thread_id)
             else:
                 self._close_if_idle()
             return True if taken else None
 
     def _give_back_shared(self, thread_id: str, token: object) -> None:
+        from psycopg import OperationalError
+
         with self._use:
+            self._threads.discard(thread_id)
             try:
                 if self._conn is not None:
-                    self._ask("SELECT pg_advisory_unlock(%s)", thread_id)
+                    self._conn.execute("SELECT pg_advisory_unlock(%s)", (_key(thread_id),))
+            except OperationalError:  # the session is gone, and the lock with it
+                self._conn = None
             finally:
-                self._held_here -= 1
                 self._close_if_idle()
 
 

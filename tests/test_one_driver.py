@@ -245,3 +245,22 @@ def test_prune_leaves_a_thread_a_run_is_continuing(sqlite_db: Path) -> None:
         going_on.join()
     assert report.deleted == [] and report.kept == 1
     assert turns(saved(sqlite_db, "old")) == ["1+2", "3+4"]
+
+
+@pytest.mark.postgres
+def test_a_dropped_postgres_session_gives_its_holds_back_to_this_process(postgres_db: str) -> None:
+    import psycopg
+
+    from graphloop.checkpointers.drivers import drivers_at
+
+    drivers = drivers_at(postgres_db, postgres=True)
+    with drivers.drive("t"):
+        with psycopg.connect(postgres_db, autocommit=True) as admin:
+            dropped = admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            ).fetchall()
+            assert dropped == [(True,)]  # the one session holding "t" is gone, and its lock with it
+            with drivers.drive("u"):  # the next use reconnects and takes "t" back
+                with pytest.raises(ThreadBusyError):
+                    with drivers_at(postgres_db + "?application_name=other", postgres=True).drive("t"):
+                        pass
