@@ -4,7 +4,7 @@ Two applications compiled with savers on one file (or one PostgreSQL database) s
 table of checkpoints, keyed by thread id alone. So graphloop stamps every checkpoint it writes
 (`{"graphloop": <version>}` in the checkpoint's metadata, from the compiled graph's config)
 and recognises the threads of 0.1 and 0.2, written before the stamp, by the channels only its
-graph has: the run's `policy`, or the `compacted` log (whose delta counters are in every
+graph has: the run's `policy` with `rounds` and `pending`, or the `compacted` log (whose delta counters are in every
 checkpoint's metadata, the input's too). A thread with none of these is another
 application's: graphloop neither reads nor writes it (`ForeignThreadError`, one read of the
 thread's latest checkpoint before anything runs), and retention and the inbox pass it by.
@@ -37,14 +37,16 @@ __all__ = ["MARK", "OwnedGraph", "check_owned", "is_ours", "own_threads", "owned
 MARK = "graphloop"
 """The checkpoint metadata key graphloop stamps; its value is the release that wrote it."""
 
-_OWN_CHANNELS = frozenset({"policy"})
+_OWN_CHANNELS = frozenset({"policy", "rounds", "pending"})
+"""Channels only graphloop's graph has, all together (another application may well have a
+`policy` of its own)."""
 _OWN_DELTAS = "compacted"
 
 
 def is_ours(metadata: Mapping[str, Any], channels: Collection[str]) -> bool:
     """Whether a checkpoint with this metadata and these channels was written by graphloop."""
     counters: Mapping[str, Any] = metadata.get("counters_since_delta_snapshot") or {}
-    return MARK in metadata or not _OWN_CHANNELS.isdisjoint(channels) or _OWN_DELTAS in counters
+    return MARK in metadata or _OWN_CHANNELS.issubset(channels) or _OWN_DELTAS in counters
 
 
 def check_owned(saved: CheckpointTuple | None, thread_id: object) -> None:

@@ -266,3 +266,24 @@ def test_the_ownership_modules_examples_hold() -> None:
 
     result = doctest.testmod(ownership)
     assert result.attempted == 2 and result.failed == 0
+
+
+class PolicyState(TypedDict):
+    messages: Annotated[list[AnyMessage], add_messages]
+    policy: dict[str, str]
+
+
+def test_another_application_with_a_policy_channel_of_its_own_is_still_refused(
+        server: ScriptedServer, model: ModelConfig, sqlite_db: Path) -> None:
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    builder = StateGraph(PolicyState)
+    builder.add_node("chatbot", lambda state: {"messages": [AIMessage("theirs")], "policy": {"tier": "gold"}})
+    builder.add_edge(START, "chatbot")
+    with SqliteSaver.from_conn_string(str(sqlite_db)) as saver:
+        builder.compile(checkpointer=saver).invoke({"messages": [HumanMessage("hi")]}, config("policy-1"))
+    time.sleep(1.2)
+    orch = Orchestrator(TOOLS, db=sqlite_db, models=[model])
+    with pytest.raises(ForeignThreadError):
+        orch.run_sync("hi", thread_id="policy-1")
+    assert orch.prune_sync(timedelta(seconds=1)).deleted == [] and server.requests == []
