@@ -7,6 +7,8 @@ with `****` before the text reaches a message, a log line, a hint or the databas
 Example:
     >>> redact("could not reach postgresql://app:s3cret@db.internal/graphloop?sslpassword=x&a=1")
     'could not reach postgresql://app:****@db.internal/graphloop?sslpassword=****&a=1'
+    >>> redact("model 'p' (m at http://gw.internal/sk-live-PATHKEY-55556666/v1) answered HTTP 502")
+    "model 'p' (m at http://gw.internal/****/v1) answered HTTP 502"
 """
 
 from __future__ import annotations
@@ -27,9 +29,16 @@ _SECRET_PARAM = re.compile(r"((?:[?&;#\s]|^)[\w.-]*(?:password|passwd|secret|tok
                            re.IGNORECASE)
 
 
+_KEY_SHAPED = re.compile(r"\b(?:sk|pk|rk|gsk|xai|hf|ghp|glpat|AIza)[-_]?[A-Za-z0-9][A-Za-z0-9_-]{15,}")
+"""Text shaped like a provider's key (OpenAI's and OpenRouter's `sk-…`, Groq's `gsk_…`, xAI,
+Hugging Face, GitHub, GitLab, Google), wherever it is: a key pasted into a URL's path, a bare
+query or a fragment has no name to find it by."""
+
+
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """`text` with each of `secrets` (a model's key, a header's value), every URL password and
-    every `...password=`/`token=`/`api_key=` value as `****`.
+    """`text` with each of `secrets` (a model's key, a header's value), every URL password,
+    every `...password=`/`token=`/`api_key=` value and anything shaped like a provider's key
+    (`sk-…`) as `****`.
 
     Example:
         >>> redact("401: Incorrect API key provided: sk-live-123.", secrets=["sk-live-123"])
@@ -37,4 +46,5 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     """
     for secret in sorted({s for s in secrets if len(s) >= MIN_SECRET}, key=len, reverse=True):
         text = text.replace(secret, "****")  # the longest first: a key may contain another
+    text = _KEY_SHAPED.sub("****", text)
     return _SECRET_PARAM.sub(r"\1****", _USERINFO.sub(r"\1****@", text))

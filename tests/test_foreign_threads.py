@@ -259,14 +259,6 @@ def test_the_cli_refuses_another_applications_thread_and_prune_leaves_it(
     assert server.requests == [] and other_history(db, "user-42") == before
 
 
-def test_the_ownership_modules_examples_hold() -> None:
-    import doctest
-
-    from graphloop.graph import ownership
-
-    result = doctest.testmod(ownership)
-    assert result.attempted == 2 and result.failed == 0
-
 
 class PolicyState(TypedDict):
     messages: Annotated[list[AnyMessage], add_messages]
