@@ -27,6 +27,7 @@ import asyncio
 import contextvars
 import hashlib
 import logging
+import math
 import os
 import threading
 import time
@@ -36,7 +37,7 @@ from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 from graphloop.checkpointers.blocking import in_db_thread
-from graphloop.checkpointers.errors import ThreadBusyError, UnusableDatabaseError
+from graphloop.checkpointers.errors import ConfigurationError, ThreadBusyError, UnusableDatabaseError
 
 __all__ = ["Drivers", "as_another_caller", "drivers_at"]
 
@@ -57,7 +58,19 @@ inherits the dict but not the locks) and its hold (an object of its own)."""
 
 def _key(thread_id: str) -> int:
     """A 62-bit number for `thread_id`: a lock offset, or an advisory lock key."""
-    return int.from_bytes(hashlib.blake2b(thread_id.encode(), digest_size=8).digest()) >> 2
+    encoded = thread_id.encode("utf-8", "surrogatepass")  # any str, lone surrogates included
+    return int.from_bytes(hashlib.blake2b(encoded, digest_size=8).digest()) >> 2
+
+
+def _seconds(wait: object) -> float:
+    """`wait` as seconds to wait for a thread: a finite number, 0 or more."""
+    try:
+        seconds = float(wait)  # pyright: ignore[reportArgumentType]  # checked here
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ConfigurationError(f"wait must be a number of seconds, 0 or more; got {wait!r}")
+    return seconds
 
 
 class Drivers(ABC):
@@ -77,6 +90,7 @@ class Drivers(ABC):
     def drive(self, thread_id: str, wait: float = 0.0) -> Generator[None, None, None]:
         """Hold `thread_id` for the block; `ThreadBusyError` if another caller holds it for
         longer than `wait` seconds."""
+        wait = _seconds(wait)
         if self.holds(thread_id):
             yield
             return
@@ -91,6 +105,7 @@ class Drivers(ABC):
     @asynccontextmanager
     async def adrive(self, thread_id: str, wait: float = 0.0) -> AsyncGenerator[None, None]:
         """`drive`, waiting without blocking the event loop."""
+        wait = _seconds(wait)
         if self.holds(thread_id):
             yield
             return

@@ -35,7 +35,7 @@ def _driver(graph: OwnedGraph, config: RunnableConfig | None, context: object) -
     ledger = configurable.get(LEDGER_KEY) or (context.ledger if isinstance(context, LoopContext) else None)
     if thread_id is None or configurable.get("checkpoint_ns") or not isinstance(ledger, Ledger):
         return None
-    return ledger.drivers, str(thread_id), float(configurable.get(WAIT_FOR_THREAD) or 0)
+    return ledger.drivers, str(thread_id), configurable.get(WAIT_FOR_THREAD) or 0.0
 
 
 class DrivenGraph(OwnedGraph):

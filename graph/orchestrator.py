@@ -217,7 +217,10 @@ class Orchestrator:
         context = self._context(options.get("model_cfg"))
         policy = self._policy(options)
         check_policy(policy, context)
-        thread_id = options.get("thread_id") or uuid4().hex
+        given = options.get("thread_id")
+        if given is not None and not str(given).strip():
+            raise ConfigurationError(f"thread_id {given!r} is empty: pass a thread's id, or none for a new thread")
+        thread_id = given or uuid4().hex
         async with self._session(context) as (graph, context), holding(context, thread_id, options.get("wait")):
             user_id = policy.get("user_id")
             if user_id is not None and context.ledger is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import re
 import weakref
 from collections.abc import Sequence
@@ -169,6 +170,12 @@ def _model_error(exc: Exception, model: ModelConfig) -> ModelCallError:
             label=model.label)
     if isinstance(exc, httpx.TransportError):  # raised while reading a stream, not wrapped by openai
         return ModelCallError(_redact(f"{where}: the connection failed during the reply: {exc!r}", model),
+                              label=model.label)
+    if isinstance(exc, json.JSONDecodeError):
+        return ModelCallError(f"{where} sent a reply that is not a chat completion: the body is empty or "
+                              "not JSON", label=model.label)
+    if type(exc) is openai.APIError:  # an error event in the middle of a stream
+        return ModelCallError(_redact(f"{where} reported an error during the reply: {exc.message}", model),
                               label=model.label)
     if isinstance(exc, ValueError) and "No generations found in stream" in str(exc):
         return EmptyReplyError(f"{where} streamed nothing", label=model.label, nothing_streamed=True)

@@ -18,6 +18,7 @@ wire is the same.
 
 from __future__ import annotations
 
+import json
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, cast
@@ -95,8 +96,11 @@ def junk_in(body: object) -> str | None:
     if not _is(message, dict):
         return f"choices[0].message is {_kind(message)}"
     content = _field(message, "content")
-    if not _is(content, str, list, type(None)):
+    if not _is(content, str, list, type(None)) or (
+            _is(content, list) and not all(_is(part, str, dict) for part in cast(list[object], content))):
         return f"choices[0].message.content is {_kind(content)}, not text"
+    if _field(message, "role") not in ("assistant", None):
+        return f"choices[0].message.role is {_field(message, 'role')!r}, not 'assistant'"
     calls = _field(message, "tool_calls")
     if not _is(calls, list, type(None)):
         return f"choices[0].message.tool_calls is {_kind(calls)}, not a list"
@@ -104,6 +108,38 @@ def junk_in(body: object) -> str | None:
         if not _is(_field(_field(call, "function"), "name"), str):
             return f"choices[0].message.tool_calls[{index}] has no function name"
     return None
+
+
+def _junk_chunk(chunk: object) -> str | None:
+    """What makes a streamed chunk unreadable, or None."""
+    none: list[object] = []
+    nothing: dict[str, object] = {}
+    choices = _field(chunk, "choices") or none
+    if not _is(choices, list):
+        return f"choices is {_kind(choices)}"
+    for choice in cast(list[object], choices):
+        delta = _field(choice, "delta") or nothing
+        if not _is(choice, dict) or not _is(delta, dict):
+            return "a choice without a delta object"
+        if not _is(_field(delta, "content"), str, type(None)):
+            return f"delta.content is {_kind(_field(delta, 'content'))}, not text"
+        calls = _field(delta, "tool_calls") or none
+        if not _is(calls, list) or not all(
+                _is(c, dict) and _is(_field(c, "function") or nothing, dict) for c in cast(list[object], calls)):
+            return "delta.tool_calls is not a list of calls"
+    return None
+
+
+def _arguments_as_text(data: dict[str, Any]) -> None:
+    """Arguments sent as a JSON object (or null) instead of its text, as text: what the model
+    meant is clear, and the checks after this one read text."""
+    for choice in cast(list[dict[str, Any]], data.get("choices") or []):
+        message: dict[str, Any] = choice.get("message") or {}
+        for call in cast(list[dict[str, Any]], message.get("tool_calls") or []):
+            function: dict[str, Any] = call.get("function") or {}
+            arguments: object = function.get("arguments")
+            if not isinstance(arguments, str):
+                function["arguments"] = "" if arguments is None else json.dumps(arguments)
 
 
 def _split_non_object_calls(response: dict[str, Any]) -> list[InvalidToolCall]:
@@ -222,6 +258,7 @@ class RepairedChatOpenAI(ChatOpenAI):
         if problem := junk_in(data):
             raise NotAChatCompletion(problem)
         assert isinstance(data, dict)
+        _arguments_as_text(data)
         choices: list[dict[str, Any]] = data.get("choices") or [{}]
         first: dict[str, Any] = choices[0].get("message") or {}
         raw_calls: list[dict[str, Any]] = first.get("tool_calls") or []
@@ -238,11 +275,9 @@ class RepairedChatOpenAI(ChatOpenAI):
     def _convert_chunk_to_generation_chunk(
         self, chunk: dict[str, Any], default_chunk_class: type, base_generation_info: dict[str, Any] | None
     ) -> ChatGenerationChunk | None:
-        sent: object = chunk.get("choices") or []
-        if not _is(sent, list) or not all(
-                _is(c, dict) and _is(_field(c, "delta") or {}, dict) for c in cast(list[object], sent)):
-            raise NotAChatCompletion(f"a streamed chunk is not a completion chunk: {str(chunk)[:120]!r}")
-        choices = cast(list[dict[str, Any]], sent)
+        if problem := _junk_chunk(chunk):
+            raise NotAChatCompletion(f"a streamed chunk is not a completion chunk ({problem}): {str(chunk)[:120]!r}")
+        choices = cast(list[dict[str, Any]], chunk.get("choices") or [])
         for choice in choices:
             delta_fields: dict[str, Any] = choice.get("delta") or {}
             deltas: list[dict[str, Any]] = delta_fields.get("tool_calls") or []

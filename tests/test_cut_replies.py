@@ -154,6 +154,11 @@ JUNK = {
         "choices[0].message.tool_calls is an object, not a list"),
     "content a number": ({"choices": [{"index": 0, "message": {"role": "assistant", "content": 5}}]},
                          "choices[0].message.content is int, not text"),
+    "content a list of numbers": ({"choices": [{"index": 0, "message": {"role": "assistant", "content": [1, 2]}}]},
+                                  "choices[0].message.content is a list, not text"),
+    "a tool's message": ({"choices": [{"index": 0, "message": {"role": "tool", "content": "x"}}]},
+                         "choices[0].message.role is 'tool', not 'assistant'"),
+    "an empty body": ("", "the body is"),
 }
 
 
@@ -195,3 +200,12 @@ def test_junk_in_the_middle_of_a_run_loses_no_tool_result(server: ScriptedServer
     assert CALLS == [("add", {"a": 2, "b": 3})]
     assert [m.text for m in state["messages"] if isinstance(m, ToolMessage)] == ["5"]
     assert backup.requests[0].messages[-1]["role"] == "tool"  # the backup saw the result
+
+
+def test_arguments_sent_as_an_object_are_taken_as_their_json(server: ScriptedServer) -> None:
+    call = {"id": "c1", "type": "function", "function": {"name": "transfer", "arguments": {"to": "a", "amount": 3}}}
+    server.add(junk({"id": "x", "object": "chat.completion", "created": 1, "model": "scripted", "choices": [
+        {"index": 0, "finish_reason": "tool_calls",
+         "message": {"role": "assistant", "content": None, "tool_calls": [call]}}]}), reply("sent"))
+    state = compile_graph().invoke(start("pay"), context=context_for(server))
+    assert RAN == [{"to": "a", "amount": 3}] and state["messages"][-1].text == "sent"

@@ -264,3 +264,16 @@ def test_a_dropped_postgres_session_gives_its_holds_back_to_this_process(postgre
                 with pytest.raises(ThreadBusyError):
                     with drivers_at(postgres_db + "?application_name=other", postgres=True).drive("t"):
                         pass
+
+
+@pytest.mark.parametrize("wait", [-5, float("nan"), float("inf"), "soon"])
+def test_a_wait_that_is_not_seconds_is_refused_in_one_line(sqlite_db: Path, wait: Any) -> None:
+    from graphloop.graph import ConfigurationError
+
+    with ScriptedServer(strict=True) as server:
+        orch = Orchestrator(TOOLS, db=sqlite_db, models=[server.model_config()])
+        with pytest.raises(ConfigurationError, match="wait must be a number of seconds, 0 or more"):
+            orch.run_sync("1+2", thread_id="t", wait=wait)
+        with pytest.raises(ConfigurationError, match="thread_id '' is empty"):
+            orch.run_sync("1+2", thread_id="")
+        assert server.requests == []
