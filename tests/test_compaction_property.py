@@ -68,7 +68,7 @@ def well_formed(sent: list[dict[str, Any]]) -> None:
     assert not open_calls, "a tool call was left unanswered"
 
 
-@settings(max_examples=200, deadline=None,
+@settings(max_examples=120, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(histories())
 def test_every_request_fits_and_keeps_system_task_and_whole_rounds(
