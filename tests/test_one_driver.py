@@ -131,6 +131,15 @@ def child(db: Path | str, server: ScriptedServer, task: str, wait: float = 0) ->
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
+def child_holding(db: Path | str, server: ScriptedServer, task: str = "1+2") -> subprocess.Popen[str]:
+    """A second process running `task` on thread "t", once it holds the thread: it takes it
+    before its first read, so its first model request means it has it."""
+    running = child(db, server, task)
+    while not server.requests:
+        time.sleep(0.05)
+    return running
+
+
 def outcome_of(process: subprocess.Popen[str]) -> dict[str, str]:
     out, err = process.communicate(timeout=120)
     assert out.strip(), err
@@ -140,9 +149,7 @@ def outcome_of(process: subprocess.Popen[str]) -> dict[str, str]:
 def test_another_process_is_refused_while_one_runs_the_thread(any_db: Path | str) -> None:
     with ScriptedServer(strict=True) as server:
         server.add(*[answers_after(3.0)] * 2)
-        running = child(any_db, server, "1+2")
-        while not server.requests:  # the child holds the thread from before its first read
-            time.sleep(0.05)
+        running = child_holding(any_db, server)
         orch = Orchestrator(TOOLS, db=any_db, models=[server.model_config()])
         with pytest.raises(ThreadBusyError):
             orch.run_sync("3+4", thread_id="t")
@@ -154,9 +161,7 @@ def test_another_process_is_refused_while_one_runs_the_thread(any_db: Path | str
 def test_a_killed_driver_lets_go_of_its_thread_at_once(any_db: Path | str) -> None:
     with ScriptedServer(strict=True) as server:
         server.add(answers_after(5.0), *[answers_after(0)] * 2)
-        running = child(any_db, server, "1+2")
-        while not server.requests:
-            time.sleep(0.05)
+        running = child_holding(any_db, server)
         running.send_signal(signal.SIGKILL)
         running.communicate(timeout=30)
         orch = Orchestrator(TOOLS, db=any_db, models=[server.model_config()])
@@ -168,9 +173,7 @@ def test_a_killed_driver_lets_go_of_its_thread_at_once(any_db: Path | str) -> No
 def test_continuing_a_thread_another_process_runs_is_refused_not_reported_unknown(sqlite_db: Path) -> None:
     with ScriptedServer(strict=True) as server:
         server.add(*[answers_after(3.0)] * 2)
-        running = child(sqlite_db, server, "1+2")
-        while not server.requests:
-            time.sleep(0.05)
+        running = child_holding(sqlite_db, server)
         orch = Orchestrator(TOOLS, db=sqlite_db, models=[server.model_config()])
         with pytest.raises(ThreadBusyError):
             orch.resume_sync("t")  # before: the running call's claim read as "Outcome unknown"
@@ -184,9 +187,7 @@ def test_the_cli_says_so_in_one_line_or_waits_with_wait(sqlite_db: Path) -> None
 
     with ScriptedServer(strict=True) as server:
         server.add(*[answers_after(2.0)] * 4)
-        running = child(sqlite_db, server, "1+2")
-        while not server.requests:
-            time.sleep(0.05)
+        running = child_holding(sqlite_db, server)
         args = ("--thread", "t", "--db", str(sqlite_db), "--tools", "conftest:TOOLS", "--model", "scripted")
         refused = invoke("run", "3+4", *args, server=server)
         assert refused.exit_code == 1 and "Traceback" not in refused.output
