@@ -501,3 +501,25 @@ def test_an_approval_from_the_view_before_a_new_message_is_refused(
     assert error.startswith("AlreadyDecidedError: ") and "earlier view" in error
     assert audit(approvals, thread) == [("delete_file", "abandoned")]
     assert values(client, thread)["messages"][-1]["content"] == "Fine."
+
+
+@pytest.mark.parametrize("strategy", ["enqueue", "reject"])
+def test_a_double_submit_loses_no_turn(client: SyncLangGraphClient, script: Script, strategy: Any) -> None:
+    thread = client.threads.create()["thread_id"]
+    script.add(reply("first answer", delay=1.5))
+    first = client.runs.create(thread, GRAPH, input={"messages": [human("first")]}, multitask_strategy=strategy)
+    accepted = [first]
+    try:  # the same submit again while the first runs: a double click, a second tab
+        accepted.append(client.runs.create(thread, GRAPH, input={"messages": [human("second")]},
+                                           multitask_strategy=strategy))
+        script.add(reply("second answer"))
+    except httpx.HTTPStatusError as refused:
+        assert strategy == "reject" and refused.response.status_code == 409
+    for run in accepted:
+        client.runs.join(thread, run["run_id"])
+    messages = values(client, thread)["messages"]
+    said = [(m["type"], text_of(m)) for m in messages]
+    expected = [("human", "first"), ("ai", "first answer")]
+    if len(accepted) == 2:
+        expected += [("human", "second"), ("ai", "second answer")]
+    assert said == expected  # every accepted turn whole, in order; none lost or interleaved
