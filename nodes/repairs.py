@@ -19,6 +19,7 @@ wire is the same.
 from __future__ import annotations
 
 import json
+import warnings
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, cast
@@ -217,6 +218,15 @@ class _Tally:
 
 def _as_built(payload: dict[str, Any]) -> dict[str, Any]:
     return payload
+
+
+_HOOKS = ("_get_request_payload", "_create_chat_result", "_convert_chunk_to_generation_chunk", "_stream",
+          "_astream")
+"""The private methods of langchain-openai these repairs override (pyproject.toml bounds the
+release; this check says so should one be gone all the same)."""
+if _gone := [name for name in _HOOKS if not callable(getattr(ChatOpenAI, name, None))]:
+    warnings.warn(f"this langchain-openai has no {', '.join(_gone)}: graphloop's repairs of what servers "
+                  "send (cut-off streams, junk replies, calls without index) are off", RuntimeWarning, stacklevel=1)
 
 
 class RepairedChatOpenAI(ChatOpenAI):
