@@ -24,6 +24,7 @@ not stopped by its own hold: holds are re-entrant within one task (a context var
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextvars
 import hashlib
 import logging
@@ -37,7 +38,13 @@ from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 from graphloop.checkpointers.blocking import in_db_thread
-from graphloop.checkpointers.errors import ConfigurationError, ThreadBusyError, UnusableDatabaseError
+from graphloop.checkpointers.errors import (
+    ConfigurationError,
+    GraphloopError,
+    ThreadBusyError,
+    UnusableDatabaseError,
+)
+from graphloop.checkpointers.redact import redact
 
 __all__ = ["Drivers", "as_another_caller", "drivers_at"]
 
@@ -110,18 +117,40 @@ class Drivers(ABC):
             yield
             return
         deadline = time.monotonic() + wait
-        while (taken := await in_db_thread(self._take, thread_id)) is None:
+        while (taken := await self._atake(thread_id)) is None:
             if time.monotonic() >= deadline:
                 raise self._busy(thread_id, wait)
             await asyncio.sleep(_POLL_S)
-        with self._holding(thread_id, taken):
+        mark = self._mark(thread_id, taken)
+        try:
             yield
+        finally:
+            _held.set(_held.get() - {mark})
+            # off the event loop, and through a cancellation: a hold is always given back
+            await asyncio.shield(in_db_thread(self._give_back, thread_id, taken[1]))
+
+    async def _atake(self, thread_id: str) -> tuple[object, object] | None:
+        """`_take` on a database thread. Cancelled meanwhile, the take still completes there;
+        what it took is given back before the cancellation goes on."""
+        taking = asyncio.ensure_future(in_db_thread(self._take, thread_id))
+        try:
+            return await asyncio.shield(taking)
+        except asyncio.CancelledError:
+            taken = await taking
+            if taken is not None:
+                await in_db_thread(self._give_back, thread_id, taken[1])
+            raise
+
+    def _mark(self, thread_id: str, taken: tuple[object, object]) -> tuple[str, str, object]:
+        """Note in this context that it holds `thread_id` (see `holds`)."""
+        mark = (self.where, thread_id, taken[0])
+        _held.set(_held.get() | {mark})
+        return mark
 
     @contextmanager
     def _holding(self, thread_id: str, taken: tuple[object, object]) -> Generator[None, None, None]:
-        hold, token = taken
-        mark = (self.where, thread_id, hold)
-        _held.set(_held.get() | {mark})
+        token = taken[1]
+        mark = self._mark(thread_id, taken)
         try:
             yield
         finally:
@@ -147,6 +176,13 @@ class Drivers(ABC):
             _local[key] = (os.getpid(), hold)
         try:
             token = self._take_shared(thread_id)  # then among processes
+        except Exception as exc:  # psycopg's errors, lockf's ENOLCK: named, in one line
+            self._forget(key)
+            if isinstance(exc, GraphloopError):
+                raise
+            raise UnusableDatabaseError(f"db {redact(self.where)!r}: cannot hold thread {thread_id!r} "
+                                        f"({type(exc).__name__}: {redact(str(exc)).splitlines()[0] if str(exc) else ''}); "
+                                        "check that the database is reachable", path=redact(self.where)) from None
         except BaseException:
             self._forget(key)
             raise
@@ -238,8 +274,8 @@ class _Advisory(Drivers):
         from psycopg import Connection
 
         if self._conn is None:
-            conn = Connection.connect(self.where, autocommit=True, keepalives=1, keepalives_idle=30,
-                                      keepalives_interval=10, keepalives_count=3)
+            conn = Connection.connect(self.where, autocommit=True, connect_timeout=10, keepalives=1,
+                                      keepalives_idle=30, keepalives_interval=10, keepalives_count=3)
             conn.execute("SET idle_in_transaction_session_timeout = 0")
             if conn.info.server_version >= 140000:
                 conn.execute("SET idle_session_timeout = 0")
@@ -272,14 +308,19 @@ class _Advisory(Drivers):
             self._conn.close()
             self._conn = None
 
+    def close(self) -> None:
+        """Close the session (at exit: the process holds nothing any more)."""
+        with self._use:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
     def _take_shared(self, thread_id: str) -> object | None:
         with self._use:
             taken = self._ask("SELECT pg_try_advisory_lock(%s)", thread_id)
             if taken:
                 self._threads.add(thread_id)
-            else:
-                self._close_if_idle()
-            return True if taken else None
+            return True if taken else None  # the session stays for a caller that asks again
 
     def _give_back_shared(self, thread_id: str, token: object) -> None:
         from psycopg import OperationalError
@@ -303,6 +344,13 @@ def as_another_caller() -> None:
 
 
 _made: dict[str, Drivers] = {}
+
+
+@atexit.register
+def _close_sessions() -> None:
+    for drivers in list(_made.values()):
+        if isinstance(drivers, _Advisory):
+            drivers.close()
 
 
 def drivers_at(where: str | None, *, postgres: bool = False) -> Drivers:

@@ -8,11 +8,12 @@ of its checkpoint, given back after the last write (`graphloop.checkpointers.dri
 from __future__ import annotations
 
 import warnings
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import merge_configs
+from langgraph.types import StateUpdate
 
 from graphloop.checkpointers import Ledger
 from graphloop.checkpointers.drivers import Drivers
@@ -63,6 +64,25 @@ class DrivenGraph(OwnedGraph):
         async with drivers.adrive(thread_id, wait):
             async for chunk in super().astream(input, config, **kwargs):
                 yield chunk
+
+
+    def bulk_update_state(self, config: RunnableConfig, supersteps: Sequence[Sequence[StateUpdate]]) -> RunnableConfig:
+        """A state update writes a checkpoint too: it holds the thread as a run does."""
+        hold = _driver(self, config, None)
+        if hold is None:
+            return super().bulk_update_state(config, supersteps)
+        drivers, thread_id, wait = hold
+        with drivers.drive(thread_id, wait):
+            return super().bulk_update_state(config, supersteps)
+
+    async def abulk_update_state(self, config: RunnableConfig, supersteps: Sequence[Sequence[StateUpdate]]) -> RunnableConfig:
+        """As `bulk_update_state`."""
+        hold = _driver(self, config, None)
+        if hold is None:
+            return await super().abulk_update_state(config, supersteps)
+        drivers, thread_id, wait = hold
+        async with drivers.adrive(thread_id, wait):
+            return await super().abulk_update_state(config, supersteps)
 
 
 def driven(compiled: OwnedGraph) -> OwnedGraph:

@@ -98,14 +98,16 @@ class ServedGraph(DrivenGraph):
                             task_id: str | None = None) -> RunnableConfig:
         """Agent Inbox's "ignore" (values None, as node `__end__`) on a paused thread answers its
         calls as not run, as the gate's own dismissal does, instead of leaving them pending."""
-        if as_node == END and values is None:
-            snapshot = await self.aget_state(config)
-            if at_gate(snapshot):
-                thread_id = str(config.get("configurable", {})["thread_id"])
-                ledger = (await in_db_thread(server_context)).ledger
-                update = await in_db_thread(dismiss_pause, snapshot.values, ledger, thread_id)  # pyright: ignore[reportArgumentType]  # the graph's state
-                # graphloop's own update, past the check of clients' updates
-                return await super().abulk_update_state(config, [[StateUpdate(update, EXECUTE_TOOLS)]])
+        thread_id = config.get("configurable", {}).get("thread_id")
+        if as_node == END and values is None and thread_id is not None:
+            ledger = (await in_db_thread(server_context)).ledger
+            # read, decide and write as one: a run approving the same pause waits or is refused
+            async with ledger.drivers.adrive(str(thread_id)) if ledger else contextlib.nullcontext():
+                snapshot = await self.aget_state(config)
+                if at_gate(snapshot):
+                    update = await in_db_thread(dismiss_pause, snapshot.values, ledger, str(thread_id))  # pyright: ignore[reportArgumentType]  # the graph's state
+                    # graphloop's own update, past the check of clients' updates
+                    return await super().abulk_update_state(config, [[StateUpdate(update, EXECUTE_TOOLS)]])
         return await self.abulk_update_state(config, [[StateUpdate(values, as_node, task_id)]])
 
     async def abulk_update_state(self, config: RunnableConfig, supersteps: Sequence[Sequence[StateUpdate]]) -> RunnableConfig:

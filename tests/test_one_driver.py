@@ -278,3 +278,20 @@ def test_a_wait_that_is_not_seconds_is_refused_in_one_line(sqlite_db: Path, wait
         with pytest.raises(ConfigurationError, match="thread_id '' is empty"):
             orch.run_sync("1+2", thread_id="")
         assert server.requests == []
+
+
+def test_a_state_update_is_refused_while_a_run_holds_the_thread(sqlite_db: Path) -> None:
+    with ScriptedServer(strict=True) as server, open_saver(sqlite_db) as saver:
+        server.add(*[answers_after(1.0)] * 2)
+        graph = compile_graph(saver)
+        context = LoopContext.create(models=[server.model_config()], tools=TOOLS)
+        config: Any = {"configurable": {"thread_id": "u"}}
+        runner = threading.Thread(target=graph.invoke, args=({"messages": [HumanMessage("1+2")]}, config),
+                                  kwargs={"context": context})
+        runner.start()
+        while not server.requests:
+            time.sleep(0.02)
+        with pytest.raises(ThreadBusyError):  # it would write a checkpoint beside the run's
+            graph.update_state(config, {"question": "forged"})
+        runner.join()
+        assert graph.get_state(config).values["messages"][-1].text == "sum is 3"
