@@ -7,7 +7,6 @@ of its checkpoint, given back after the last write (`graphloop.checkpointers.dri
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
@@ -17,7 +16,7 @@ from langgraph.types import StateUpdate
 
 from graphloop.checkpointers import Ledger
 from graphloop.checkpointers.drivers import Drivers
-from graphloop.graph.ownership import OwnedGraph
+from graphloop.graph.ownership import OwnedGraph, recast
 from graphloop.nodes import LoopContext
 from graphloop.nodes.audit import LEDGER_KEY
 
@@ -86,14 +85,5 @@ class DrivenGraph(OwnedGraph):
 
 
 def driven(compiled: OwnedGraph) -> OwnedGraph:
-    """`compiled` as a `DrivenGraph`, made as langgraph's `Pregel.copy` makes copies: from the
-    instance's attributes. Should a langgraph release change that, runs are not held (with a
-    warning) rather than not run."""
-    if isinstance(compiled, DrivenGraph):
-        return compiled
-    try:
-        return DrivenGraph(**{k: v for k, v in vars(compiled).items() if k != "__orig_class__"})
-    except TypeError:
-        warnings.warn("graphloop cannot hold threads with this langgraph release: two runs of one "
-                      "thread at once are not refused", RuntimeWarning, stacklevel=2)
-        return compiled
+    """`compiled` as a `DrivenGraph` (see `graphloop.graph.ownership.recast`)."""
+    return compiled if isinstance(compiled, DrivenGraph) else recast(compiled, DrivenGraph)

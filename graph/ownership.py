@@ -19,7 +19,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Collection, Iterator, Mapping, Sequence
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import ensure_config, merge_configs
@@ -27,12 +27,12 @@ from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import StateSnapshot, StateUpdate
 
-from graphloop.checkpointers import ForeignThreadError, Ledger
+from graphloop.checkpointers import ConfigurationError, ForeignThreadError, Ledger
 from graphloop.checkpointers.blocking import in_db_thread
 from graphloop.graph.resumes import VERSION
 from graphloop.nodes import LoopContext, LoopState
 
-__all__ = ["MARK", "OwnedGraph", "check_owned", "is_ours", "own_threads", "owned_graph"]
+__all__ = ["MARK", "OwnedGraph", "check_owned", "is_ours", "own_threads", "owned_graph", "recast"]
 
 MARK = "graphloop"
 """The checkpoint metadata key graphloop stamps; its value is the release that wrote it."""
@@ -79,8 +79,19 @@ class OwnedGraph(CompiledStateGraph[LoopState, LoopContext, LoopState, LoopState
         thread_id = merged.get("configurable", {}).get("thread_id")
         if thread_id is None:
             return merged, None, None  # langgraph says what is missing, if anything
-        saver = self._resolve_checkpointer(merged)  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]  # typed by langgraph without its parameter
-        return merged, thread_id, cast(BaseCheckpointSaver[str] | None, saver)
+        return merged, thread_id, self._saver_for(merged)
+
+    def _saver_for(self, config: RunnableConfig) -> BaseCheckpointSaver[str] | None:
+        """langgraph's own choice (`_resolve_checkpointer`, private), or, should a release drop
+        it, the same rule from public parts: the saver a server or parent lends through the
+        config, else this graph's."""
+        resolve = getattr(self, "_resolve_checkpointer", None)
+        if callable(resolve):
+            return cast(BaseCheckpointSaver[str] | None, resolve(config))
+        lent: object = config.get("configurable", {}).get("__pregel_checkpointer")
+        own = cast(object, self.checkpointer)  # pyright: ignore[reportUnknownMemberType]  # langgraph leaves its parameter open
+        saver: object = lent if lent is not None else own
+        return cast(BaseCheckpointSaver[str], saver) if isinstance(saver, BaseCheckpointSaver) else None
 
     def _check(self, config: RunnableConfig | None) -> None:
         merged, thread_id, saver = self._saver(config)
@@ -128,7 +139,20 @@ class OwnedGraph(CompiledStateGraph[LoopState, LoopContext, LoopState, LoopState
         return await super().abulk_update_state(config, supersteps)
 
 
+G = TypeVar("G", bound=CompiledStateGraph[LoopState, LoopContext, LoopState, LoopState])
+
+
+def recast(compiled: CompiledStateGraph[LoopState, LoopContext, LoopState, LoopState], cls: type[G]) -> G:
+    """`compiled` as an instance of its subclass `cls`, made as langgraph's public
+    `Pregel.copy` makes copies: the class called with the instance's attributes. Should a
+    langgraph release change that, `ConfigurationError` says so at once (at import)."""
+    try:
+        return cls(**{k: v for k, v in vars(compiled).items() if k != "__orig_class__"})
+    except TypeError as exc:
+        raise ConfigurationError(f"graphloop cannot build its {cls.__name__} with this langgraph "
+                                 f"({exc}); install a langgraph graphloop supports") from None
+
+
 def owned_graph(compiled: CompiledStateGraph[LoopState, LoopContext, LoopState, LoopState]) -> OwnedGraph:
     """`compiled` as an `OwnedGraph` whose checkpoints carry graphloop's stamp."""
-    owned = OwnedGraph(**{k: v for k, v in vars(compiled).items() if k != "__orig_class__"})
-    return owned.with_config(metadata={MARK: VERSION})
+    return recast(compiled, OwnedGraph).with_config(metadata={MARK: VERSION})

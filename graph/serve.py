@@ -33,6 +33,7 @@ from graphloop.checkpointers.blocking import in_db_thread
 from graphloop.graph.builder import LoopGraph, compile_graph
 from graphloop.graph.clients import client_command, client_update, client_values
 from graphloop.graph.driven import DrivenGraph
+from graphloop.graph.ownership import recast
 from graphloop.graph.results import at_gate
 from graphloop.graph.settings import load_settings
 from graphloop.nodes import LoopContext
@@ -132,8 +133,8 @@ def _client_updates(supersteps: Sequence[Sequence[StateUpdate]]) -> list[list[St
 
 
 def _served(compiled: LoopGraph) -> ServedGraph:
-    """`compiled` as a `ServedGraph`, made as langgraph's `Pregel.copy` makes copies."""
-    return ServedGraph(**{k: v for k, v in vars(compiled).items() if k != "__orig_class__"})
+    """`compiled` as a `ServedGraph` (see `graphloop.graph.ownership.recast`)."""
+    return recast(compiled, ServedGraph)
 
 
 graph = _served(compile_graph())
