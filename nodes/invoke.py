@@ -76,14 +76,16 @@ async def run_call(job: ToolJob, context: LoopContext, ledger: Ledger | None) ->
     twin = await _answer_for_twin(job, ledger)
     if twin is not None:
         return twin
-    as_another_caller()  # this task's context only: a tool that runs this thread is refused
     tool = context.tools.get(job["name"])
     assert tool is not None, "execute_tools answers calls to unknown tools"
     call = ToolCall(name=job["name"], args=job["args"], id=job["id"], type="tool_call")
     timeout = context.timeout_for(job["name"])
+    # the tool runs as another caller, in a context of its own: a tool that runs this thread is refused
+    own = contextvars.copy_context()
+    own.run(as_another_caller)
     if runs_on_a_thread(tool):
-        return await _on_a_thread(tool, call, timeout)
-    return await _on_the_loop(tool, call, timeout)
+        return await _on_a_thread(tool, call, timeout, own)
+    return await asyncio.create_task(_on_the_loop(tool, call, timeout), context=own)
 
 
 async def _on_the_loop(tool: BaseTool, call: ToolCall, timeout: float) -> Outcome:
@@ -102,10 +104,11 @@ async def _on_the_loop(tool: BaseTool, call: ToolCall, timeout: float) -> Outcom
     return _read(call["name"], result)
 
 
-async def _on_a_thread(tool: BaseTool, call: ToolCall, timeout: float) -> Outcome:
-    """`tool.invoke` on a tool thread, as LangChain's `ainvoke` would run it on asyncio's."""
+async def _on_a_thread(tool: BaseTool, call: ToolCall, timeout: float, context: contextvars.Context) -> Outcome:
+    """`tool.invoke` on a tool thread in `context`, as LangChain's `ainvoke` would run it on
+    asyncio's."""
     name = call["name"]
-    running = _tool_threads.executor().submit(contextvars.copy_context().run, tool.invoke, call)
+    running = _tool_threads.executor().submit(context.run, tool.invoke, call)
     waiter = asyncio.wrap_future(running)
     try:
         await asyncio.wait({waiter}, timeout=timeout)
