@@ -9,6 +9,8 @@ Example:
     'could not reach postgresql://app:****@db.internal/graphloop?sslpassword=****&a=1'
     >>> redact("model 'p' (m at http://gw.internal/sk-live-PATHKEY-55556666/v1) answered HTTP 502")
     "model 'p' (m at http://gw.internal/****/v1) answered HTTP 502"
+    >>> redact("http://pk-prod-llm-gateway.corp/v1 skip_confirmation_checks")
+    'http://pk-prod-llm-gateway.corp/v1 skip_confirmation_checks'
 """
 
 from __future__ import annotations
@@ -29,10 +31,12 @@ _SECRET_PARAM = re.compile(r"((?:[?&;#\s]|^)[\w.-]*(?:password|passwd|secret|tok
                            re.IGNORECASE)
 
 
-_KEY_SHAPED = re.compile(r"\b(?:sk|pk|rk|gsk|xai|hf|ghp|glpat|AIza)[-_]?[A-Za-z0-9][A-Za-z0-9_-]{15,}")
+_KEY_SHAPED = re.compile(r"\b(?:(?:sk|pk|rk|gsk|xai|hf|ghp|glpat)[-_](?=[\w-]*\d)(?=[\w-]*[A-Za-z])[\w-]{16,}"
+                         r"|AIza[\w-]{30,})")
 """Text shaped like a provider's key (OpenAI's and OpenRouter's `sk-…`, Groq's `gsk_…`, xAI,
-Hugging Face, GitHub, GitLab, Google), wherever it is: a key pasted into a URL's path, a bare
-query or a fragment has no name to find it by."""
+Hugging Face, GitHub, GitLab, Google): a prefix, a separator, then 16 or more characters with
+letters and digits, wherever it is; a key pasted into a URL's path, a bare query or a fragment
+has no name to find it by. Words (`pk-prod-llm-gateway`, `skip_confirmation_checks`) are not."""
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:

@@ -8,10 +8,12 @@ The sync wrappers never wait forever:
 - A `KeyboardInterrupt` or `SystemExit` raised in a task escapes the loop running it (asyncio
   lets both through) and would stop it for every caller. The background loop starts again at
   once; the exception reaches the caller whose run raised it, and the other runs go on.
-- Code that a sync wrapper is running (an async tool on graphloop's loop, or a thread it
-  started, calling another Orchestrator's `run_sync`) must not wait for work queued behind
-  itself: its call runs on a fresh loop in a new thread, and the caller blocks until it ends
-  (an async tool blocks its loop meanwhile, as any blocking call in async code does).
+- Code that a sync wrapper is running (an async tool on graphloop's loop, or a tool thread,
+  calling another Orchestrator's `run_sync`) must not wait for work queued behind itself:
+  its call runs on a fresh loop in a new thread, and the caller blocks until it ends (an
+  async tool blocks its loop meanwhile, as any blocking call in async code does). A bare
+  `threading.Thread` that such code starts does not inherit the context variable that marks
+  it, and deadlocks if its starter waits for it on graphloop's loop.
 - A caller interrupted while it waits (Ctrl-C) cancels the run it started.
 """
 
