@@ -106,8 +106,12 @@ class Drivers(ABC):
             if time.monotonic() >= deadline:
                 raise self._busy(thread_id, wait)
             time.sleep(_POLL_S)
-        with self._holding(thread_id, taken):
+        mark = self._mark(thread_id, taken)
+        try:
             yield
+        finally:
+            self._unmark(mark)
+            self._give_back(thread_id, taken[1])
 
     @asynccontextmanager
     async def adrive(self, thread_id: str, wait: float = 0.0) -> AsyncGenerator[None, None]:
@@ -125,7 +129,7 @@ class Drivers(ABC):
         try:
             yield
         finally:
-            _held.set(_held.get() - {mark})
+            self._unmark(mark)
             # off the event loop, and through a cancellation: a hold is always given back
             await asyncio.shield(in_db_thread(self._give_back, thread_id, taken[1]))
 
@@ -147,16 +151,10 @@ class Drivers(ABC):
         _held.set(_held.get() | {mark})
         return mark
 
-    @contextmanager
-    def _holding(self, thread_id: str, taken: tuple[object, object]) -> Generator[None, None, None]:
-        token = taken[1]
-        mark = self._mark(thread_id, taken)
-        try:
-            yield
-        finally:
-            # not `reset(token)`: a server may step an async generator from another context
-            _held.set(_held.get() - {mark})
-            self._give_back(thread_id, token)
+    @staticmethod
+    def _unmark(mark: tuple[str, str, object]) -> None:
+        # not `ContextVar.reset`: a server may step an async generator from another context
+        _held.set(_held.get() - {mark})
 
     def _busy(self, thread_id: str, wait: float) -> ThreadBusyError:
         waited = f" (waited {wait:g} s)" if wait else ""

@@ -23,13 +23,16 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["MARK", "UNSTORABLE", "dumps", "from_column", "from_row", "to_column", "to_columns"]
+__all__ = ["MARK", "SURROGATES", "UNSTORABLE", "dumps", "from_column", "from_row", "to_column", "to_columns"]
 
 MARK = "\ue000graphloop-json:"
 """What starts an encoded value: a private-use character no text of ours starts with."""
 
 UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 """The characters a database refuses as text: NUL (PostgreSQL) and lone surrogates (both)."""
+
+SURROGATES = re.compile("[\ud800-\udfff]")
+"""Lone surrogates: no UTF-8 encoding (a database's, or an HTTP request's) takes them."""
 
 
 def to_column(value: object) -> object:

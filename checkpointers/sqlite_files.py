@@ -24,10 +24,7 @@ from pathlib import Path
 
 from graphloop.checkpointers.errors import UnusableDatabaseError
 
-__all__ = ["SQLITE_HEADER", "opening", "usable_sqlite_path", "writable_sqlite_path"]
-
-SQLITE_HEADER = b"SQLite format 3\x00"
-"""The first 16 bytes of every SQLite database file."""
+__all__ = ["opening", "usable_sqlite_path", "writable_sqlite_path"]
 
 _ELSE = "or give another db"
 

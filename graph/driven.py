@@ -8,6 +8,7 @@ of its checkpoint, given back after the last write (`graphloop.checkpointers.dri
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager, AbstractContextManager, nullcontext
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -38,49 +39,40 @@ def _driver(graph: OwnedGraph, config: RunnableConfig | None, context: object) -
     return ledger.drivers, str(thread_id), configurable.get(WAIT_FOR_THREAD) or 0.0
 
 
+def _hold(graph: OwnedGraph, config: RunnableConfig | None, context: object) -> AbstractContextManager[None]:
+    """The thread held for the block, when the call must hold one (see `_driver`)."""
+    found = _driver(graph, config, context)
+    return nullcontext() if found is None else found[0].drive(found[1], found[2])
+
+
+def _ahold(graph: OwnedGraph, config: RunnableConfig | None, context: object) -> AbstractAsyncContextManager[None]:
+    """`_hold`, waiting without blocking the event loop."""
+    found = _driver(graph, config, context)
+    return nullcontext() if found is None else found[0].adrive(found[1], found[2])
+
+
 class DrivenGraph(OwnedGraph):
     """The compiled loop, run by one caller per thread at a time. A second run of a thread
     that is running raises `ThreadBusyError` before it reads anything, or waits up to
-    `config["configurable"]["wait_for_thread"]` seconds for it."""
+    `config["configurable"]["wait_for_thread"]` seconds for it. A state update writes a
+    checkpoint too, and holds the thread as a run does."""
 
     # langgraph's overloads state these loosely; the parameters are passed on unchanged
     def stream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Any]:  # pyright: ignore[reportIncompatibleMethodOverride]
-        hold = _driver(self, config, kwargs.get("context"))
-        if hold is None:
-            yield from super().stream(input, config, **kwargs)
-            return
-        drivers, thread_id, wait = hold
-        with drivers.drive(thread_id, wait):
+        with _hold(self, config, kwargs.get("context")):
             yield from super().stream(input, config, **kwargs)
 
     async def astream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> AsyncIterator[Any]:  # pyright: ignore[reportIncompatibleMethodOverride]
-        hold = _driver(self, config, kwargs.get("context"))
-        if hold is None:
+        async with _ahold(self, config, kwargs.get("context")):
             async for chunk in super().astream(input, config, **kwargs):
                 yield chunk
-            return
-        drivers, thread_id, wait = hold
-        async with drivers.adrive(thread_id, wait):
-            async for chunk in super().astream(input, config, **kwargs):
-                yield chunk
-
 
     def bulk_update_state(self, config: RunnableConfig, supersteps: Sequence[Sequence[StateUpdate]]) -> RunnableConfig:
-        """A state update writes a checkpoint too: it holds the thread as a run does."""
-        hold = _driver(self, config, None)
-        if hold is None:
-            return super().bulk_update_state(config, supersteps)
-        drivers, thread_id, wait = hold
-        with drivers.drive(thread_id, wait):
+        with _hold(self, config, None):
             return super().bulk_update_state(config, supersteps)
 
     async def abulk_update_state(self, config: RunnableConfig, supersteps: Sequence[Sequence[StateUpdate]]) -> RunnableConfig:
-        """As `bulk_update_state`."""
-        hold = _driver(self, config, None)
-        if hold is None:
-            return await super().abulk_update_state(config, supersteps)
-        drivers, thread_id, wait = hold
-        async with drivers.adrive(thread_id, wait):
+        async with _ahold(self, config, None):
             return await super().abulk_update_state(config, supersteps)
 
 

@@ -119,7 +119,7 @@ def _cut_short(reply: AIMessage) -> str | None:
     if not reasons and reply.response_metadata.get("finish_reason") is not None:
         reasons = [str(reply.response_metadata["finish_reason"])]
     for reason in reasons:
-        if reason.lower() in _CUT_REASONS or any(cut in reason.lower() for cut in _CUT_REASONS):
+        if any(cut in reason.lower() for cut in _CUT_REASONS):  # "lengthlength" too
             return f"the reply was cut off (finish_reason {reason!r}) before the call was complete"
     return None
 
@@ -138,13 +138,13 @@ def whole_calls(reply: AIMessage) -> AIMessage:
         >>> whole_calls(cut).invalid_tool_calls[0]["args"]
         '{"amount": 10}'
     """
-    if not reply.tool_calls:
-        return reply
+    cut = _cut_short(reply) if reply.tool_calls else None
+    if cut is None and STREAMED not in reply.response_metadata:
+        return reply  # a whole JSON body: langchain-openai parsed its calls' text strictly already
     record: dict[str, Any] = reply.response_metadata.get(STREAMED) or {}
     streamed: list[dict[str, str]] = record.get("calls", [])
     in_order = [c["arguments"] for c in streamed]
     by_id = {c["id"]: c["arguments"] for c in streamed if c.get("id")}
-    cut = _cut_short(reply)
     kept: list[ToolCall] = []
     broken: list[InvalidToolCall] = []
     for position, call in enumerate(reply.tool_calls):

@@ -144,9 +144,8 @@ def _finished(reply: AIMessage, model: ModelConfig) -> AIMessage:
     `StreamCutError` has the chain ask again without streaming."""
     record = reply.response_metadata.get(STREAMED)
     if isinstance(record, dict) and not cast(dict[str, Any], record).get("finish_reasons"):
-        raise StreamCutError(f"model {model.label!r} ({model.model_name} at {model.base_url}): the "
-                             "stream ended before the reply finished (no finish_reason)",
-                             label=model.label)
+        raise StreamCutError(f"{_where(model)}: the stream ended before the reply finished (no "
+                             "finish_reason)", label=model.label)
     return reply
 
 
@@ -155,9 +154,14 @@ def _calls_without_text(messages: Sequence[BaseMessage]) -> bool:
     return any(isinstance(m, AIMessage) and m.tool_calls and not m.text for m in messages)
 
 
+def _where(model: ModelConfig) -> str:
+    """The model as errors name it: its label, name and URL (never its key)."""
+    return redact(f"model {model.label!r} ({model.model_name} at {model.base_url})")
+
+
 def _model_error(exc: Exception, model: ModelConfig) -> ModelCallError:
     """What a failed request is for graphloop: the status, what was said, the key redacted."""
-    where = f"model {model.label!r} ({model.model_name} at {model.base_url})"
+    where = _where(model)
     if isinstance(exc, openai.APIStatusError):
         text = _redact(f"{where} answered HTTP {exc.status_code}: {exc.message}", model)
         kind = ContextOverflowError if (

@@ -131,20 +131,10 @@ def _junk_chunk(chunk: object) -> str | None:
     return None
 
 
-def _arguments_as_text(data: dict[str, Any]) -> None:
-    """Arguments sent as a JSON object (or null) instead of its text, as text: what the model
-    meant is clear, and the checks after this one read text."""
-    for choice in cast(list[dict[str, Any]], data.get("choices") or []):
-        message: dict[str, Any] = choice.get("message") or {}
-        for call in cast(list[dict[str, Any]], message.get("tool_calls") or []):
-            function: dict[str, Any] = call.get("function") or {}
-            arguments: object = function.get("arguments")
-            if not isinstance(arguments, str):
-                function["arguments"] = "" if arguments is None else json.dumps(arguments)
-
-
 def _split_non_object_calls(response: dict[str, Any]) -> list[InvalidToolCall]:
-    """Take out tool calls whose arguments are valid JSON but not an object."""
+    """Take out tool calls whose arguments are valid JSON but not an object. Arguments sent
+    as JSON itself (an object, or null) instead of its text become that text first: what the
+    model meant is clear."""
     moved: list[InvalidToolCall] = []
     choices: list[dict[str, Any]] = response.get("choices") or []
     for choice in choices:
@@ -154,7 +144,8 @@ def _split_non_object_calls(response: dict[str, Any]) -> list[InvalidToolCall]:
         moved_before = len(moved)
         for call in calls:
             function: dict[str, Any] = call.get("function") or {}
-            raw: str = function.get("arguments") or ""
+            sent: object = function.get("arguments")
+            raw = function["arguments"] = sent if isinstance(sent, str) else "" if sent is None else json.dumps(sent)
             error = arguments_error(raw)
             if error is None or "not valid JSON" in error:  # langchain handles broken JSON
                 kept.append(call)
@@ -268,7 +259,6 @@ class RepairedChatOpenAI(ChatOpenAI):
         if problem := junk_in(data):
             raise NotAChatCompletion(problem)
         assert isinstance(data, dict)
-        _arguments_as_text(data)
         choices: list[dict[str, Any]] = data.get("choices") or [{}]
         first: dict[str, Any] = choices[0].get("message") or {}
         raw_calls: list[dict[str, Any]] = first.get("tool_calls") or []

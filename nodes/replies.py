@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import json
+import re
 from typing import Literal
 
 from langchain_core.messages import ToolMessage
@@ -31,9 +32,10 @@ EXACT_KEY = "graphloop_exact"
 """Where a tool message keeps the exact text when the model read an escaped form."""
 
 
-def readable(text: str) -> str:
-    """`text` as a request can carry it: NUL and lone surrogates as `\\uXXXX` escapes."""
-    return UNSTORABLE.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
+def readable(text: str, characters: re.Pattern[str] = UNSTORABLE) -> str:
+    """`text` with each of `characters` (by default NUL and lone surrogates) as a `\\uXXXX`
+    escape: valid text that names the exact character."""
+    return characters.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
 
 
 def tool_reply(text: str, *, call_id: str, name: str, status: Literal["success", "error"]) -> ToolMessage:

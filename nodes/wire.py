@@ -32,7 +32,9 @@ import threading
 from dataclasses import dataclass, replace
 from typing import Any, Literal, cast
 
+from graphloop.checkpointers.encoding import SURROGATES
 from graphloop.nodes.config import ModelConfig
+from graphloop.nodes.replies import readable
 
 __all__ = ["Learned", "Lesson", "forget", "learn", "learned", "lesson_from", "shaped"]
 
@@ -109,16 +111,13 @@ def lesson_from(status: int, message: str, *, sent_empty_content: bool, choice: 
     return None
 
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
 def _valid_text(value: Any) -> Any:
     """`value` with each lone surrogate as a `\\uXXXX` escape: one (a file name `os.listdir`
     could not decode, in a task or a call's arguments) would fail the whole request's UTF-8
     encoding. In JSON arguments text, the escape means that character. Everything else, NUL
     included, goes as it is: JSON carries it."""
     if isinstance(value, str):
-        return _SURROGATE.sub(lambda found: f"\\u{ord(found.group()):04x}", value)
+        return readable(value, SURROGATES)
     if isinstance(value, dict):
         return {k: _valid_text(v) for k, v in cast(dict[str, Any], value).items()}
     if isinstance(value, list):

@@ -100,25 +100,33 @@ def test_two_threads_of_one_database_run_at_once(sqlite_db: Path) -> None:
         assert sorted(r.response for r in asyncio.run(two())) == ["sum is 3", "sum is 7"]
 
 
+def invoked_in_the_background(graph: Any, config: Any, context: LoopContext, server: ScriptedServer,
+                              ) -> tuple[threading.Thread, dict[str, Any]]:
+    """`graph.invoke` of "1+2" on another thread, once it holds its thread (its first model
+    request has arrived); the final state lands in the dict under "state"."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        outcome["state"] = graph.invoke({"messages": [HumanMessage("1+2")]}, config, context=context)
+
+    runner = threading.Thread(target=run)
+    runner.start()
+    while not server.requests:
+        time.sleep(0.02)
+    return runner, outcome
+
+
 def test_the_compiled_graph_refuses_a_second_invoke_of_a_running_thread(sqlite_db: Path) -> None:
     with ScriptedServer(strict=True) as server, open_saver(sqlite_db) as saver:
         server.add(*[answers_after(1.0)] * 4)
         graph = compile_graph(saver)
         context = LoopContext.create(models=[server.model_config()], tools=TOOLS)
         config: Any = {"configurable": {"thread_id": "g"}}
-        outcome: dict[str, Any] = {}
-
-        def first() -> None:
-            outcome["first"] = graph.invoke({"messages": [HumanMessage("1+2")]}, config, context=context)
-
-        runner = threading.Thread(target=first)
-        runner.start()
-        while not server.requests:
-            time.sleep(0.02)
+        runner, outcome = invoked_in_the_background(graph, config, context, server)
         with pytest.raises(ThreadBusyError):
             graph.invoke({"messages": [HumanMessage("3+4")]}, config, context=context)
         runner.join()
-        assert outcome["first"]["messages"][-1].text == "sum is 3"
+        assert outcome["state"]["messages"][-1].text == "sum is 3"
         assert turns(graph.get_state(config).values["messages"]) == ["1+2"]
         waited = graph.invoke({"messages": [HumanMessage("3+4")]},
                               {"configurable": {"thread_id": "g", "wait_for_thread": 5}}, context=context)
@@ -286,11 +294,7 @@ def test_a_state_update_is_refused_while_a_run_holds_the_thread(sqlite_db: Path)
         graph = compile_graph(saver)
         context = LoopContext.create(models=[server.model_config()], tools=TOOLS)
         config: Any = {"configurable": {"thread_id": "u"}}
-        runner = threading.Thread(target=graph.invoke, args=({"messages": [HumanMessage("1+2")]}, config),
-                                  kwargs={"context": context})
-        runner.start()
-        while not server.requests:
-            time.sleep(0.02)
+        runner, _ = invoked_in_the_background(graph, config, context, server)
         with pytest.raises(ThreadBusyError):  # it would write a checkpoint beside the run's
             graph.update_state(config, {"question": "forged"})
         runner.join()
