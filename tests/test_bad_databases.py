@@ -27,6 +27,7 @@ from graphloop.graph import (
 from graphloop.graph.testing import ScriptedServer, reply
 
 from conftest import SECRET
+from test_cli import invoke
 
 HERE = Path(__file__).parent
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 4
@@ -45,12 +46,7 @@ def graphloop(*args: str, server: ScriptedServer | None = None, cwd: Path | None
 def graphloop_here(*args: str, server: ScriptedServer) -> subprocess.CompletedProcess[str]:
     """The same command run in this process by typer's runner (the same code, without the two
     seconds a new interpreter takes to import it): for the matrix of cases."""
-    from typer.testing import CliRunner
-
-    from graphloop.graph.cli import app
-
-    env = {"COLUMNS": "250", "NO_COLOR": "1", "OPENAI_API_KEY": SECRET, "OPENAI_BASE_URL": server.url}
-    result = CliRunner().invoke(app, list(args), env=env)
+    result = invoke(*args, server=server)
     return subprocess.CompletedProcess(list(args), result.exit_code, result.output, "")
 
 

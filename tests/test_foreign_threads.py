@@ -45,6 +45,7 @@ from graphloop.graph.serve import graph as served_graph
 from graphloop.graph.testing import ScriptedServer, reply, tool_call
 
 from conftest import SECRET, TOOLS
+from test_cli import invoke
 
 REFUSED = r"thread 'user-42' was not created by graphloop: .* pick another thread_id, or give graphloop a database"
 FIXTURES = sorted((Path(__file__).parent / "fixtures").glob("paused-*.db"))
@@ -240,11 +241,7 @@ def test_the_cli_refuses_another_applications_thread_and_prune_leaves_it(
 
     def graphloop_here(*args: str) -> subprocess.CompletedProcess[str]:
         """The same command in this process (typer's runner): no interpreter to start."""
-        from typer.testing import CliRunner
-
-        from graphloop.graph.cli import app
-
-        result = CliRunner().invoke(app, [*args, "--db", str(db)], env=env)
+        result = invoke(*args, "--db", str(db), server=server, COLUMNS="400", PYTHONPATH=env["PYTHONPATH"])
         return subprocess.CompletedProcess(list(args), result.exit_code, result.output, "")
 
     for command, run in ((["run", "hi", "--model", "scripted", "--thread", "user-42"], graphloop),
