@@ -1,5 +1,8 @@
 """Storage: checkpoint savers, the approvals ledger, and the exceptions every layer shares."""
 
+from graphloop.checkpointers.blocking import ThreadPool, in_db_thread
+from graphloop.checkpointers.drivers import Drivers, as_another_caller
+from graphloop.checkpointers.encoding import SURROGATES, UNSTORABLE, dumps
 from graphloop.checkpointers.errors import (
     AlreadyDecidedError,
     ClientInputError,
@@ -16,6 +19,7 @@ from graphloop.checkpointers.errors import (
     NotPausedError,
     ResumeError,
     RunError,
+    SeamWarning,
     StreamCutError,
     ThreadBusyError,
     ThreadPausedError,
@@ -32,8 +36,10 @@ from graphloop.checkpointers.ledger import (
     RuleEntry,
     ToolCallEntry,
     call_hash,
+    is_postgres_url,
 )
 from graphloop.checkpointers.redact import redact
+from graphloop.checkpointers.rows import now
 from graphloop.checkpointers.savers import (
     DbLike,
     attach_ledger,
@@ -44,19 +50,22 @@ from graphloop.checkpointers.savers import (
     open_ledger,
     open_saver,
 )
+from graphloop.checkpointers.sqlite_files import writable_sqlite_path
 
 __all__ = [
+    "SURROGATES",
+    "UNSTORABLE",
     "AlreadyDecidedError",
-    "ClientInputError",
     "CallStatus",
+    "ClientInputError",
     "ConfigurationError",
     "ContextBudgetError",
     "ContextOverflowError",
-    "EmptyReplyError",
-    "StreamCutError",
     "DbLike",
-    "ForeignThreadError",
     "DecisionEntry",
+    "Drivers",
+    "EmptyReplyError",
+    "ForeignThreadError",
     "GraphloopError",
     "InboxEntry",
     "InvalidDecisionError",
@@ -69,19 +78,28 @@ __all__ = [
     "Rule",
     "RuleEntry",
     "RunError",
+    "SeamWarning",
+    "StreamCutError",
     "ThreadBusyError",
     "ThreadPausedError",
+    "ThreadPool",
     "ThreadVersionError",
     "ToolCallEntry",
     "UnknownThreadError",
     "UnusableDatabaseError",
+    "as_another_caller",
     "attach_ledger",
     "call_hash",
     "db_label",
+    "dumps",
+    "in_db_thread",
+    "is_postgres_url",
     "ledger_for",
     "memory_saver",
+    "now",
     "open_async_saver",
     "open_ledger",
     "open_saver",
     "redact",
+    "writable_sqlite_path",
 ]

@@ -161,7 +161,7 @@ class Drivers(ABC):
         return ThreadBusyError(
             f"thread {thread_id!r} is being run by another caller{waited}; nothing was read or "
             "stored. Try again when that run is done, or wait for it (Orchestrator: wait=seconds; "
-            "a compiled graph: config['configurable']['wait_for_thread'] = seconds)")
+            "a compiled graph: config['configurable']['wait_for_thread'] = seconds)", thread_id=thread_id)
 
     def _take(self, thread_id: str) -> tuple[object, object] | None:
         """Take `thread_id` now: the hold and a token to give it back with, or None if it is

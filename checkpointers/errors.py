@@ -13,6 +13,7 @@ The tree::
         │   │   └── StreamCutError      a stream stopped before its finish reason
         │   └── ModelUnavailableError   every model of the chain failed (each one's last error)
         ├── ThreadPausedError       a new task for a thread with unfinished work
+        ├── ThreadBusyError         another caller is running the thread now
         ├── ForeignThreadError      a thread another application wrote in the same database
         ├── ClientInputError        a client of the served graph sent what only the server sets
         └── ResumeError             a resume that cannot be applied; nothing was stored
@@ -22,8 +23,16 @@ The tree::
             ├── AlreadyDecidedError     someone else already decided this pause (a race lost)
             └── ThreadVersionError      the thread was saved by a graphloop this one cannot resume
 
-Warnings: `LedgerWarning` (a `UserWarning`), when a graph is compiled with a saver graphloop
-cannot attach its ledger to.
+Each error carries its context as attributes, not only in its message: `thread_id` on the
+thread errors (`ThreadPausedError`, `ThreadBusyError`, `ForeignThreadError`, every
+`ResumeError`), `label` and `status` on `ModelCallError`, each model's last error in
+`ModelUnavailableError.failures`, the sizes in `ContextBudgetError`. An attribute is None
+where the raising code did not know it.
+
+Warnings (each a `UserWarning`): `LedgerWarning`, when a graph is compiled with a saver
+graphloop cannot attach its ledger to; `SeamWarning`, at import, when the installed
+langchain-openai lacks, or has changed, a method graphloop's repairs override
+(`graphloop.nodes.repairs`).
 
 Tool failures are not exceptions for the caller: they become tool messages the model reads.
 This module sits at the bottom of the import chain (graph → nodes → checkpointers) so every
@@ -51,6 +60,8 @@ __all__ = [
     "NotPausedError",
     "ResumeError",
     "RunError",
+    "SeamWarning",
+    "ThreadBusyError",
     "ThreadPausedError",
     "ThreadVersionError",
     "UnknownThreadError",
@@ -104,7 +115,22 @@ class ContextBudgetError(RunError):
     """What must be sent (system prompt, task, tool schemas, latest round) exceeds the budget.
 
     Raised before anything is sent; the message names each size and the budget.
+
+    Attributes:
+        needed: Tokens the request needs at its shortest (None if not counted).
+        budget: Tokens it may have: the budget of the smallest-window model that may be
+            called next (None if not known).
+
+    Example:
+        >>> error = ContextBudgetError("too long", needed=9000, budget=6000)
+        >>> error.needed - error.budget
+        3000
     """
+
+    def __init__(self, message: str, *, needed: int | None = None, budget: int | None = None) -> None:
+        super().__init__(message)
+        self.needed = needed
+        self.budget = budget
 
 
 class ContextOverflowError(ModelCallError):
@@ -131,24 +157,65 @@ class StreamCutError(EmptyReplyError):
 
 
 class ModelUnavailableError(ModelCallError):
-    """Every model of the chain failed; the message lists each model's last error."""
+    """Every model of the chain failed; the message lists each model's last error.
+
+    Attributes:
+        failures: Each model's label and its last error, in the chain's order (a pair per
+            model, so two models of one label both show). The errors are the ones the chain
+            caught: their messages are redacted, and they hold no cause with the server's
+            own exception. `dict(error.failures)` looks them up by label.
+
+    Example:
+        >>> down = ModelCallError("model 'a' answered HTTP 503", label="a", status=503)
+        >>> error = ModelUnavailableError("every model failed (1)", failures=[("a", down)])
+        >>> dict(error.failures)["a"].status
+        503
+    """
+
+    def __init__(self, message: str, *, failures: Sequence[tuple[str, ModelCallError]] = ()) -> None:
+        super().__init__(message, status=None)
+        self.failures = tuple(failures)
 
 
 class ThreadPausedError(RunError):
-    """A new task for a thread with unfinished work (a pause, or a crash); resume it first."""
+    """A new task for a thread with unfinished work (a pause, or a crash); resume it first.
+
+    Attributes:
+        thread_id: The thread (None if the raising code did not know it).
+    """
+
+    def __init__(self, message: str, *, thread_id: str | None = None) -> None:
+        super().__init__(message)
+        self.thread_id = thread_id
 
 
 class ThreadBusyError(RunError, ValueError):
     """Another caller is running the thread now (a double submit, a second tab, another
     worker): a thread has one driver at a time. Nothing was read or stored; try again when
     it is done, or ask to wait (`wait=` seconds on the Orchestrator, `wait_for_thread` in a
-    run's `configurable`). Also a `ValueError`, so a LangGraph server passes it on."""
+    run's `configurable`). Also a `ValueError`, so a LangGraph server passes it on.
+
+    Attributes:
+        thread_id: The thread another caller is running (None if not known).
+    """
+
+    def __init__(self, message: str, *, thread_id: str | None = None) -> None:
+        super().__init__(message)
+        self.thread_id = thread_id
 
 
 class ForeignThreadError(RunError, ValueError):
     """The thread id names a thread graphloop did not create: another LangGraph application's,
     in the same database. graphloop neither reads nor changes it; nothing was stored. Also a
-    `ValueError`, so a LangGraph server passes the message on to the client."""
+    `ValueError`, so a LangGraph server passes the message on to the client.
+
+    Attributes:
+        thread_id: The other application's thread (None if not known).
+    """
+
+    def __init__(self, message: str, *, thread_id: str | None = None) -> None:
+        super().__init__(message)
+        self.thread_id = thread_id
 
 
 class ClientInputError(RunError, ValueError):
@@ -162,7 +229,19 @@ class ResumeError(RunError, ValueError):
 
     Also a `ValueError` (a resume value that does not fit the thread), which is what lets a
     LangGraph server pass its message on to the client instead of "An internal error occurred".
+
+    Attributes:
+        thread_id: The thread the resume named (None if the raising code did not know it, as
+            when a decision is checked apart from its thread).
+
+    Example:
+        >>> NotPausedError("thread 't1' has finished; nothing to resume", thread_id="t1").thread_id
+        't1'
     """
+
+    def __init__(self, message: str, *, thread_id: str | None = None) -> None:
+        super().__init__(message)
+        self.thread_id = thread_id
 
 
 class UnknownThreadError(ResumeError):
@@ -183,10 +262,12 @@ class AlreadyDecidedError(ResumeError):
     Attributes:
         decisions: The recorded decisions: `call_id`, `tool`, `decision`, `decided_by`,
             `decided_at` each.
+        thread_id: The thread (see `ResumeError`).
     """
 
-    def __init__(self, message: str, decisions: Sequence[Mapping[str, object]] = ()) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, decisions: Sequence[Mapping[str, object]] = (), *,
+                 thread_id: str | None = None) -> None:
+        super().__init__(message, thread_id=thread_id)
         self.decisions = list(decisions)
 
     @classmethod
@@ -198,9 +279,8 @@ class AlreadyDecidedError(ResumeError):
             f"decided ({first['decision']!r} by {first['decided_by']!r} at {first['decided_at']}); "
             "nothing was changed. If the process that decided it crashed, call resume(thread_id) "
             "without decisions to carry out the recorded decision",
-            decisions,
+            decisions, thread_id=str(first["thread_id"]),
         )
-
 
     @classmethod
     def carried_out(cls, thread_id: str, answered: Sequence[Mapping[str, object]],
@@ -215,14 +295,33 @@ class AlreadyDecidedError(ResumeError):
             f"is {first['status']}; this resume came from an earlier view of the thread (a second "
             "tab, a double submit, a view from before the user went on) and was refused: nothing "
             "ran. Reload the thread to see where it is now",
-            decisions,
+            decisions, thread_id=thread_id,
         )
 
 
 class ThreadVersionError(ResumeError):
-    """The thread's state was written by a graphloop version this one cannot resume."""
+    """The thread's state was written by a graphloop version this one cannot resume.
+
+    Attributes:
+        thread_id: The thread (see `ResumeError`).
+        saved_version: The state version the thread was saved with (None if not known).
+        supported_version: The newest state version this graphloop reads (None if not known).
+    """
+
+    def __init__(self, message: str, *, thread_id: str | None = None, saved_version: int | None = None,
+                 supported_version: int | None = None) -> None:
+        super().__init__(message, thread_id=thread_id)
+        self.saved_version = saved_version
+        self.supported_version = supported_version
 
 
 class LedgerWarning(UserWarning):
     """A graph compiled with a saver graphloop cannot attach its ledger to: calls are not
     claimed (at most once) nor audited unless the context brings a ledger."""
+
+
+class SeamWarning(UserWarning):
+    """The installed langchain-openai lacks (or has changed) a private method graphloop's
+    repairs override (`graphloop.nodes.repairs`); that repair is off and langchain-openai's
+    own behaviour is used. Warned once, at import, naming the method, the release and what is
+    lost."""

@@ -17,9 +17,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from graphloop.graph.results import PendingConfirmation
-from graphloop.graph.running import ResumeOptions
-from graphloop.nodes import Decision, ToolBox
-from graphloop.nodes.state import DecisionType
+from graphloop.graph.resumes import ResumeOptions
+from graphloop.nodes import Decision, DecisionType, ToolBox
 
 __all__ = ["ask", "call_text"]
 

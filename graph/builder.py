@@ -11,7 +11,8 @@ from __future__ import annotations
 import functools
 import warnings
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, TypeVar, cast
+from types import UnionType
+from typing import Annotated, Any, Literal, TypeVar, Union, cast, get_args, get_origin, get_type_hints
 
 from langchain_core.runnables import RunnableLambda
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -22,32 +23,33 @@ from graphloop.checkpointers import LedgerWarning, ledger_for
 from graphloop.graph.driven import driven
 from graphloop.graph.ownership import OwnedGraph, owned_graph
 from graphloop.nodes import (
-    LoopContext,
-    LoopState,
-    ask_confirmation,
-    call_model,
-    compact,
-    execute_tools,
-    finalize,
-    interrupt_for_confirm,
-    route_after_execute,
-    route_after_tools,
-    run_sync,
-    run_tool,
-)
-from graphloop.nodes.audit import LEDGER_KEY
-from graphloop.nodes.branches import Branch, BranchRouter, check_branches
-from graphloop.nodes.names import (
     ASK_CONFIRMATION,
     CALL_MODEL,
     COMPACT,
     EXECUTE_TOOLS,
     FINALIZE,
     INTERRUPT_FOR_CONFIRM,
+    LEDGER_KEY,
     RUN_TOOL,
+    Branch,
+    BranchRouter,
+    LoopContext,
+    LoopState,
+    ask_confirmation,
+    call_model,
+    check_branches,
+    compact,
+    execute_tools,
+    finalize,
+    interrupt_for_confirm,
+    route_after_execute,
+    route_after_model,
+    route_after_tools,
+    run_sync,
+    run_tool,
 )
 
-__all__ = ["LoopGraph", "build_graph", "compile_graph"]
+__all__ = ["LoopGraph", "build_graph", "compile_graph", "edges_of"]
 
 In = TypeVar("In")
 Out = TypeVar("Out")
@@ -96,19 +98,39 @@ def build_graph(branches: Sequence[Branch] = ()) -> StateGraph[LoopState, LoopCo
         add_node(branch.name, cast(Any, branch.node))  # langgraph's node protocols want parameter names a Callable type cannot state
         builder.add_edge(branch.name, END if branch.then == END else branch.then)
     builder.add_conditional_edges(CALL_MODEL, BranchRouter(tuple(branches)),
-                                  [EXECUTE_TOOLS, FINALIZE, *(b.name for b in branches)])
-    builder.add_conditional_edges(
-        EXECUTE_TOOLS, route_after_execute,
-        [RUN_TOOL, ASK_CONFIRMATION, INTERRUPT_FOR_CONFIRM, COMPACT, FINALIZE, END],
-    )
+                                  [*edges_of(route_after_model), *(b.name for b in branches)])
+    builder.add_conditional_edges(EXECUTE_TOOLS, route_after_execute, edges_of(route_after_execute))
     # once the turn's calls are answered, straight on: a second pass of execute_tools would
     # find nothing to do and cost a checkpoint per round
-    builder.add_conditional_edges(RUN_TOOL, route_after_tools,
-                                  [ASK_CONFIRMATION, INTERRUPT_FOR_CONFIRM, COMPACT, FINALIZE])
+    builder.add_conditional_edges(RUN_TOOL, route_after_tools, edges_of(route_after_tools))
     builder.add_edge(ASK_CONFIRMATION, INTERRUPT_FOR_CONFIRM)
     builder.add_edge(INTERRUPT_FOR_CONFIRM, EXECUTE_TOOLS)
     builder.set_finish_point(FINALIZE)
     return builder
+
+
+def edges_of(router: Callable[..., object]) -> list[str]:
+    """The nodes `router` may go to, read from its return annotation: the names in its
+    `Literal`s, and the node named in an `Annotated[list[Send], node]`.
+
+    Example:
+        >>> edges_of(route_after_model)
+        ['execute_tools', 'finalize']
+    """
+    found: list[str] = []
+    pending: list[object] = [get_type_hints(router, include_extras=True)["return"]]
+    while pending:
+        kind = pending.pop(0)
+        origin = get_origin(kind)
+        if origin is Literal:
+            found += [str(name) for name in get_args(kind)]
+        elif origin is Annotated:
+            found += [str(name) for name in get_args(kind)[1:]]
+        elif origin in (Union, UnionType):
+            pending += get_args(kind)
+    if not found:
+        raise TypeError(f"{router.__name__} names no node in its return annotation")
+    return found
 
 
 def compile_graph(

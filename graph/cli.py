@@ -32,8 +32,8 @@ from graphloop.checkpointers import (
     db_label,
     open_saver,
     redact,
+    writable_sqlite_path,
 )
-from graphloop.checkpointers.sqlite_files import writable_sqlite_path
 from graphloop.graph.approvals import Approvals
 from graphloop.graph.asking import ask, call_text
 from graphloop.graph.builder import compile_graph
@@ -44,8 +44,8 @@ from graphloop.graph.orchestrator import Orchestrator
 from graphloop.graph.results import (
     OrchestratorResult,
 )
+from graphloop.graph.resumes import ResumeOptions
 from graphloop.graph.retention import parse_age
-from graphloop.graph.running import ResumeOptions
 from graphloop.graph.settings import Database, Flags, as_database, existing_database
 from graphloop.nodes import Decision
 
@@ -300,7 +300,7 @@ def history(
         values = compile_graph(saver).get_state({"configurable": {"thread_id": thread}}).values
     messages: list[AnyMessage] = values.get("messages") or []
     if not messages:
-        raise UnknownThreadError(f"no thread {thread!r} in the database {db_label(path)!r}")
+        raise UnknownThreadError(f"no thread {thread!r} in the database {db_label(path)!r}", thread_id=thread)
     if as_json:
         typer.echo(json.dumps([_as_json(m) for m in messages], ensure_ascii=False, indent=2))
         return

@@ -15,11 +15,9 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import merge_configs
 from langgraph.types import StateUpdate
 
-from graphloop.checkpointers import Ledger
-from graphloop.checkpointers.drivers import Drivers
+from graphloop.checkpointers import Drivers, Ledger
 from graphloop.graph.ownership import OwnedGraph, recast
-from graphloop.nodes import LoopContext
-from graphloop.nodes.audit import LEDGER_KEY
+from graphloop.nodes import LEDGER_KEY, LoopContext
 
 __all__ = ["WAIT_FOR_THREAD", "DrivenGraph", "driven"]
 

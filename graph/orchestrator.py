@@ -12,11 +12,12 @@ Example:
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from dataclasses import replace
 from datetime import timedelta
-from typing import Unpack, cast
+from functools import partial
+from typing import Any, TypedDict, Unpack, cast
 from uuid import uuid4
 
 from langchain_core.messages import (
@@ -26,59 +27,52 @@ from langchain_core.messages import (
     SystemMessage,
     convert_to_messages,
 )
+from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.types import Command, StateSnapshot, StreamMode
 
 from graphloop.checkpointers import (
     ConfigurationError,
     DbLike,
     Ledger,
-    ThreadPausedError,
     UnknownThreadError,
     db_label,
+    in_db_thread,
 )
-from graphloop.checkpointers.blocking import in_db_thread
 from graphloop.graph.approvals import Approvals
 from graphloop.graph.builder import LoopGraph, compile_graph
 from graphloop.graph.ownership import own_threads
 from graphloop.graph.results import (
     AWAITING,
+    Finished,
     OrchestratorResult,
+    Paused,
     PendingConfirmation,
     RunEvent,
     ToolCallRecord,
-    at_gate,
+    event_of,
     pending_of,
+    result_of,
 )
-from graphloop.graph.resumes import (
-    VERSION,
-    check_version,
-    inbox_entry_of,
-)
+from graphloop.graph.resumes import ResumeOptions, command_for
 from graphloop.graph.retention import PruneReport, prune_threads
-from graphloop.graph.running import (
-    ResumeOptions,
-    RunOptions,
-    command_for,
-    config_for,
-    drive,
-    final,
-    holding,
-    settled,
-)
 from graphloop.graph.sessions import SharedSession
+from graphloop.graph.snapshots import VERSION, check_new_task, inbox_entry_of
 from graphloop.nodes import (
+    DEFAULT_MAX_ROUNDS,
+    STATE_VERSION,
     Branch,
     CompactionSettings,
+    DecisionType,
     LoopContext,
     LoopState,
     ModelLike,
     Policy,
+    RoleTools,
+    ToolLike,
+    check_policy,
     run_sync,
 )
-from graphloop.nodes.config import RoleTools
-from graphloop.nodes.gate import check_policy
-from graphloop.nodes.state import DEFAULT_MAX_ROUNDS, STATE_VERSION, DecisionType
-from graphloop.nodes.toolbox import ToolLike
 
 __all__ = [
     "AWAITING",
@@ -102,6 +96,26 @@ TOOL_INSTRUCTION = (
 SESSION_MESSAGES_KEPT = 6
 
 logger = logging.getLogger(__name__)
+
+Start = LoopState | Command[Any] | None
+"""What the graph is invoked with: a run's new input, a resume's command, or None to go on."""
+
+
+class RunOptions(TypedDict, total=False):
+    """The options of `Orchestrator.run` and `stream` (see `run`)."""
+
+    system_prompt: str
+    session_messages: Sequence[Mapping[str, Any]] | None
+    model_cfg: ModelLike | Iterable[ModelLike] | None
+    respond_with_final: bool
+    user_role: str
+    tool_list: Sequence[str] | None
+    confirm_allow: Iterable[str] | None
+    confirm_deny: Iterable[str] | None
+    thread_id: str | None
+    user_id: str | None
+    wait: float
+    """Seconds to wait for the thread while another run has it (0: `ThreadBusyError` at once)."""
 
 
 class Orchestrator:
@@ -171,27 +185,7 @@ class Orchestrator:
             raise self._no_ledger()
         return Approvals(self.db, self.context.tools.names)
 
-    @asynccontextmanager
-    async def _session(self, context: LoopContext) -> AsyncGenerator[tuple[LoopGraph, LoopContext], None]:
-        """The compiled graph on this database, and `context` with its ledger (shared by the
-        runs in progress on this event loop, see `graphloop.graph.sessions`)."""
-        async with self._shared() as (graph, ledger):
-            yield graph, replace(context, ledger=ledger)
-
-    def _no_ledger(self) -> ConfigurationError:
-        return ConfigurationError(
-            "approvals live in the database (a SQLite file or a PostgreSQL URL); this Orchestrator "
-            f"was given a saver object ({type(self.db).__name__}), so it keeps no ledger")
-
-    def _ledger_of(self, context: LoopContext) -> Ledger:
-        if context.ledger is None:
-            raise self._no_ledger()
-        return context.ledger
-
-    def _context(self, model_cfg: ModelLike | Iterable[ModelLike] | None) -> LoopContext:
-        context = self.context if model_cfg is None else self.context.with_models(model_cfg)
-        _ = context.primary  # raises ConfigurationError when no model is configured
-        return context
+    # -- run and resume ------------------------------------------------------------------------
 
     async def run(self, task: str, **options: Unpack[RunOptions]) -> OrchestratorResult:
         """Run `task`; the result has `checkpoint` set if it waits for a person.
@@ -202,70 +196,23 @@ class Orchestrator:
         `thread_id` (a finished thread's id continues that conversation) and `user_id` (whose
         remembered rules apply, and whom the audit names).
         """
-        return await final(self.stream(task, tokens=False, **options))
+        return await _result(self.stream(task, tokens=False, **options))
 
-    def stream(self, task: str, *, tokens: bool = True,
-               **options: Unpack[RunOptions]) -> AsyncGenerator[RunEvent, None]:
+    async def stream(self, task: str, *, tokens: bool = True,
+                     **options: Unpack[RunOptions]) -> AsyncGenerator[RunEvent, None]:
         """`run`, as events: `Token`s as the model writes (unless `tokens=False`), then
         `ModelReply`, `ToolResult`, `Compacted` and other `Update`s as nodes finish, and at
         the end `Paused` (if it waits) and `Finished` with the `OrchestratorResult`; by then
         everything is saved and the database closed.
         """
-        return settled(self._stream(task, tokens, options))
-
-    async def _stream(self, task: str, tokens: bool, options: RunOptions) -> AsyncGenerator[RunEvent, None]:
-        context = self._context(options.get("model_cfg"))
-        policy = self._policy(options)
-        check_policy(policy, context)
         given = options.get("thread_id")
         if given is not None and not str(given).strip():
             raise ConfigurationError(f"thread_id {given!r} is empty: pass a thread's id, or none for a new thread")
+        policy = self._policy(options)
         thread_id = given or uuid4().hex
-        async with self._session(context) as (graph, context), holding(context, thread_id, options.get("wait")):
-            user_id = policy.get("user_id")
-            if user_id is not None and context.ledger is not None:
-                policy["remembered"] = await in_db_thread(context.ledger.rules, user_id)
-            snapshot = await graph.aget_state(config_for(thread_id))
-            check_version(snapshot, thread_id)
-            # a new task at the gate answers the waiting calls as not run (graphloop.nodes.abandon)
-            if snapshot.next and not at_gate(snapshot):
-                raise ThreadPausedError(
-                    f"thread {thread_id!r} has unfinished work (stopped by a crash or an error, "
-                    "or waiting for the answer to a question); resume it first, or run this "
-                    "task with another thread_id"
-                )
-            start = self._input(task, policy, options, new_thread=not snapshot.values.get("messages"))
-            async for event in drive(graph, start, thread_id, context, tokens):
-                yield event
-
-    def _policy(self, options: RunOptions) -> Policy:
-        tool_list = options.get("tool_list")
-        return Policy(
-            user_role=options.get("user_role", "user"),
-            tool_list=list(tool_list) if tool_list is not None else None,
-            confirm_allow=sorted(options.get("confirm_allow") or ()),
-            confirm_deny=sorted(options.get("confirm_deny") or ()),
-            max_rounds=self.max_rounds,
-            respond_with_final=options.get("respond_with_final", True),
-            ask_model_to_confirm=self.ask_model_to_confirm,
-            user_id=options.get("user_id"),
-            remembered={},
-            one_call_per_pause=self.one_call_per_pause,
-            state_version=STATE_VERSION,
-            graphloop_version=VERSION,
-        )
-
-    def _input(self, task: str, policy: Policy, options: RunOptions, *, new_thread: bool) -> LoopState:
-        messages: list[BaseMessage] = []
-        system = (options.get("system_prompt") or "") + self.tool_instruction
-        if new_thread and system:  # no system text, no system message
-            messages.append(SystemMessage(system))
-        if new_thread:
-            recent = list(options.get("session_messages") or ())[-SESSION_MESSAGES_KEPT:]
-            messages += convert_to_messages([{"role": m["role"], "content": m["content"]} for m in recent])
-        messages.append(HumanMessage(task))
-        return LoopState(messages=cast(list[AnyMessage], messages), rounds=0, policy=policy,
-                         pending=[], question="")
+        begin = partial(self._new_task, thread_id, task, policy, options)
+        async for event in self._drive(thread_id, options, tokens, begin, policy):
+            yield event
 
     async def resume(
         self, checkpoint_or_thread_id: PendingConfirmation | str, **options: Unpack[ResumeOptions]
@@ -284,38 +231,125 @@ class Orchestrator:
         last checkpoint when no decision is given; completed tool calls are not run again,
         and decisions recorded before the crash are carried out.
         """
-        return await final(self.stream_resume(checkpoint_or_thread_id, tokens=False, **options))
+        return await _result(self.stream_resume(checkpoint_or_thread_id, tokens=False, **options))
 
-    def stream_resume(
+    async def stream_resume(
         self, checkpoint_or_thread_id: PendingConfirmation | str, *, tokens: bool = True,
         **options: Unpack[ResumeOptions],
     ) -> AsyncGenerator[RunEvent, None]:
         """`resume`, as the events `stream` yields."""
-        return settled(self._stream_resume(checkpoint_or_thread_id, tokens, options))
-
-    async def _stream_resume(
-        self, checkpoint_or_thread_id: PendingConfirmation | str, tokens: bool, options: ResumeOptions,
-    ) -> AsyncGenerator[RunEvent, None]:
         given = [k for k in ("confirmed", "decisions", "answer") if options.get(k) is not None]
         if len(given) > 1:
             raise ConfigurationError(f"pass one of confirmed=, decisions= or answer=, not {given}")
-        context = self._context(options.get("model_cfg"))
         if isinstance(checkpoint_or_thread_id, PendingConfirmation):
             thread_id = checkpoint_or_thread_id.thread_id
             expected = options.get("interrupt_id") or checkpoint_or_thread_id.interrupt_id
         else:
             thread_id, expected = checkpoint_or_thread_id, options.get("interrupt_id")
-        async with self._session(context) as (graph, context), holding(context, thread_id, options.get("wait")):
-            snapshot = await graph.aget_state(config_for(thread_id))
-            if not snapshot.values:
-                raise UnknownThreadError(
-                    f"no thread {thread_id!r} in the database {db_label(self.db)!r}; check the id and "
-                    "that this Orchestrator uses the same db as the run"
-                )
-            check_version(snapshot, thread_id)
-            command = await command_for(snapshot, thread_id, expected, context, options)
-            async for event in drive(graph, command, thread_id, context, tokens):
-                yield event
+        begin = partial(self._decided, thread_id, expected, options)
+        async for event in self._drive(thread_id, options, tokens, begin):
+            yield event
+
+    async def _drive(
+        self, thread_id: str, options: RunOptions | ResumeOptions, tokens: bool,
+        begin: Callable[[StateSnapshot, LoopContext], Awaitable[Start]], policy: Policy | None = None,
+    ) -> AsyncGenerator[RunEvent, None]:
+        """The one path of every run and resume, top to bottom.
+
+        Context (the models to use, checked) → session (this database's saver and ledger) →
+        the thread held (one driver at a time) → its saved state, checked → `begin` (a run's
+        new input, or a resume's checked and recorded decisions) → the graph, streamed as
+        events → the result, yielded once everything is saved and the session closed, so a
+        caller that stops reading at `Paused` leaves nothing open and nothing unsaved.
+        """
+        context = self._context(options.get("model_cfg"))
+        if policy is not None:
+            check_policy(policy, context)
+        config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
+        modes: list[StreamMode] = ["updates", "messages"] if tokens else ["updates"]
+        async with self._session(context) as (graph, context), _held(context, thread_id, options.get("wait")):
+            snapshot = await graph.aget_state(config)
+            start = await begin(snapshot, context)
+            # durability="sync": each step is on disk before the next starts (crash safety)
+            async for mode, chunk in graph.astream(start, config, context=context, durability="sync",  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]  # langgraph's astream is partly untyped
+                                                   stream_mode=modes):
+                for event in event_of(str(mode), chunk):  # pyright: ignore[reportUnknownArgumentType]
+                    yield event
+            snapshot = await graph.aget_state(config)
+            if context.ledger is not None:  # every result is in the checkpoint now: the ledger's copies can go
+                await in_db_thread(context.ledger.forget_results, thread_id)
+        result = result_of(snapshot.values, snapshot.interrupts, thread_id)
+        if result.checkpoint is not None:
+            yield Paused(result.checkpoint)
+        yield Finished(result)
+
+    async def _new_task(self, thread_id: str, task: str, policy: Policy, options: RunOptions,
+                        snapshot: StateSnapshot, context: LoopContext) -> LoopState:
+        """A run's input, once the thread is known to take a new task."""
+        check_new_task(snapshot, thread_id)
+        user_id = policy.get("user_id")
+        if user_id is not None and context.ledger is not None:
+            policy["remembered"] = await in_db_thread(context.ledger.rules, user_id)
+        messages: list[BaseMessage] = []
+        if not snapshot.values.get("messages"):  # a new thread: its system prompt and session
+            system = (options.get("system_prompt") or "") + self.tool_instruction
+            if system:  # no system text, no system message
+                messages.append(SystemMessage(system))
+            recent = list(options.get("session_messages") or ())[-SESSION_MESSAGES_KEPT:]
+            messages += convert_to_messages([{"role": m["role"], "content": m["content"]} for m in recent])
+        messages.append(HumanMessage(task))
+        return LoopState(messages=cast(list[AnyMessage], messages), rounds=0, policy=policy,
+                         pending=[], question="")
+
+    async def _decided(self, thread_id: str, expected: str | None, options: ResumeOptions,
+                       snapshot: StateSnapshot, context: LoopContext) -> Command[Any] | None:
+        """A resume's command, once the thread is known (`graphloop.graph.resumes`)."""
+        if not snapshot.values:
+            raise UnknownThreadError(
+                f"no thread {thread_id!r} in the database {db_label(self.db)!r}; check the id and "
+                "that this Orchestrator uses the same db as the run", thread_id=thread_id)
+        return await command_for(snapshot, thread_id, expected, context, options)
+
+    def _policy(self, options: RunOptions) -> Policy:
+        tool_list = options.get("tool_list")
+        return Policy(
+            user_role=options.get("user_role", "user"),
+            tool_list=list(tool_list) if tool_list is not None else None,
+            confirm_allow=sorted(options.get("confirm_allow") or ()),
+            confirm_deny=sorted(options.get("confirm_deny") or ()),
+            max_rounds=self.max_rounds,
+            respond_with_final=options.get("respond_with_final", True),
+            ask_model_to_confirm=self.ask_model_to_confirm,
+            user_id=options.get("user_id"),
+            remembered={},
+            one_call_per_pause=self.one_call_per_pause,
+            state_version=STATE_VERSION,
+            graphloop_version=VERSION,
+        )
+
+    def _context(self, model_cfg: ModelLike | Iterable[ModelLike] | None) -> LoopContext:
+        context = self.context if model_cfg is None else self.context.with_models(model_cfg)
+        _ = context.primary  # raises ConfigurationError when no model is configured
+        return context
+
+    @asynccontextmanager
+    async def _session(self, context: LoopContext) -> AsyncGenerator[tuple[LoopGraph, LoopContext], None]:
+        """The compiled graph on this database, and `context` with its ledger (shared by the
+        runs in progress on this event loop, see `graphloop.graph.sessions`)."""
+        async with self._shared() as (graph, ledger):
+            yield graph, replace(context, ledger=ledger)
+
+    def _no_ledger(self) -> ConfigurationError:
+        return ConfigurationError(
+            "approvals live in the database (a SQLite file or a PostgreSQL URL); this Orchestrator "
+            f"was given a saver object ({type(self.db).__name__}), so it keeps no ledger")
+
+    def _ledger_of(self, context: LoopContext) -> Ledger:
+        if context.ledger is None:
+            raise self._no_ledger()
+        return context.ledger
+
+    # -- the database: inbox and retention -----------------------------------------------------
 
     async def rebuild_inbox(self) -> int:
         """Re-list every paused thread in the inbox from the checkpoints; return how many wait.
@@ -329,7 +363,7 @@ class Orchestrator:
             waiting = 0
             saver = cast(BaseCheckpointSaver[str], graph.checkpointer)  # pyright: ignore[reportUnknownMemberType]  # the session's saver
             for thread_id, _ in await own_threads(saver, ledger):  # another application's stay out
-                snapshot = await graph.aget_state(config_for(thread_id))
+                snapshot = await graph.aget_state({"configurable": {"thread_id": thread_id}})
                 if not snapshot.interrupts or pending_of(snapshot.interrupts[0], thread_id).kind != "confirm":
                     await in_db_thread(ledger.remove_from_inbox, thread_id)
                     continue
@@ -364,3 +398,22 @@ class Orchestrator:
                     **options: Unpack[ResumeOptions]) -> OrchestratorResult:
         """`resume` for synchronous code."""
         return run_sync(self.resume(checkpoint_or_thread_id, **options))
+
+
+def _held(context: LoopContext, thread_id: str, wait: float | None) -> AbstractAsyncContextManager[None]:
+    """The thread held for a whole run, from the first read of its state to the last write:
+    one driver per thread (`graphloop.checkpointers.drivers`); the graph's own hold, in the
+    same task, then lets it through."""
+    if context.ledger is None:
+        return nullcontext()
+    return context.ledger.drivers.adrive(thread_id, wait or 0.0)
+
+
+async def _result(events: AsyncGenerator[RunEvent, None]) -> OrchestratorResult:
+    """The result that ends `events` (read to the end, so the session is closed by then)."""
+    result: OrchestratorResult | None = None
+    async for event in events:
+        if isinstance(event, Finished):
+            result = event.result
+    assert result is not None, "every run ends with Finished"
+    return result

@@ -27,9 +27,8 @@ from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import StateSnapshot, StateUpdate
 
-from graphloop.checkpointers import ConfigurationError, ForeignThreadError, Ledger
-from graphloop.checkpointers.blocking import in_db_thread
-from graphloop.graph.resumes import VERSION
+from graphloop.checkpointers import ConfigurationError, ForeignThreadError, Ledger, in_db_thread
+from graphloop.graph.snapshots import VERSION
 from graphloop.nodes import LoopContext, LoopState
 
 __all__ = ["MARK", "OwnedGraph", "check_owned", "is_ours", "own_threads", "owned_graph", "recast"]
@@ -55,7 +54,7 @@ def check_owned(saved: CheckpointTuple | None, thread_id: object) -> None:
         raise ForeignThreadError(
             f"thread {str(thread_id)!r} was not created by graphloop: another application keeps a "
             "thread of that id in this database, and graphloop neither reads nor changes it; "
-            "pick another thread_id, or give graphloop a database of its own")
+            "pick another thread_id, or give graphloop a database of its own", thread_id=str(thread_id))
 
 
 async def own_threads(saver: BaseCheckpointSaver[str], ledger: Ledger) -> list[tuple[str, CheckpointTuple]]:

@@ -11,10 +11,17 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypedDict, cast
 
 from langchain_core.messages import AIMessage, AIMessageChunk, AnyMessage, ToolMessage
-from langgraph.types import Interrupt, StateSnapshot
+from langgraph.types import Interrupt
 
-from graphloop.nodes import CompactionRecord, HITLRequest, requested_calls, this_run
-from graphloop.nodes.names import CALL_MODEL, COMPACT, RUN_TOOL
+from graphloop.nodes import (
+    CALL_MODEL,
+    COMPACT,
+    RUN_TOOL,
+    CompactionRecord,
+    HITLRequest,
+    requested_calls,
+    this_run,
+)
 
 __all__ = [
     "AWAITING",
@@ -29,7 +36,6 @@ __all__ = [
     "ToolCallRecord",
     "ToolResult",
     "Update",
-    "at_gate",
     "event_of",
     "result_of",
 ]
@@ -93,11 +99,6 @@ def pending_of(interrupt: Interrupt, thread_id: str) -> PendingConfirmation:
                                    request)
     return PendingConfirmation(thread_id, interrupt.id, str(value.get("question", value)),
                                cast(HITLRequest, value), kind="question")
-
-
-def at_gate(snapshot: StateSnapshot) -> bool:
-    """Whether the thread waits at the confirmation gate (not a question, not a crash)."""
-    return bool(snapshot.interrupts) and pending_of(snapshot.interrupts[0], "").kind == "confirm"
 
 
 def result_of(values: Mapping[str, Any], interrupts: Sequence[Interrupt], thread_id: str) -> OrchestratorResult:

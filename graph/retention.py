@@ -14,11 +14,10 @@ from datetime import UTC, datetime, timedelta
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
 
-from graphloop.checkpointers import Ledger, ThreadBusyError
-from graphloop.checkpointers.blocking import in_db_thread
+from graphloop.checkpointers import Ledger, ThreadBusyError, in_db_thread
 from graphloop.graph.builder import LoopGraph
 from graphloop.graph.ownership import own_threads
-from graphloop.graph.resumes import is_finished
+from graphloop.graph.snapshots import is_finished
 
 __all__ = ["PruneReport", "parse_age", "prune_threads"]
 

@@ -28,17 +28,14 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END
 from langgraph.types import Command, StateUpdate
 
-from graphloop.checkpointers import open_ledger
-from graphloop.checkpointers.blocking import in_db_thread
+from graphloop.checkpointers import in_db_thread, open_ledger
 from graphloop.graph.builder import LoopGraph, compile_graph
 from graphloop.graph.clients import client_command, client_update, client_values
 from graphloop.graph.driven import DrivenGraph
 from graphloop.graph.ownership import recast
-from graphloop.graph.results import at_gate
 from graphloop.graph.settings import load_settings
-from graphloop.nodes import LoopContext
-from graphloop.nodes.abandon import dismiss_pause
-from graphloop.nodes.names import EXECUTE_TOOLS
+from graphloop.graph.snapshots import at_gate
+from graphloop.nodes import EXECUTE_TOOLS, LoopContext, dismiss_pause
 
 __all__ = ["ServedGraph", "graph", "server_context"]
 
@@ -108,7 +105,7 @@ class ServedGraph(DrivenGraph):
                 if at_gate(snapshot):
                     update = await in_db_thread(dismiss_pause, snapshot.values, ledger, str(thread_id))  # pyright: ignore[reportArgumentType]  # the graph's state
                     # graphloop's own update, past the check of clients' updates
-                    return await super().abulk_update_state(config, [[StateUpdate(update, EXECUTE_TOOLS)]])
+                    return await super().abulk_update_state(config, [[StateUpdate(dict(update), EXECUTE_TOOLS)]])
         return await self.abulk_update_state(config, [[StateUpdate(values, as_node, task_id)]])
 
     async def abulk_update_state(self, config: RunnableConfig, supersteps: Sequence[Sequence[StateUpdate]]) -> RunnableConfig:

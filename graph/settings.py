@@ -39,11 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from graphloop.checkpointers import ConfigurationError, db_label
-from graphloop.checkpointers.ledger import is_postgres_url
-from graphloop.nodes import ModelConfig
-from graphloop.nodes.state import DecisionType
-from graphloop.nodes.toolbox import ToolLike
+from graphloop.checkpointers import ConfigurationError, db_label, is_postgres_url
+from graphloop.nodes import DecisionType, ModelConfig, ToolLike
 
 __all__ = ["CONFIG_FILE", "Database", "Flags", "Settings", "as_database", "database_path", "existing_database",
            "load_settings", "load_tools"]

@@ -1,7 +1,17 @@
 """The loop's nodes, its state schema, its runtime context, and the helpers they share."""
 
+from graphloop.nodes.abandon import dismiss_pause
 from graphloop.nodes.aio import run_sync
-from graphloop.nodes.branches import Branch, clarify, guardrail
+from graphloop.nodes.audit import LEDGER_KEY, decision_entries, inbox_entry
+from graphloop.nodes.branches import (
+    Branch,
+    BranchNode,
+    BranchRouter,
+    ask_user,
+    check_branches,
+    clarify,
+    guardrail,
+)
 from graphloop.nodes.call_model import call_model
 from graphloop.nodes.calls import (
     RequestedCall,
@@ -11,39 +21,72 @@ from graphloop.nodes.calls import (
     unanswered_calls,
 )
 from graphloop.nodes.compact import compact
-from graphloop.nodes.config import CompactionSettings, LoopContext, ModelConfig, ModelLike
 from graphloop.nodes.confirm import (
     HITLRequest,
     ask_confirmation,
     check_decisions,
     hitl_request,
     interrupt_for_confirm,
+    shown_calls,
 )
+from graphloop.nodes.context import CompactionSettings, LoopContext, RoleTools
 from graphloop.nodes.execute_tools import execute_tools, run_tool
 from graphloop.nodes.finalize import finalize
-from graphloop.nodes.names import NodeName
+from graphloop.nodes.models import HostType, ModelConfig, ModelLike, ToolChoice
+
+from graphloop.nodes.names import (  # isort: skip  # the node names, as one list
+    ASK_CONFIRMATION, CALL_MODEL, COMPACT, EXECUTE_TOOLS, FINALIZE, INTERRUPT_FOR_CONFIRM, NODE_NAMES, RUN_TOOL,
+    NodeName,
+)
+from graphloop.nodes.policy import allowed_tools, check_policy
 from graphloop.nodes.replies import exact_text
-from graphloop.nodes.route import route_after_execute, route_after_model, route_after_tools
+from graphloop.nodes.route import (
+    AfterTools,
+    ToolCalls,
+    route_after_execute,
+    route_after_model,
+    route_after_tools,
+)
 from graphloop.nodes.state import (
+    DEFAULT_MAX_ROUNDS,
+    STATE_VERSION,
     CompactionEvent,
     CompactionRecord,
     Decision,
+    DecisionType,
     LoopState,
     PendingCall,
     Policy,
     ToolJob,
 )
+from graphloop.nodes.tally import TallyCache, TallyKey, TokenTally
 from graphloop.nodes.tokens import TokenCounter, count_tokens
 from graphloop.nodes.toolbox import ToolBox, ToolLike
 from graphloop.nodes.view import state_view
 
 __all__ = [
+    "ASK_CONFIRMATION",
+    "CALL_MODEL",
+    "COMPACT",
+    "DEFAULT_MAX_ROUNDS",
+    "EXECUTE_TOOLS",
+    "FINALIZE",
+    "INTERRUPT_FOR_CONFIRM",
+    "LEDGER_KEY",
+    "NODE_NAMES",
+    "RUN_TOOL",
+    "STATE_VERSION",
+    "AfterTools",
     "Branch",
+    "BranchNode",
+    "BranchRouter",
     "CompactionEvent",
     "CompactionRecord",
     "CompactionSettings",
     "Decision",
+    "DecisionType",
     "HITLRequest",
+    "HostType",
     "LoopContext",
     "LoopState",
     "ModelConfig",
@@ -52,21 +95,34 @@ __all__ = [
     "PendingCall",
     "Policy",
     "RequestedCall",
+    "RoleTools",
+    "TallyCache",
+    "TallyKey",
     "TokenCounter",
-    "ToolJob",
+    "TokenTally",
     "ToolBox",
+    "ToolCalls",
+    "ToolChoice",
+    "ToolJob",
     "ToolLike",
+    "allowed_tools",
     "ask_confirmation",
+    "ask_user",
     "call_model",
+    "check_branches",
     "check_decisions",
+    "check_policy",
     "clarify",
     "compact",
     "count_tokens",
+    "decision_entries",
+    "dismiss_pause",
     "exact_text",
     "execute_tools",
     "finalize",
     "guardrail",
     "hitl_request",
+    "inbox_entry",
     "interrupt_for_confirm",
     "is_answer",
     "requested_calls",
@@ -75,6 +131,7 @@ __all__ = [
     "route_after_tools",
     "run_sync",
     "run_tool",
+    "shown_calls",
     "state_view",
     "this_run",
     "unanswered_calls",

@@ -11,14 +11,13 @@ leaves the inbox.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from langchain_core.messages import AIMessage, AnyMessage, RemoveMessage, ToolMessage
 
-from graphloop.checkpointers.ledger import Ledger
+from graphloop.checkpointers import Ledger
 from graphloop.nodes.audit import call_entry, current_thread, not_rerun_message
 from graphloop.nodes.calls import RequestedCall, requested_calls, unanswered_calls
-from graphloop.nodes.state import LoopState, ToolJob, policy_of
+from graphloop.nodes.state import LoopState, LoopUpdate, ToolJob, policy_of
 
 __all__ = ["DISMISSED", "WENT_ON", "answer_as_not_run", "dismiss_pause", "settle_history"]
 
@@ -52,7 +51,7 @@ def answer_as_not_run(
     return ToolMessage(text, tool_call_id=call.id, name=call.name, status="error", id=message_id)
 
 
-def settle_history(state: LoopState, ledger: Ledger | None) -> dict[str, Any]:
+def settle_history(state: LoopState, ledger: Ledger | None) -> LoopUpdate:
     """Before a run (or round) goes on: every call answered, nothing left waiting.
 
     Each assistant message's calls must be answered by the tool messages right after it.
@@ -90,7 +89,7 @@ def settle_history(state: LoopState, ledger: Ledger | None) -> dict[str, Any]:
     if waiting:  # (rarely: only a run that starts while paused)
         _audit_vanished(state, {c["id"] or "" for m in settled if isinstance(m, AIMessage) for c in m.tool_calls},
                         ledger, thread_id)
-    update: dict[str, Any] = {}
+    update: LoopUpdate = {}
     if first_change is not None:
         # re-adding a removed id appends it: the rewritten tail comes back in order
         removed = [RemoveMessage(id=m.id) for m in messages[first_change:] if m.id is not None]
@@ -128,7 +127,7 @@ def _answers(calls: Sequence[RequestedCall], block: Sequence[ToolMessage], waiti
                       for c in calls if c.id not in answered]
 
 
-def dismiss_pause(state: LoopState, ledger: Ledger | None, thread_id: str) -> dict[str, Any]:
+def dismiss_pause(state: LoopState, ledger: Ledger | None, thread_id: str) -> LoopUpdate:
     """The person dismissed the pause: every unanswered call of the turn is answered as not
     run, nothing waits, and the run ends (`dismissed`)."""
     answers = [answer_as_not_run(call, DISMISSED, ledger, state, thread_id)

@@ -8,22 +8,22 @@ context nothing is written.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import cast
+from typing import Any, cast
 
 from langgraph.config import get_config
 from xxhash import xxh3_128_hexdigest
 
-from graphloop.checkpointers.encoding import dumps
-from graphloop.checkpointers.ledger import (
+from graphloop.checkpointers import (
     CallStatus,
     DecisionEntry,
     InboxEntry,
     Ledger,
     ToolCallEntry,
     call_hash,
+    dumps,
     now,
 )
-from graphloop.nodes.config import LoopContext
+from graphloop.nodes.context import LoopContext
 from graphloop.nodes.state import Decision, PendingCall, Policy, ToolJob
 
 __all__ = [
@@ -43,23 +43,32 @@ LEDGER_KEY = "__graphloop_ledger"
 LangGraph never writes configurable values whose key starts with `__` to a checkpoint."""
 
 
+def run_settings() -> dict[str, Any]:
+    """The `configurable` part of the running graph's config; empty when a node is called
+    directly (outside a graph run, as in a unit test)."""
+    try:
+        return dict(get_config().get("configurable", {}))
+    except RuntimeError:  # LangGraph: "Called get_config outside of a runnable context"
+        return {}
+
+
 def ledger_of(context: LoopContext) -> Ledger | None:
     """Where this run claims and audits: the context's ledger, else the one `compile_graph`
     bound to the graph's saver (`graphloop.checkpointers.ledger_for`)."""
     if context.ledger is not None:
         return context.ledger
-    found = get_config().get("configurable", {}).get(LEDGER_KEY)
+    found = run_settings().get(LEDGER_KEY)
     return found if isinstance(found, Ledger) else None
 
 
 def current_thread() -> str:
-    """The thread id of the run this node belongs to."""
-    return str(get_config().get("configurable", {})["thread_id"])
+    """The thread id of the run this node belongs to ("" outside a graph run)."""
+    return str(run_settings().get("thread_id", ""))
 
 
 def current_user() -> str | None:
     """Who drives this run, when a LangGraph server authenticated them; else None."""
-    user = get_config().get("configurable", {}).get("langgraph_auth_user_id")
+    user = run_settings().get("langgraph_auth_user_id")
     return str(user) if user else None
 
 

@@ -22,18 +22,18 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, TypedDict, cast
+from typing import TypedDict, cast
 
 from langchain_core.messages import AnyMessage, ToolMessage
 from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 
-from graphloop.checkpointers.errors import ConfigurationError
+from graphloop.checkpointers import ConfigurationError
 from graphloop.nodes.calls import RequestedCall, unanswered_calls
-from graphloop.nodes.config import LoopContext
+from graphloop.nodes.context import LoopContext
 from graphloop.nodes.names import EXECUTE_TOOLS, NODE_NAMES
 from graphloop.nodes.route import route_after_model
-from graphloop.nodes.state import LoopState
+from graphloop.nodes.state import LoopState, LoopUpdate
 
 __all__ = [
     "ASK_USER",
@@ -47,7 +47,7 @@ __all__ = [
     "guardrail",
 ]
 
-BranchNode = Callable[[LoopState, Runtime[LoopContext]], dict[str, Any]]
+BranchNode = Callable[[LoopState, Runtime[LoopContext]], LoopUpdate]
 """A node: `(state, runtime) -> partial state update`, like the built-in ones."""
 
 END_TARGET = "__end__"
@@ -115,7 +115,7 @@ def _guardrail_condition(pattern: str, state: LoopState) -> bool:
     return bool(_matching(pattern, state))
 
 
-def _guardrail_node(pattern: str, state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, Any]:
+def _guardrail_node(pattern: str, state: LoopState, runtime: Runtime[LoopContext]) -> LoopUpdate:
     """Answer every matching call with a refusal; the others go on to `execute_tools`."""
     blocked = [ToolMessage(f"Blocked by guardrail: the call to {c.name!r} matches {pattern!r} and "
                            "was not run. Do not retry it; find another way or explain to the user.",
@@ -155,7 +155,7 @@ def _asks_user(state: LoopState) -> bool:
     return any(c.name == ASK_USER for c in unanswered_calls(state["messages"]))
 
 
-def _clarify_node(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, Any]:
+def _clarify_node(state: LoopState, runtime: Runtime[LoopContext]) -> LoopUpdate:
     """Pause with the model's question; on resume, the answer is the tool result."""
     calls = [c for c in unanswered_calls(state["messages"]) if c.name == ASK_USER]
     question = "\n".join(str(c.args.get("question", "")) for c in calls)

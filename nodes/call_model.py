@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any
 
 from langgraph.runtime import Runtime
 
-from graphloop.checkpointers.errors import ContextOverflowError
+from graphloop.checkpointers import ContextOverflowError
 from graphloop.nodes.calls import normalize_reply, whole_calls
 from graphloop.nodes.chat import with_unique_id
 from graphloop.nodes.compaction import compacted_view, fitted_view
-from graphloop.nodes.config import LoopContext
+from graphloop.nodes.context import LoopContext
 from graphloop.nodes.fallback import call_models
-from graphloop.nodes.gate import allowed_tools, tool_schemas
-from graphloop.nodes.state import LoopState, policy_of
+from graphloop.nodes.policy import allowed_tools, tool_schemas
+from graphloop.nodes.state import LoopState, LoopUpdate, policy_of
 from graphloop.nodes.text_calls import calls_from_text
 
 __all__ = ["OVERFLOW_SHRINK", "call_model", "tighter_budget"]
@@ -32,7 +31,7 @@ def tighter_budget(failed: int, error: str, context: LoopContext) -> int:
     """The budget for the retry: 70% of the one that failed, or less if the server named its limit.
 
     Example:
-        >>> from graphloop.nodes.config import LoopContext
+        >>> from graphloop.nodes.context import LoopContext
         >>> tighter_budget(10_000, "This model's maximum context length is 8192 tokens",
         ...                LoopContext.create())
         6144
@@ -43,7 +42,7 @@ def tighter_budget(failed: int, error: str, context: LoopContext) -> int:
     return budget
 
 
-async def call_model(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, Any]:
+async def call_model(state: LoopState, runtime: Runtime[LoopContext]) -> LoopUpdate:
     """Send the compacted view and the run's tool schemas; append the model's reply.
 
     Models are tried along the chain (see `graphloop.nodes.fallback`). A context-length error
@@ -58,7 +57,7 @@ async def call_model(state: LoopState, runtime: Runtime[LoopContext]) -> dict[st
     record = state.get("compaction")
     logger.info("round %d / %d model=%s %d tokens", rounds, policy["max_rounds"], model.label,
                 record["tokens_after"] if record else -1)
-    update: dict[str, Any] = {}
+    update: LoopUpdate = {}
     try:
         reply, model = await call_models(context.models, compacted_view(state, context), tools)
     except ContextOverflowError as exc:
@@ -72,4 +71,4 @@ async def call_model(state: LoopState, runtime: Runtime[LoopContext]) -> dict[st
     if model.text_tool_calls:  # a call written as text, by a model known to do so
         reply = calls_from_text(reply, allowed_tools(policy, context))
     reply = normalize_reply(reply, history, context.tools.names)
-    return {**update, "messages": [reply], "rounds": rounds, "answered_by": model.label}
+    return update | LoopUpdate(messages=[reply], rounds=rounds, answered_by=model.label)

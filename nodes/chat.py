@@ -24,15 +24,15 @@ from langchain_openai import ChatOpenAI
 from langgraph.constants import TAG_NOSTREAM
 from pydantic import SecretStr
 
-from graphloop.checkpointers.errors import (
+from graphloop.checkpointers import (
     ContextOverflowError,
     EmptyReplyError,
     ModelCallError,
     StreamCutError,
+    redact,
 )
-from graphloop.checkpointers.redact import redact
 from graphloop.nodes.calls import STREAMED
-from graphloop.nodes.config import ModelConfig, ToolChoice
+from graphloop.nodes.models import ModelConfig, ToolChoice
 from graphloop.nodes.repairs import RepairedChatOpenAI
 from graphloop.nodes.wire import learn, learned, lesson_from, shaped
 

@@ -2,26 +2,26 @@
 
 Before compaction (see `graphloop.nodes.compaction`) it settles what the run starts from: a
 turn left paused by new input is answered (`graphloop.nodes.abandon`), the run's gate is
-pinned in its policy (`graphloop.nodes.gate`), and a dismissal of the previous run is cleared.
+pinned in its policy (`graphloop.nodes.policy`), and a dismissal of the previous run is cleared.
 """
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import cast
 
 from langgraph.runtime import Runtime
 
 from graphloop.nodes.abandon import settle_history
 from graphloop.nodes.audit import ledger_of
 from graphloop.nodes.compaction import plan_compaction
-from graphloop.nodes.config import LoopContext
-from graphloop.nodes.gate import pinned
-from graphloop.nodes.state import LoopState, apply_messages, policy_of
+from graphloop.nodes.context import LoopContext
+from graphloop.nodes.policy import pinned
+from graphloop.nodes.state import LoopState, LoopUpdate, apply_messages, policy_of
 
 __all__ = ["compact"]
 
 
-def compact(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, Any]:
+def compact(state: LoopState, runtime: Runtime[LoopContext]) -> LoopUpdate:
     """Settle a paused turn, pin the gate, then decide what the model will see."""
     update = settle_history(state, ledger_of(runtime.context))
     policy = policy_of(state)

@@ -25,7 +25,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 from pydantic import BaseModel, model_validator
 
-from graphloop.checkpointers.errors import ContextBudgetError, InvalidDecisionError, ModelCallError
+from graphloop.checkpointers import ContextBudgetError, InvalidDecisionError, ModelCallError
 from graphloop.nodes.audit import (
     current_interrupt_id,
     current_thread,
@@ -35,9 +35,9 @@ from graphloop.nodes.audit import (
     ledger_of,
 )
 from graphloop.nodes.compaction import fitted_view
-from graphloop.nodes.config import LoopContext
+from graphloop.nodes.context import LoopContext
 from graphloop.nodes.fallback import call_models
-from graphloop.nodes.gate import allowed_tools, tool_schemas
+from graphloop.nodes.policy import allowed_tools, tool_schemas
 from graphloop.nodes.state import (
     DECISION_TYPES,
     DEFAULT_DECISIONS,
@@ -45,6 +45,7 @@ from graphloop.nodes.state import (
     Decision,
     DecisionType,
     LoopState,
+    LoopUpdate,
     PendingCall,
     Policy,
     policy_of,
@@ -117,7 +118,7 @@ def shown_calls(pending: Sequence[PendingCall], policy: Policy) -> list[PendingC
     return waiting[:1] if policy.get("one_call_per_pause") else waiting
 
 
-async def ask_confirmation(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, Any]:
+async def ask_confirmation(state: LoopState, runtime: Runtime[LoopContext]) -> LoopUpdate:
     """Ask the model (tools listed, `tool_choice` "none") to phrase the confirmation question."""
     pending = shown_calls(state.get("pending", []), policy_of(state))
     placeholders = [ToolMessage(f"[AWAITING USER CONFIRMATION for {p['name']}]", tool_call_id=p["id"])
@@ -137,15 +138,27 @@ async def ask_confirmation(state: LoopState, runtime: Runtime[LoopContext]) -> d
 
 def check_decisions(
     response: object, pending: Sequence[PendingCall], allowed: Collection[str] | None = None,
-    tools: ToolBox | None = None,
+    tools: ToolBox | None = None, *, thread_id: str | None = None,
 ) -> list[Decision]:
     """Validate a resume value against the pending calls; the decisions as they will be kept.
 
     Takes LangChain's `{"decisions": [...]}` and Agent Inbox's response list (see
     `from_inbox`). `allowed`, when given, is the run's tool set: a call is approved, and an
     edit goes, only to a tool in it. With `tools`, edited arguments are checked and converted
-    by the tool's own schema. Raises `InvalidDecisionError` naming what is wrong.
+    by the tool's own schema. Raises `InvalidDecisionError` naming what is wrong (its
+    `thread_id` is `thread_id`, the thread the decisions are for, when given).
     """
+    try:
+        return _checked(response, pending, allowed, tools)
+    except InvalidDecisionError as exc:
+        if exc.thread_id is None:
+            exc.thread_id = thread_id  # the checks below know calls, not threads
+        raise
+
+
+def _checked(
+    response: object, pending: Sequence[PendingCall], allowed: Collection[str] | None, tools: ToolBox | None,
+) -> list[Decision]:
     if isinstance(response, list):
         response = {"decisions": from_inbox(cast(list[Any], response), pending)}
     if not isinstance(response, dict) or "decisions" not in response:
@@ -328,7 +341,7 @@ def answer_schema(shown: Sequence[PendingCall], allowed: Collection[str], tools:
     return Answer
 
 
-def interrupt_for_confirm(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, Any]:
+def interrupt_for_confirm(state: LoopState, runtime: Runtime[LoopContext]) -> LoopUpdate:
     """Pause with the HITL request; on resume, attach one decision to each call shown.
 
     `interrupt()` is the first thing with an effect on the graph: on resume the node runs

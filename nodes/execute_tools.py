@@ -16,22 +16,29 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Literal, cast
 
-from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
 from langgraph.runtime import Runtime
 
-from graphloop.checkpointers.blocking import in_db_thread
-from graphloop.checkpointers.encoding import UNSTORABLE
-from graphloop.checkpointers.ledger import CallStatus, Ledger, ToolCallEntry, call_hash
+from graphloop.checkpointers import UNSTORABLE, CallStatus, Ledger, ToolCallEntry, call_hash, in_db_thread
 from graphloop.nodes.abandon import dismiss_pause
 from graphloop.nodes.audit import call_entry, current_thread, ledger_of, not_rerun_message
 from graphloop.nodes.calls import RequestedCall, last_turn, requested_calls, unanswered_calls
-from graphloop.nodes.config import LoopContext
-from graphloop.nodes.gate import allowed_tools, decisions_for, gated_tools, never_tools
+from graphloop.nodes.context import LoopContext
 from graphloop.nodes.invoke import follow_late, run_call
+from graphloop.nodes.policy import allowed_tools, decisions_for, gated_tools, never_tools
 from graphloop.nodes.replies import readable, tool_reply
-from graphloop.nodes.state import IGNORE, Decision, LoopState, PendingCall, Policy, ToolJob, policy_of
+from graphloop.nodes.state import (
+    IGNORE,
+    Decision,
+    LoopState,
+    LoopUpdate,
+    PendingCall,
+    Policy,
+    ToolJob,
+    policy_of,
+)
 
 __all__ = ["CHANGED", "DENIED", "NO_RECORD", "execute_tools", "run_tool"]
 
@@ -154,7 +161,7 @@ def _decisions_on_record(state: LoopState, ledger: Ledger | None, thread_id: str
             if call_id in rows else None for call_id in given}
 
 
-def execute_tools(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, Any]:
+def execute_tools(state: LoopState, runtime: Runtime[LoopContext]) -> LoopUpdate:
     """Answer the calls that may not run, park gated ones; `route_after_execute` sends the rest."""
     context = runtime.context
     policy = policy_of(state)
@@ -187,7 +194,7 @@ def execute_tools(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, 
     if edited and ai is not None:
         replies.insert(0, _with_edits(ai, edited))
     # Write only what changed: every write to `messages` counts towards its next full snapshot.
-    update: dict[str, Any] = {"messages": replies} if replies else {}
+    update = LoopUpdate(messages=replies) if replies else LoopUpdate()
     if waiting != state.get("pending", []):
         update["pending"] = waiting
     return update
@@ -202,7 +209,7 @@ def _audit_unrun(ledger: Ledger | None, state: LoopState, policy: Policy, call: 
     ledger.record_call(call_entry(job, status, policy))
 
 
-async def run_tool(job: ToolJob, runtime: Runtime[LoopContext]) -> dict[str, list[ToolMessage]]:
+async def run_tool(job: ToolJob, runtime: Runtime[LoopContext]) -> LoopUpdate:
     """Run one call, at most once; an exception or a timeout becomes a `Tool error: ...` message
     (`graphloop.nodes.invoke`, which also says what becomes of a sync call past its timeout).
 
@@ -224,7 +231,7 @@ async def run_tool(job: ToolJob, runtime: Runtime[LoopContext]) -> dict[str, lis
     return _reply(job, outcome.text, "success" if outcome.status == "success" else "error")
 
 
-async def _claimed_before(ledger: Ledger, job: ToolJob, earlier: ToolCallEntry) -> dict[str, list[ToolMessage]]:
+async def _claimed_before(ledger: Ledger, job: ToolJob, earlier: ToolCallEntry) -> LoopUpdate:
     """The answer for a call claimed before: its kept result, or a note that it was not re-run."""
     thread_id = earlier["thread_id"]
     if earlier["status"] == "running":  # it started, then the process stopped: it may have run
@@ -238,5 +245,5 @@ async def _claimed_before(ledger: Ledger, job: ToolJob, earlier: ToolCallEntry) 
     return _reply(job, not_rerun_message(earlier), "error")
 
 
-def _reply(job: ToolJob, text: str, status: Literal["success", "error"]) -> dict[str, list[ToolMessage]]:
+def _reply(job: ToolJob, text: str, status: Literal["success", "error"]) -> LoopUpdate:
     return {"messages": [tool_reply(text, call_id=job["id"], name=job["name"], status=status)]}

@@ -18,14 +18,14 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage
 
-from graphloop.checkpointers.errors import (
+from graphloop.checkpointers import (
     ContextOverflowError,
     EmptyReplyError,
     ModelCallError,
     ModelUnavailableError,
 )
 from graphloop.nodes.chat import call_chat_model
-from graphloop.nodes.config import ModelConfig, ToolChoice
+from graphloop.nodes.models import ModelConfig, ToolChoice
 from graphloop.nodes.wire import learn
 
 __all__ = ["call_models", "is_empty", "retryable"]
@@ -105,11 +105,12 @@ async def call_models(
     `call_chat_model`; `tool_choice` overrides each model's own).
 
     Raises:
-        ModelUnavailableError: every model failed; the message has each one's last error.
+        ModelUnavailableError: every model failed; the message has each one's last error,
+            and so has its `failures`.
         ModelCallError: a model failed in a way another model will not fix (401, 403, 4xx).
         ContextOverflowError: the request is too long for the model that was asked.
     """
-    failures: list[str] = []
+    failures: list[tuple[str, ModelCallError]] = []
     for model in models:
         try:
             return await _one_model(model, messages, tools, stream, tool_choice), model
@@ -118,9 +119,9 @@ async def call_models(
         except ModelCallError as error:
             if error.status is not None and error.status != 404 and not retryable(error):
                 raise
-            failures.append(f"{model.label!r}: {error}")
+            failures.append((model.label, error))
             logger.warning("model %r failed, trying the next one: %s", model.label, error)
     raise ModelUnavailableError(
         f"every model failed ({len(failures)}); the thread can be resumed from its last "
-        "checkpoint once one is back. " + "; ".join(failures),
-        status=None)
+        "checkpoint once one is back. " + "; ".join(f"{label!r}: {error}" for label, error in failures),
+        failures=failures)

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
 from langgraph.runtime import Runtime
 
-from graphloop.checkpointers.errors import ContextBudgetError, ModelCallError
+from graphloop.checkpointers import ContextBudgetError, ModelCallError
 from graphloop.nodes.calls import is_answer, this_run
 from graphloop.nodes.chat import with_unique_id
 from graphloop.nodes.compaction import fitted_view
-from graphloop.nodes.config import LoopContext
+from graphloop.nodes.context import LoopContext
 from graphloop.nodes.fallback import call_models
-from graphloop.nodes.gate import tool_schemas
-from graphloop.nodes.state import LoopState, policy_of
+from graphloop.nodes.policy import tool_schemas
+from graphloop.nodes.state import LoopState, LoopUpdate, policy_of
 
 __all__ = ["LIMIT_NOTE", "finalize", "limit_summary"]
 
@@ -40,7 +39,7 @@ def limit_summary(messages: Sequence[AnyMessage], max_rounds: int) -> str:
     )
 
 
-async def finalize(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, Any]:
+async def finalize(state: LoopState, runtime: Runtime[LoopContext]) -> LoopUpdate:
     """Pass an answer through; at the round limit, ask for one without tools, or summarise."""
     messages = state["messages"]
     if messages and is_answer(messages[-1]):
@@ -59,5 +58,5 @@ async def finalize(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str,
         else:
             if reply.text.strip():  # its text only: a call made despite "none" is not kept
                 answer = AIMessage(reply.text, id=reply.id, response_metadata=reply.response_metadata)
-                return {**update, "messages": [with_unique_id(answer, messages)], "answered_by": model.label}
-    return {"messages": [AIMessage(limit_summary(messages, limit))], "answered_by": "graphloop"}
+                return update | LoopUpdate(messages=[with_unique_id(answer, messages)], answered_by=model.label)
+    return LoopUpdate(messages=[AIMessage(limit_summary(messages, limit))], answered_by="graphloop")

@@ -29,12 +29,10 @@ from typing import Any
 
 from langchain_core.messages import ToolCall, ToolMessage
 from langchain_core.tools import BaseTool
-from langgraph.config import get_config
 
-from graphloop.checkpointers.blocking import ThreadPool, in_db_thread
-from graphloop.checkpointers.drivers import as_another_caller
-from graphloop.checkpointers.ledger import CallStatus, Ledger, call_hash
-from graphloop.nodes.config import LoopContext
+from graphloop.checkpointers import CallStatus, Ledger, ThreadPool, as_another_caller, call_hash, in_db_thread
+from graphloop.nodes.audit import run_settings
+from graphloop.nodes.context import LoopContext
 from graphloop.nodes.state import ToolJob
 from graphloop.nodes.toolbox import ToolExit, runs_on_a_thread
 
@@ -174,7 +172,7 @@ def _as_text(content: str | list[str | dict[str, Any]]) -> str:
 
 
 def _thread_id() -> str | None:
-    thread_id = get_config().get("configurable", {}).get("thread_id")
+    thread_id = run_settings().get("thread_id")
     return str(thread_id) if thread_id is not None else None
 
 

@@ -14,24 +14,35 @@ changes nothing, yet it costs more than everything else in a round once the hist
 (18 ms of a 38 ms round at 50 rounds, see `bench/loop_bench.py`). The messages and tools
 langchain-openai built travel in `extra_body`, which the client sends as it is; the body on the
 wire is the same.
+
+The seam: these repairs override five private methods of langchain-openai's `ChatOpenAI`
+(`SEAM`: `_get_request_payload`, `_create_chat_result`, `_convert_chunk_to_generation_chunk`,
+`_stream`, `_astream`). pyproject.toml pins the minor release they were checked against, and at
+import `seam_gaps` checks the installed one still has each, with the parameters the override
+takes. One that is gone or changed is not overridden: langchain-openai's own method is used, and
+one `SeamWarning` names the methods, the installed release and what is lost; runs still work.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import warnings
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any, cast
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any, NamedTuple, TypeVar, cast
 
 import openai
+from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, InvalidToolCall
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_openai import ChatOpenAI
 
+from graphloop.checkpointers import SeamWarning
 from graphloop.nodes.calls import CALL_ORDER, STREAMED, arguments_error
 
-__all__ = ["NotAChatCompletion", "RepairedChatOpenAI", "junk_in", "untransformed"]
+__all__ = ["SEAM", "NotAChatCompletion", "RepairedChatOpenAI", "junk_in", "seam_gaps", "untransformed"]
 
 _SENT_AS_BUILT = ("messages", "tools")
 """Request fields already in wire form when langchain-openai hands them to the client."""
@@ -211,15 +222,86 @@ def _as_built(payload: dict[str, Any]) -> dict[str, Any]:
     return payload
 
 
-_HOOKS = ("_get_request_payload", "_create_chat_result", "_convert_chunk_to_generation_chunk", "_stream",
-          "_astream")
-"""The private methods of langchain-openai these repairs override (pyproject.toml bounds the
-release; this check says so should one be gone all the same)."""
-if _gone := [name for name in _HOOKS if not callable(getattr(ChatOpenAI, name, None))]:
-    warnings.warn(f"this langchain-openai has no {', '.join(_gone)}: graphloop's repairs of what servers "
-                  "send (cut-off streams, junk replies, calls without index) are off", RuntimeWarning, stacklevel=1)
+class _Hook(NamedTuple):
+    """One private method of langchain-openai the repairs override."""
+
+    parameters: str | None
+    """Its parameters as the override takes them (names and kinds, as `inspect` writes them),
+    or None when the override passes on whatever it is given."""
+    lost: str
+    """What graphloop goes without when langchain-openai's own method is used instead."""
 
 
+SEAM: dict[str, _Hook] = {
+    "_get_request_payload": _Hook(
+        "(self, input_, *, stop, **kwargs)",
+        "the wire rules learned per server (graphloop.nodes.wire) and the skipped client transform"),
+    "_create_chat_result": _Hook(
+        "(self, response, generation_info)",
+        "junk replies named as such, calls with non-object arguments told to the model, the calls' order"),
+    "_convert_chunk_to_generation_chunk": _Hook(
+        "(self, chunk, default_chunk_class, base_generation_info)",
+        "junk stream chunks named as such, streamed calls without an index kept apart"),
+    "_stream": _Hook(None, "cut-off streams (no finish reason) asked again instead of used"),
+    "_astream": _Hook(None, "cut-off streams (no finish reason) asked again instead of used"),
+}
+"""The seam: every private method of langchain-openai's `ChatOpenAI` these repairs override.
+pyproject.toml bounds the release they were checked against; `seam_gaps` checks the one
+installed, at import."""
+
+
+def _parameters(method: Callable[..., Any]) -> str:
+    """`method`'s parameter names and kinds, without annotations or defaults."""
+    bare = [p.replace(annotation=inspect.Parameter.empty, default=inspect.Parameter.empty)
+            for p in inspect.signature(method).parameters.values()]
+    return str(inspect.Signature(bare))
+
+
+def seam_gaps(base: type[BaseChatModel]) -> list[str]:
+    """The methods of `SEAM` that `base` does not have as the repairs expect: missing, left to
+    langchain-core's default, or taking other parameters.
+
+    Example:
+        >>> seam_gaps(ChatOpenAI)
+        []
+    """
+    gaps: list[str] = []
+    for name, hook in SEAM.items():
+        theirs: object = getattr(base, name, None)
+        if not callable(theirs) or theirs is getattr(BaseChatModel, name, None) or (
+                hook.parameters is not None and _parameters(theirs) != hook.parameters):
+            gaps.append(name)
+    return gaps
+
+
+def _seam_warning(base: type[BaseChatModel], gaps: list[str]) -> SeamWarning:
+    try:
+        release = f"langchain-openai {version('langchain-openai')}"
+    except PackageNotFoundError:  # a langchain-openai run from a source tree
+        release = "this langchain-openai"
+    missing = "; ".join(f"{base.__name__}.{name}{SEAM[name].parameters or ''} (lost: {SEAM[name].lost})"
+                        for name in gaps)
+    return SeamWarning(
+        f"{release} does not have these methods as graphloop's repairs override them, so its own "
+        f"are used: {missing}. graphloop was checked against langchain-openai>=1.7.4,<1.8; install "
+        "one of those to have the repairs back")
+
+
+_C = TypeVar("_C", bound=type[BaseChatModel])
+
+
+def _fitted(cls: _C) -> _C:
+    """`cls` without the overrides its base no longer fits (see `SEAM`), warned once: a
+    missing or changed method falls back to langchain-openai's own, which still answers."""
+    base = cls.__mro__[1]
+    if gaps := seam_gaps(base):
+        for name in gaps:
+            delattr(cls, name)
+        warnings.warn(_seam_warning(base, gaps), stacklevel=2)
+    return cls
+
+
+@_fitted
 class RepairedChatOpenAI(ChatOpenAI):
     """`ChatOpenAI` with the repairs in this module's docstring."""
 

@@ -24,7 +24,7 @@ from typing import Literal
 
 from langchain_core.messages import ToolMessage
 
-from graphloop.checkpointers.encoding import UNSTORABLE
+from graphloop.checkpointers import UNSTORABLE
 
 __all__ = ["EXACT_KEY", "exact_text", "readable", "tool_reply"]
 

@@ -1,8 +1,12 @@
-"""Routers: pure functions of state that pick the next node."""
+"""Routers: pure functions of state that pick the next node.
+
+Each router's return annotation is the list of its edges: the builder reads the node names
+from its `Literal`, and `ToolCalls` names the node its `Send`s go to. So an edge is written once.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from langgraph.types import Send
 
@@ -17,7 +21,13 @@ from graphloop.nodes.names import (
 )
 from graphloop.nodes.state import LoopState, ToolJob, policy_of
 
-__all__ = ["route_after_execute", "route_after_model", "route_after_tools"]
+__all__ = ["AfterTools", "ToolCalls", "route_after_execute", "route_after_model", "route_after_tools"]
+
+ToolCalls = Annotated[list[Send], "run_tool"]
+"""One `Send` per call that may run now, each to the node named here."""
+AfterTools = Literal["ask_confirmation", "interrupt_for_confirm", "compact", "finalize"]
+"""Where a turn goes once its calls that may run have run: the gate, the next round, or the
+final answer at the round limit."""
 
 
 def route_after_model(state: LoopState) -> Literal["execute_tools", "finalize"]:
@@ -25,13 +35,8 @@ def route_after_model(state: LoopState) -> Literal["execute_tools", "finalize"]:
     return EXECUTE_TOOLS if unanswered_calls(state["messages"]) else FINALIZE
 
 
-def route_after_tools(
-    state: LoopState,
-) -> Literal["ask_confirmation", "interrupt_for_confirm", "compact", "finalize", "__end__"]:
-    """A dismissed pause ends the run; gated calls go to the gate; then the round limit; else
-    the next round."""
-    if state.get("dismissed"):
-        return "__end__"  # END, as the Literal the return type names
+def route_after_tools(state: LoopState) -> AfterTools:
+    """Gated calls go to the gate; then the round limit; else the next round."""
     policy = policy_of(state)
     if any("decision" not in p for p in state.get("pending", [])):
         return ASK_CONFIRMATION if policy["ask_model_to_confirm"] else INTERRUPT_FOR_CONFIRM
@@ -40,14 +45,13 @@ def route_after_tools(
     return COMPACT
 
 
-def route_after_execute(
-    state: LoopState,
-) -> list[Send] | Literal["ask_confirmation", "interrupt_for_confirm", "compact", "finalize", "__end__"]:
-    """A `run_tool` task per call that may run now; when none is left, the gate or the next round."""
+def route_after_execute(state: LoopState) -> ToolCalls | AfterTools | Literal["__end__"]:
+    """A `run_tool` task per call that may run now; when none is left, the gate or the next
+    round, or the end when the person dismissed the pause (`END`, as a `Literal` names it)."""
     waiting = {p["id"] for p in state.get("pending", [])}
     jobs = [c for c in unanswered_calls(state["messages"]) if c.id not in waiting]
     if not jobs:
-        return route_after_tools(state)
+        return "__end__" if state.get("dismissed") else route_after_tools(state)
     policy = policy_of(state)
     return [Send(RUN_TOOL, ToolJob(id=c.id, name=c.name, args=c.args, round=state.get("rounds", 0),
                                    model=state.get("answered_by", ""), user_id=policy.get("user_id"),

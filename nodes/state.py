@@ -1,22 +1,22 @@
 """The checkpointed state of a run, and the run's policy.
 
 Only what must survive a restart lives here. Model configs (with their API keys) and tool
-callables are runtime context (`graphloop.nodes.config.LoopContext`), never state.
+callables are runtime context (`graphloop.nodes.context.LoopContext`), never state.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Annotated, Literal, NotRequired, Required, TypedDict, get_args
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Literal, NotRequired, Required, TypedDict, cast, get_args
 
-from langchain_core.messages import AnyMessage
+from langchain_core.messages import AnyMessage, BaseMessage
 from langgraph.channels import DeltaChannel
 
 # langgraph's batch form of the add-messages reducer, made for DeltaChannel: it is
 # batching-invariant, and langgraph stamps stable ids on every message written to it.
 from langgraph.graph.message import _messages_delta_reducer  # pyright: ignore[reportPrivateUsage]
 
-from graphloop.checkpointers.ledger import Rule
+from graphloop.checkpointers import ConfigurationError, Rule
 
 __all__ = [
     "DECISION_TYPES",
@@ -32,6 +32,7 @@ __all__ = [
     "DecisionType",
     "Gate",
     "LoopState",
+    "LoopUpdate",
     "PendingCall",
     "Policy",
     "ToolJob",
@@ -64,7 +65,7 @@ the run ends. Always allowed."""
 
 
 class Gate(TypedDict):
-    """The gate a thread pinned when its run started (see `graphloop.nodes.gate`)."""
+    """The gate a thread pinned when its run started (see `graphloop.nodes.policy`)."""
 
     tools: list[str]
     """Tools the run may see and call: the role's set, narrowed by `tool_list`."""
@@ -107,22 +108,34 @@ class Policy(TypedDict):
     pinned at their next run)."""
 
 
-def apply_messages(messages: list[AnyMessage], update: list[AnyMessage]) -> list[AnyMessage]:
+def apply_messages(messages: list[AnyMessage], update: Sequence[BaseMessage]) -> list[AnyMessage]:
     """`messages` after a node's write of `update` to them (what LangGraph will store)."""
-    return _messages_delta_reducer(messages, [update])
+    return _messages_delta_reducer(messages, [list(update)])  # pyright: ignore[reportArgumentType]  # RemoveMessage too, as LangGraph takes it
 
 
 def policy_of(state: LoopState) -> Policy:
-    """The run's policy, with defaults for a graph invoked without one."""
-    return state.get("policy") or Policy(
-        user_role="user",
-        tool_list=None,
-        confirm_allow=[],
-        confirm_deny=[],
-        max_rounds=DEFAULT_MAX_ROUNDS,
-        respond_with_final=True,
-        ask_model_to_confirm=True,
-    )
+    """The run's policy; what a given policy leaves out takes its default (role "user" with
+    all its tools, no per-user exemptions, `DEFAULT_MAX_ROUNDS`, a final answer at the limit,
+    the model phrasing the question), so `{"user_role": "admin"}` is a whole policy.
+
+    Example:
+        >>> policy_of({"messages": [], "policy": {"user_role": "admin"}})["max_rounds"]
+        10
+    """
+    given: Mapping[str, object] = state.get("policy") or {}
+    unknown = sorted(set(given) - Policy.__required_keys__ - Policy.__optional_keys__)
+    if unknown:
+        raise ConfigurationError(
+            f"policy has unknown keys {unknown!r}; known keys: "
+            f"{sorted(Policy.__required_keys__ | Policy.__optional_keys__)!r}")
+    if Policy.__required_keys__ <= set(given):
+        return cast(Policy, given)
+    return cast(Policy, {**_default_policy(), **given})
+
+
+def _default_policy() -> Policy:
+    return Policy(user_role="user", tool_list=None, confirm_allow=[], confirm_deny=[],
+                  max_rounds=DEFAULT_MAX_ROUNDS, respond_with_final=True, ask_model_to_confirm=True)
 
 
 class Decision(TypedDict):
@@ -219,3 +232,19 @@ class LoopState(TypedDict, total=False):
     dismissed: bool
     """The person dismissed the latest pause: its calls were answered as not run and the run
     ended there. Cleared when the next run starts."""
+
+
+class LoopUpdate(TypedDict, total=False):
+    """What a node returns: some of `LoopState`'s fields, each merged by its reducer (`messages`
+    added, or replaced by id, or removed with `RemoveMessage`; `compacted` appended; the rest
+    overwritten). The same keys as `LoopState` (a test keeps them in step)."""
+
+    messages: Sequence[BaseMessage]
+    rounds: int
+    policy: Policy
+    pending: list[PendingCall]
+    question: str
+    compaction: CompactionRecord
+    compacted: list[CompactionEvent]
+    answered_by: str
+    dismissed: bool

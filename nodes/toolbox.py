@@ -26,7 +26,7 @@ from langchain_core.tools import BaseTool, BaseToolkit, StructuredTool, Tool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel, ValidationError
 
-from graphloop.checkpointers.errors import ConfigurationError
+from graphloop.checkpointers import ConfigurationError
 
 __all__ = ["ToolBox", "ToolExit", "ToolLike", "runs_on_a_thread"]
 

@@ -7,11 +7,14 @@ log (`compacted`), so the same decisions always render the same prompt prefix.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from langchain_core.messages import AnyMessage
 
-from graphloop.nodes.config import CompactionSettings
 from graphloop.nodes.state import CompactionEvent, LoopState
+
+if TYPE_CHECKING:  # the context holds the tallies, which render views: only the type is needed here
+    from graphloop.nodes.context import CompactionSettings
 
 __all__ = ["DROPPED", "decisions", "render_view", "shown", "state_view"]
 
@@ -23,6 +26,7 @@ def shown(text: str, chars: int, settings: CompactionSettings) -> str:
     """The first `chars` characters of `text` and the placeholder naming what was omitted.
 
     Example:
+        >>> from graphloop.nodes import CompactionSettings
         >>> shown("a" * 1000, 400, CompactionSettings())[-22:]
         'a …[600 chars omitted]'
     """

@@ -17,7 +17,7 @@ line; so does a model that streams nothing when tools are offered (it is asked w
 streaming from then on).
 
 Example:
-    >>> from graphloop.nodes.config import ModelConfig
+    >>> from graphloop.nodes.context import ModelConfig
     >>> payload = {"messages": [{"role": "system", "content": ""},
     ...                         {"role": "assistant", "content": None, "tool_calls": [{"id": "c1"}]}]}
     >>> shaped(payload, ModelConfig("m", "http://h/v1", "m"))["messages"]
@@ -32,8 +32,8 @@ import threading
 from dataclasses import dataclass, replace
 from typing import Any, Literal, cast
 
-from graphloop.checkpointers.encoding import SURROGATES
-from graphloop.nodes.config import ModelConfig
+from graphloop.checkpointers import SURROGATES
+from graphloop.nodes.models import ModelConfig
 from graphloop.nodes.replies import readable
 
 __all__ = ["Learned", "Lesson", "forget", "learn", "learned", "lesson_from", "shaped"]

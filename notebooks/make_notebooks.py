@@ -19,8 +19,7 @@ OpenAI-compatible server, pause at the confirmation gate, look at the state hist
 tokens each request used against the budget, and resume. No network is used."""),
     ("code", """from IPython.display import Image, Markdown, display
 
-from graphloop.graph import LoopContext, compile_graph, memory_saver
-from graphloop.graph.drawing import draw, draw_png
+from graphloop.graph import LoopContext, compile_graph, draw, draw_png, memory_saver
 
 graph = compile_graph(memory_saver())
 mermaid = draw(graph, "mermaid")

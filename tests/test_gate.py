@@ -45,7 +45,7 @@ from graphloop.nodes.abandon import DISMISSED, WENT_ON
 from graphloop.nodes.audit import decision_entries
 from graphloop.nodes.confirm import check_decisions, default_question, from_inbox
 from graphloop.nodes.execute_tools import CHANGED, NO_RECORD
-from graphloop.nodes.gate import allowed_tools, gated_tools, pin_gate, pinned
+from graphloop.nodes.policy import allowed_tools, gated_tools, pin_gate, pinned
 from graphloop.nodes.state import PendingCall, policy_of
 
 from conftest import CALLS, TOOLS, add

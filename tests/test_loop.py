@@ -266,3 +266,19 @@ def test_missing_model_is_a_configuration_error() -> None:
     with pytest.raises(ConfigurationError, match="no model configured"):
         compile_graph().invoke(start("hi"), context=LoopContext.create(tools=TOOLS))
 
+
+
+def test_a_partial_policy_takes_defaults_for_what_it_leaves_out(server: ScriptedServer, model: ModelConfig) -> None:
+    context = LoopContext.create(models=[model], tools=TOOLS, roles={"admin": ["add"], "user": []})
+    server.add(reply(None, tool_call("add", a=1, b=2)), reply("3"))
+    out = compile_graph().invoke({"messages": [HumanMessage("sum")], "policy": {"user_role": "admin"}},
+                                 context=context)
+    assert out["messages"][-1].content == "3"
+    assert server.requests[0].tool_names == ["add"]  # the admin role's tools, from the given key
+    assert out["policy"]["max_rounds"] == 10 and out["policy"]["tool_list"] is None  # the defaults, pinned
+
+
+def test_a_policy_with_an_unknown_key_is_refused_by_name(server: ScriptedServer, context: LoopContext) -> None:
+    with pytest.raises(ConfigurationError, match=r"unknown keys \['user_roles'\]"):
+        compile_graph().invoke({"messages": [HumanMessage("hi")], "policy": {"user_roles": "admin"}},
+                               context=context)

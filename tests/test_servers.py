@@ -30,7 +30,7 @@ from graphloop.graph import (
 )
 from graphloop.graph.settings import load_settings
 from graphloop.graph.testing import ScriptedReply, ScriptedServer, error, reply, tool_call
-from graphloop.nodes.config import HostType
+from graphloop.nodes.models import HostType
 from graphloop.nodes.wire import learn, lesson_from, shaped
 
 from conftest import CALLS, TOOLS

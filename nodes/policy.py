@@ -8,7 +8,7 @@ does not widen or narrow the thread's tools. A resuming process may add gates (i
 `confirm_required` is added), never remove them; a tool the process lacks is not offered.
 
 Example:
-    >>> from graphloop.nodes.config import LoopContext
+    >>> from graphloop.nodes.context import LoopContext
     >>> def send_email(to: str) -> str:
     ...     '''Send an email.'''
     ...     return "sent"
@@ -22,8 +22,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from graphloop.checkpointers.errors import ConfigurationError
-from graphloop.nodes.config import LoopContext
+from graphloop.checkpointers import ConfigurationError
+from graphloop.nodes.context import LoopContext
 from graphloop.nodes.state import DecisionType, Gate, Policy, policy_of
 
 __all__ = [
