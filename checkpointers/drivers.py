@@ -94,11 +94,15 @@ class Drivers(ABC):
         return entry is not None and entry[0] == os.getpid() and (self.where, thread_id, entry[1]) in _held.get()
 
     @contextmanager
-    def drive(self, thread_id: str, wait: float = 0.0) -> Generator[None, None, None]:
+    def drive(self, thread_id: str, wait: float = 0.0, *, reentrant: bool = True) -> Generator[None, None, None]:
         """Hold `thread_id` for the block; `ThreadBusyError` if another caller holds it for
-        longer than `wait` seconds."""
+        longer than `wait` seconds. With `reentrant=False` a hold of the current task counts
+        as another caller's, refused at once (waiting for itself, the task would never end):
+        a run starts only where no run of its thread is going on, not even its own."""
         wait = _seconds(wait)
         if self.holds(thread_id):
+            if not reentrant:
+                raise self._busy(thread_id, 0.0, itself=True)
             yield
             return
         deadline = time.monotonic() + wait
@@ -114,10 +118,12 @@ class Drivers(ABC):
             self._give_back(thread_id, taken[1])
 
     @asynccontextmanager
-    async def adrive(self, thread_id: str, wait: float = 0.0) -> AsyncGenerator[None, None]:
+    async def adrive(self, thread_id: str, wait: float = 0.0, *, reentrant: bool = True) -> AsyncGenerator[None, None]:
         """`drive`, waiting without blocking the event loop."""
         wait = _seconds(wait)
         if self.holds(thread_id):
+            if not reentrant:
+                raise self._busy(thread_id, 0.0, itself=True)
             yield
             return
         deadline = time.monotonic() + wait
@@ -156,8 +162,13 @@ class Drivers(ABC):
         # not `ContextVar.reset`: a server may step an async generator from another context
         _held.set(_held.get() - {mark})
 
-    def _busy(self, thread_id: str, wait: float) -> ThreadBusyError:
+    def _busy(self, thread_id: str, wait: float, *, itself: bool = False) -> ThreadBusyError:
         waited = f" (waited {wait:g} s)" if wait else ""
+        if itself:
+            return ThreadBusyError(
+                f"thread {thread_id!r} is being run by this same task (a run started while reading "
+                "the events of another run of it); nothing was read or stored. Start it after that "
+                "run has finished", thread_id=thread_id)
         return ThreadBusyError(
             f"thread {thread_id!r} is being run by another caller{waited}; nothing was read or "
             "stored. Try again when that run is done, or wait for it (Orchestrator: wait=seconds; "

@@ -34,9 +34,8 @@ from langgraph.types import Command, StateSnapshot, StreamMode
 from graphloop.checkpointers import (
     ConfigurationError,
     DbLike,
+    InvalidDecisionError,
     Ledger,
-    UnknownThreadError,
-    db_label,
     in_db_thread,
 )
 from graphloop.graph.approvals import Approvals
@@ -205,11 +204,10 @@ class Orchestrator:
         the end `Paused` (if it waits) and `Finished` with the `OrchestratorResult`; by then
         everything is saved and the database closed.
         """
+        _check_keys(options, RunOptions, "run")
         given = options.get("thread_id")
-        if given is not None and not str(given).strip():
-            raise ConfigurationError(f"thread_id {given!r} is empty: pass a thread's id, or none for a new thread")
+        thread_id = uuid4().hex if given is None else _thread_id(given)
         policy = self._policy(options)
-        thread_id = given or uuid4().hex
         begin = partial(self._new_task, thread_id, task, policy, options)
         async for event in self._drive(thread_id, options, tokens, begin, policy):
             yield event
@@ -238,15 +236,17 @@ class Orchestrator:
         **options: Unpack[ResumeOptions],
     ) -> AsyncGenerator[RunEvent, None]:
         """`resume`, as the events `stream` yields."""
-        given = [k for k in ("confirmed", "decisions", "answer") if options.get(k) is not None]
-        if len(given) > 1:
-            raise ConfigurationError(f"pass one of confirmed=, decisions= or answer=, not {given}")
+        _check_keys(options, ResumeOptions, "resume")
         if isinstance(checkpoint_or_thread_id, PendingConfirmation):
             thread_id = checkpoint_or_thread_id.thread_id
             expected = options.get("interrupt_id") or checkpoint_or_thread_id.interrupt_id
         else:
-            thread_id, expected = checkpoint_or_thread_id, options.get("interrupt_id")
-        begin = partial(self._decided, thread_id, expected, options)
+            thread_id, expected = _thread_id(checkpoint_or_thread_id), options.get("interrupt_id")
+        given = [k for k in ("confirmed", "decisions", "answer") if options.get(k) is not None]
+        if len(given) > 1:
+            raise InvalidDecisionError(f"pass one of confirmed=, decisions= or answer=, not {given}",
+                                       thread_id=thread_id)
+        begin = partial(command_for, thread_id, expected, options, self.db)
         async for event in self._drive(thread_id, options, tokens, begin):
             yield event
 
@@ -301,22 +301,13 @@ class Orchestrator:
         return LoopState(messages=cast(list[AnyMessage], messages), rounds=0, policy=policy,
                          pending=[], question="")
 
-    async def _decided(self, thread_id: str, expected: str | None, options: ResumeOptions,
-                       snapshot: StateSnapshot, context: LoopContext) -> Command[Any] | None:
-        """A resume's command, once the thread is known (`graphloop.graph.resumes`)."""
-        if not snapshot.values:
-            raise UnknownThreadError(
-                f"no thread {thread_id!r} in the database {db_label(self.db)!r}; check the id and "
-                "that this Orchestrator uses the same db as the run", thread_id=thread_id)
-        return await command_for(snapshot, thread_id, expected, context, options)
-
     def _policy(self, options: RunOptions) -> Policy:
         tool_list = options.get("tool_list")
         return Policy(
             user_role=options.get("user_role", "user"),
-            tool_list=list(tool_list) if tool_list is not None else None,
-            confirm_allow=sorted(options.get("confirm_allow") or ()),
-            confirm_deny=sorted(options.get("confirm_deny") or ()),
+            tool_list=_listed(tool_list) if tool_list is not None else None,
+            confirm_allow=_listed(options.get("confirm_allow") or (), sort=True),
+            confirm_deny=_listed(options.get("confirm_deny") or (), sort=True),
             max_rounds=self.max_rounds,
             respond_with_final=options.get("respond_with_final", True),
             ask_model_to_confirm=self.ask_model_to_confirm,
@@ -403,10 +394,38 @@ class Orchestrator:
 def _held(context: LoopContext, thread_id: str, wait: float | None) -> AbstractAsyncContextManager[None]:
     """The thread held for a whole run, from the first read of its state to the last write:
     one driver per thread (`graphloop.checkpointers.drivers`); the graph's own hold, in the
-    same task, then lets it through."""
+    same task, then lets it through. Not re-entrant: another run of the thread started in this
+    task (inside the loop over a run's events) is refused."""
     if context.ledger is None:
         return nullcontext()
-    return context.ledger.drivers.adrive(thread_id, wait or 0.0)
+    return context.ledger.drivers.adrive(thread_id, wait or 0.0, reentrant=False)
+
+
+def _listed(names: Iterable[str], *, sort: bool = False) -> list[str]:
+    """`names` as a list; a single string stays one, for `check_policy` to refuse by name
+    (`list("add")` would make it three one-letter tools)."""
+    if isinstance(names, str):
+        return cast(list[str], names)
+    return sorted(names) if sort else list(names)
+
+
+def _check_keys(options: Mapping[str, object], kind: type[RunOptions] | type[ResumeOptions], call: str) -> None:
+    """Refuse an option `call` does not have (a typo would otherwise be ignored in silence)."""
+    unknown = sorted(set(options) - kind.__optional_keys__ - kind.__required_keys__)
+    if unknown:
+        raise ConfigurationError(
+            f"{call}() got unknown options {unknown!r}; its options: {sorted(kind.__optional_keys__)!r}")
+
+
+def _thread_id(given: object) -> str:
+    """`given` as a thread id: text that is not blank."""
+    if not isinstance(given, str):
+        raise ConfigurationError(
+            f"thread_id {given!r} is not a thread's id: pass the text `thread_id` of a run (or the "
+            "`checkpoint` of a paused one; a run that did not pause has none)")
+    if not given.strip():
+        raise ConfigurationError(f"thread_id {given!r} is empty: pass a thread's id, or none for a new thread")
+    return given
 
 
 async def _result(events: AsyncGenerator[RunEvent, None]) -> OrchestratorResult:

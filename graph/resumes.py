@@ -10,12 +10,20 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypedDict
 
 from langgraph.types import Command, StateSnapshot
 
-from graphloop.checkpointers import InvalidDecisionError, Ledger, NotPausedError, in_db_thread
+from graphloop.checkpointers import (
+    DbLike,
+    InvalidDecisionError,
+    Ledger,
+    NotPausedError,
+    UnknownThreadError,
+    db_label,
+    in_db_thread,
+)
 from graphloop.graph.results import pending_of
 from graphloop.graph.snapshots import check_version, is_finished
 from graphloop.nodes import (
@@ -23,10 +31,10 @@ from graphloop.nodes import (
     LoopContext,
     ModelLike,
     PendingCall,
-    Policy,
     allowed_tools,
     check_decisions,
     decision_entries,
+    policy_of,
     shown_calls,
 )
 
@@ -50,15 +58,21 @@ class ResumeOptions(TypedDict, total=False):
 
 
 async def command_for(
-    snapshot: StateSnapshot, thread_id: str, expected: str | None, context: LoopContext,
-    options: ResumeOptions,
+    thread_id: str, expected: str | None, options: ResumeOptions, db: DbLike,
+    snapshot: StateSnapshot, context: LoopContext,
 ) -> Command[Any] | None:
     """What to invoke the graph with: the checked and recorded decisions, or None to continue.
 
-    `expected` is the pause the caller answers (None: whichever the thread waits at).
+    `expected` is the pause the caller answers (None: whichever the thread waits at); `db` is
+    named in the message when the thread is not there.
     """
+    if not snapshot.values:
+        raise UnknownThreadError(
+            f"no thread {thread_id!r} in the database {db_label(db)!r}; check the id and that this "
+            "Orchestrator uses the same db as the run", thread_id=thread_id)
     check_version(snapshot, thread_id)
     confirmed, decisions, reply = options.get("confirmed"), options.get("decisions"), options.get("answer")
+    _check_shapes(thread_id, confirmed, decisions)
     decided = confirmed is not None or decisions is not None or reply is not None
     if not snapshot.interrupts:
         _check_unfinished(snapshot, thread_id, decided)
@@ -82,12 +96,25 @@ async def command_for(
     return Command(resume={"decisions": chosen})
 
 
+def _check_shapes(thread_id: str, confirmed: object, decisions: object) -> None:
+    """Refuse a `confirmed` that is not True or False (the text "no" must not approve) and
+    `decisions` that are not a list of decisions, before anything is read or stored."""
+    if confirmed is not None and not isinstance(confirmed, bool):
+        raise InvalidDecisionError(
+            f"confirmed={confirmed!r} must be True (approve every call shown) or False (reject "
+            "them)", thread_id=thread_id)
+    if decisions is not None and (isinstance(decisions, str | bytes | Mapping) or not isinstance(decisions, Sequence)):
+        raise InvalidDecisionError(
+            f"decisions={decisions!r} must be a list with one decision per call shown, such as "
+            '[{"type": "approve"}]', thread_id=thread_id)
+
+
 def _answer(
     snapshot: StateSnapshot, thread_id: str, context: LoopContext, confirmed: bool | None,
     decisions: Sequence[Decision] | None,
 ) -> tuple[list[PendingCall], list[Decision]]:
     """The calls asked about and their decisions, checked against what the thread waits for."""
-    policy: Policy = snapshot.values["policy"]
+    policy = policy_of(snapshot.values)
     shown = shown_calls(snapshot.values.get("pending", []), policy)
     answer = list(decisions) if decisions is not None else [
         Decision(type="approve" if confirmed else "reject") for _ in shown]
@@ -99,7 +126,7 @@ def _recorded(ledger: Ledger | None, snapshot: StateSnapshot, thread_id: str,
               context: LoopContext) -> list[Decision]:
     """Decisions recorded for this pause by a process that stopped before carrying them out,
     checked against what this process can carry out."""
-    policy: Policy = snapshot.values["policy"]
+    policy = policy_of(snapshot.values)
     shown = shown_calls(snapshot.values.get("pending", []), policy)
     rows = {r["call_id"]: r for r in ledger.decisions(thread_id)} if ledger is not None else {}
     if not shown or any(p["id"] not in rows for p in shown):

@@ -16,7 +16,7 @@ from langgraph.types import StateSnapshot
 
 from graphloop.checkpointers import InboxEntry, ThreadPausedError, ThreadVersionError
 from graphloop.graph.results import pending_of
-from graphloop.nodes import STATE_VERSION, HITLRequest, Policy, inbox_entry, is_answer, shown_calls
+from graphloop.nodes import STATE_VERSION, HITLRequest, inbox_entry, is_answer, policy_of, shown_calls
 
 __all__ = ["VERSION", "at_gate", "check_new_task", "check_version", "inbox_entry_of", "is_finished"]
 
@@ -61,7 +61,7 @@ def at_gate(snapshot: StateSnapshot) -> bool:
 
 def inbox_entry_of(thread_id: str, snapshot: StateSnapshot) -> InboxEntry:
     """The inbox row of a thread paused at the gate, from its checkpoint."""
-    policy: Policy = snapshot.values["policy"]
+    policy = policy_of(snapshot.values)
     request: HITLRequest = snapshot.interrupts[0].value
     shown = shown_calls(snapshot.values.get("pending", []), policy)
     return inbox_entry(thread_id, snapshot.interrupts[0].id, shown,

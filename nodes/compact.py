@@ -15,7 +15,7 @@ from graphloop.nodes.abandon import settle_history
 from graphloop.nodes.audit import ledger_of
 from graphloop.nodes.compaction import plan_compaction
 from graphloop.nodes.context import LoopContext
-from graphloop.nodes.policy import pinned
+from graphloop.nodes.policy import check_policy, pinned
 from graphloop.nodes.state import LoopState, LoopUpdate, apply_messages, policy_of
 
 __all__ = ["compact"]
@@ -25,8 +25,11 @@ def compact(state: LoopState, runtime: Runtime[LoopContext]) -> LoopUpdate:
     """Settle a paused turn, pin the gate, then decide what the model will see."""
     update = settle_history(state, ledger_of(runtime.context))
     policy = policy_of(state)
-    if "gate" not in policy:
+    if "gate" not in policy:  # a run's new policy: checked, and its gate pinned
+        check_policy(policy, runtime.context)
         update["policy"] = pinned(policy, runtime.context)
+    elif policy is not state.get("policy"):  # a partial policy that brought its gate: stored whole
+        update["policy"] = policy
     if state.get("dismissed"):
         update["dismissed"] = False
     planned = cast(LoopState, {**state, **update})

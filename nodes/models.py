@@ -118,6 +118,8 @@ class ModelConfig:
         if "tool_choice" in value and not value["tool_choice"]:
             data["tool_choice"] = None
         data.setdefault("label", data.get("model_name", ""))
+        for required in ("api_url", "model_name"):  # missing: named by the check in __post_init__
+            data.setdefault(required, "")
         data["api_key"] = data.get("api_key") or ""
         return cls(**data)
 

@@ -20,7 +20,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from graphloop.checkpointers import ConfigurationError
 from graphloop.nodes.context import LoopContext
@@ -77,6 +77,31 @@ def pinned(policy: Policy, context: LoopContext) -> Policy:
     return {**policy, "gate": pin_gate(policy, context)}
 
 
+def _check_types(policy: Policy) -> None:
+    """A policy from a client or a dict may hold anything, whatever `Policy` says."""
+    given: dict[str, object] = dict(policy)
+    wrong = [f"{k}={given[k]!r} (true or false)" for k in ("respond_with_final", "ask_model_to_confirm")
+             if not isinstance(given[k], bool)]
+    if not isinstance(given["user_role"], str):
+        wrong.append(f"user_role={given['user_role']!r} (a role's name)")
+    rounds = given["max_rounds"]
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        wrong.append(f"max_rounds={rounds!r} (a whole number, 1 or more)")
+    for key in ("tool_list", "confirm_allow", "confirm_deny"):
+        value = given[key]
+        if (value is None and key == "tool_list") or _is_names(value):
+            continue
+        wrong.append(f"{key}={value!r} (a list of tool names{', or None' if key == 'tool_list' else ''})")
+    if wrong:
+        raise ConfigurationError(f"policy has values of the wrong type: {'; '.join(wrong)}")
+
+
+def _is_names(value: object) -> bool:
+    if isinstance(value, str | bytes) or not isinstance(value, list | tuple | set | frozenset):
+        return False
+    return all(isinstance(name, str) for name in cast(list[object], value))
+
+
 def allowed_tools(policy: Policy, context: LoopContext) -> tuple[str, ...]:
     """Tools this run may see and call: the thread's pinned set, of those this process has."""
     gate = policy.get("gate")
@@ -113,8 +138,9 @@ def never_tools(policy: Policy) -> frozenset[str]:
 
 
 def check_policy(policy: Policy, context: LoopContext) -> None:
-    """Raise `ConfigurationError` for a role or tool name in a new run's `policy` that
-    `context` does not know."""
+    """Raise `ConfigurationError` for a value of the wrong type in a new run's `policy`, or a
+    role or tool name that `context` does not know."""
+    _check_types(policy)
     if context.roles is not None and policy["user_role"] not in context.roles:
         raise ConfigurationError(
             f"user_role={policy['user_role']!r} is not a configured role; "

@@ -7,7 +7,7 @@ callables are runtime context (`graphloop.nodes.context.LoopContext`), never sta
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Literal, NotRequired, Required, TypedDict, cast, get_args
+from typing import Annotated, Any, Literal, NotRequired, Required, TypedDict, cast, get_args
 
 from langchain_core.messages import AnyMessage, BaseMessage
 from langgraph.channels import DeltaChannel
@@ -113,7 +113,7 @@ def apply_messages(messages: list[AnyMessage], update: Sequence[BaseMessage]) ->
     return _messages_delta_reducer(messages, [list(update)])  # pyright: ignore[reportArgumentType]  # RemoveMessage too, as LangGraph takes it
 
 
-def policy_of(state: LoopState) -> Policy:
+def policy_of(state: LoopState | Mapping[str, Any]) -> Policy:
     """The run's policy; what a given policy leaves out takes its default (role "user" with
     all its tools, no per-user exemptions, `DEFAULT_MAX_ROUNDS`, a final answer at the limit,
     the model phrasing the question), so `{"user_role": "admin"}` is a whole policy.

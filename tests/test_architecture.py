@@ -67,7 +67,7 @@ def test_the_run_path_is_the_one_the_architecture_page_describes(tmp_path: Path)
     assert len(steps) == len(set(steps)), "a module is listed twice"
     with ScriptedServer([reply(None, tool_call("add", a=1, b=2)), reply("3")]) as server:
         orch = Orchestrator(TOOLS, db=tmp_path / "g.db", models=[server.model_config()])
-        entered, backs = traced(orch.run("1+2", thread_id="t"))
+        entered, backs = traced(orch.run("1+2", thread_id="t", user_id="ann"))
     assert entered == steps
     assert backs == []
 

@@ -73,12 +73,26 @@ def _defined_in_graphloop(name: str) -> bool:
     return any(pattern.search(p.read_text()) for layer in LAYERS for p in (ROOT / layer).glob("*.py"))
 
 
+def _public_annotations() -> Iterator[tuple[str, str]]:
+    """(where, annotation text) of every public signature, class field and type alias."""
+    for where, function in _public_callables():
+        for text in getattr(function, "__annotations__", {}).values():
+            yield where, str(text)
+    for name in graphloop.graph.__all__:
+        obj = getattr(graphloop.graph, name)
+        if inspect.isclass(obj):  # dataclass, TypedDict and class fields
+            for klass in obj.__mro__:
+                if klass.__module__.startswith("graphloop"):
+                    for text in vars(klass).get("__annotations__", {}).values():
+                        yield f"{name} fields", str(text)
+        elif not callable(obj) or not inspect.isfunction(obj):  # an alias: what it stands for
+            yield name, str(obj)
+
+
 def test_every_type_in_a_public_signature_is_importable_from_graphloop_graph() -> None:
     missing: dict[str, str] = {}
-    for where, function in _public_callables():
-        annotations: dict[str, object] = getattr(function, "__annotations__", {})
-        for text in map(str, annotations.values()):
-            for word in re.findall(r"\b[A-Z]\w*", text):
-                if word not in graphloop.graph.__all__ and _defined_in_graphloop(word):
-                    missing.setdefault(word, where)
+    for where, text in _public_annotations():
+        for word in re.findall(r"\b[A-Z]\w*", text):
+            if not word.isupper() and word not in graphloop.graph.__all__ and _defined_in_graphloop(word):
+                missing.setdefault(word, where)
     assert missing == {}
