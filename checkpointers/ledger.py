@@ -15,6 +15,22 @@ tool_calls` shows the audit; in PostgreSQL the same tables live beside langgraph
 
 No secret is ever written: rows hold model labels, never keys.
 
+What is flushed to disk, and when (the rule is enforced here, by `_transaction(flush=True)`, and
+in `graphloop.checkpointers.savers`):
+
+- A call's claim, and a person's decisions, are flushed before anything they protect happens
+  (SQLite: the commit runs with `synchronous=FULL`; PostgreSQL: `synchronous_commit=on`). The
+  call runs only after its claim is on disk.
+- Everything else, checkpoints included, is committed without waiting for the disk (SQLite in
+  WAL mode with `synchronous=NORMAL`; PostgreSQL `synchronous_commit=off`). A flush writes out
+  every commit before it too: one WAL serves the whole database.
+
+So a `kill -9` loses nothing (every commit is in the WAL, which the operating system keeps). A
+power cut loses at most the commits since the last flush: the last steps of a run, never a claim
+or a decision. On resume, a lost step is simply run again (a model call asked again); a call
+whose claim was kept but whose result was lost is not run again: the model is told its outcome
+is unknown. A call whose claim was lost had not started.
+
 Example:
     >>> from graphloop.checkpointers import open_ledger
     >>> with open_ledger(":memory:") as ledger:
@@ -98,8 +114,10 @@ class Ledger(Held, ABC):
     (`graphloop.checkpointers.drivers`)."""
 
     @abstractmethod
-    def _transaction(self, *, write: bool = True) -> AbstractContextManager[Cursor]:
-        """One transaction; a write transaction takes the write lock at once."""
+    def _transaction(self, *, write: bool = True, flush: bool = False) -> AbstractContextManager[Cursor]:
+        """One transaction; a write transaction takes the write lock at once. With `flush`, its
+        commit is on disk (through a power cut) before it returns: the rule in the module
+        docstring says which writes need it."""
 
     def _run(self, sql: str, args: Sequence[object] = ()) -> int:
         with self._transaction() as tx:
@@ -127,7 +145,7 @@ class Ledger(Held, ABC):
         holds them by now, and a table that empties once per round reuses its pages instead
         of leaving a run's worth of free pages behind.
         """
-        with self._transaction() as tx:
+        with self._transaction(flush=True) as tx:  # on disk before the call runs
             inserted = _insert_call(tx, entry)
             if inserted and entry.get("round"):
                 tx.run("DELETE FROM tool_results WHERE thread_id = ? AND EXISTS (SELECT 1 FROM tool_calls c "
@@ -201,7 +219,7 @@ class Ledger(Held, ABC):
         Of two processes deciding the same pause at once, exactly one succeeds. The thread
         stays in the inbox, listed as decided, until the decisions are carried out.
         """
-        with self._transaction() as tx:
+        with self._transaction(flush=True) as tx:  # on disk before anything is carried out
             for entry in entries:
                 if not _insert_new(tx, "decisions", entry):
                     raise AlreadyDecidedError.of(self._decided(tx, entries))
@@ -210,7 +228,7 @@ class Ledger(Held, ABC):
         """Record decisions unless these calls have some already (the Orchestrator records its
         own first, with who decided; a process that stopped left them); `AlreadyDecidedError`
         when a recorded one is another decision (a second client decided the same pause)."""
-        with self._transaction() as tx:
+        with self._transaction(flush=True) as tx:  # on disk before anything is carried out
             for entry in entries:
                 _insert_new(tx, "decisions", entry)
             recorded = self._decided(tx, entries)

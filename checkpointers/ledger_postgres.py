@@ -112,8 +112,10 @@ class PostgresLedger(Ledger):
         yield cls(_pool(url), url)
 
     @contextmanager
-    def _transaction(self, *, write: bool = True) -> Generator[Cursor, None, None]:
+    def _transaction(self, *, write: bool = True, flush: bool = False) -> Generator[Cursor, None, None]:
         with self._pool.connection() as conn, conn.transaction():
+            if write and not flush:  # only claims and decisions wait for the WAL flush
+                conn.execute("SET LOCAL synchronous_commit = off")
             yield _PostgresCursor(conn)
 
     def reclaim_space(self) -> None:

@@ -56,6 +56,7 @@ class SqliteLedger(Ledger):
             with opening(path):
                 if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                     conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")  # claims and decisions: FULL (_transaction)
                 opened = cls(conn)
             yield (ledger := opened)
         finally:
@@ -65,16 +66,28 @@ class SqliteLedger(Ledger):
                 ledger.close_when_free(conn.close)  # a tool call past its timeout may hold it
 
     @contextmanager
-    def _transaction(self, *, write: bool = True) -> Generator[Cursor, None, None]:
-        """`BEGIN IMMEDIATE` for writes, so checks and writes in it agree across processes."""
+    def _transaction(self, *, write: bool = True, flush: bool = False) -> Generator[Cursor, None, None]:
+        """`BEGIN IMMEDIATE` for writes, so checks and writes in it agree across processes.
+
+        With `flush`, the commit runs with `synchronous=FULL`: the WAL is synced to disk before
+        it returns, and with it every commit before this one (the checkpoints' too: one WAL
+        serves every connection to the file). Every other commit is `NORMAL`: in the WAL, which
+        survives the process, not yet synced to the disk.
+        """
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            if flush:  # SQLite takes the setting outside a transaction only
+                self._conn.execute("PRAGMA synchronous=FULL")
             try:
-                yield _SqliteCursor(self._conn)
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+                self._conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                try:
+                    yield _SqliteCursor(self._conn)
+                except BaseException:
+                    self._conn.execute("ROLLBACK")
+                    raise
+                self._conn.execute("COMMIT")
+            finally:
+                if flush:
+                    self._conn.execute("PRAGMA synchronous=NORMAL")
 
     def reclaim_space(self) -> None:
         with self._lock:

@@ -41,6 +41,11 @@ checkpointer)."""
 
 _BUSY_TIMEOUT_S = 30.0
 
+_UNFLUSHED_SQLITE = "PRAGMA synchronous=NORMAL"
+"""Checkpoints are committed to the WAL without waiting for the disk (see `graphloop.checkpointers.ledger`)."""
+_UNFLUSHED_POSTGRES = "-c synchronous_commit=off"
+"""The same for PostgreSQL: a checkpoint's commit does not wait for the WAL flush."""
+
 
 _ledgers: weakref.WeakKeyDictionary[BaseCheckpointSaver[str], Ledger] = weakref.WeakKeyDictionary()
 
@@ -107,7 +112,8 @@ async def _postgres_async(url: str) -> AsyncGenerator[BaseCheckpointSaver[str], 
     # the Orchestrator's concurrent runs share one saver (its shared session), so a
     # pool per Orchestrator and event loop bounds the connections however many runs there are
     async with AsyncConnectionPool(url, min_size=1, max_size=_POOL_SIZE, open=False, kwargs={
-            "autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}) as pool:
+            "autocommit": True, "prepare_threshold": 0, "row_factory": dict_row,
+            "options": _UNFLUSHED_POSTGRES}) as pool:
         saver = AsyncPostgresSaver(pool)  # pyright: ignore[reportArgumentType]  # a pool is a valid conn
         if url not in _ready:
             loop_lock = _setup_locks.setdefault(asyncio.get_running_loop(), asyncio.Lock())
@@ -128,7 +134,8 @@ def _postgres_sync(url: str) -> Generator[BaseCheckpointSaver[str], None, None]:
     from psycopg_pool import ConnectionPool
 
     with ConnectionPool(url, min_size=1, max_size=_POOL_SIZE, kwargs={
-            "autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}) as pool:
+            "autocommit": True, "prepare_threshold": 0, "row_factory": dict_row,
+            "options": _UNFLUSHED_POSTGRES}) as pool:
         saver = PostgresSaver(pool)  # pyright: ignore[reportArgumentType]  # a pool is a valid conn
         if url not in _ready:
             with Connection.connect(url, autocommit=True) as lock:
@@ -157,6 +164,7 @@ def open_saver(db: DbLike) -> Generator[BaseCheckpointSaver[str], None, None]:
             saver = SqliteSaver(conn)
             with opening(db):  # now, not at the first checkpoint: a read-only file is named here
                 saver.setup()
+            conn.execute(_UNFLUSHED_SQLITE)
             attach_ledger(saver, ledger)
             yield saver
         finally:
@@ -192,6 +200,7 @@ async def open_async_saver(db: DbLike) -> AsyncGenerator[BaseCheckpointSaver[str
             saver = AsyncSqliteSaver(conn)
             with opening(db):  # now: `prune` on a new file finds the tables, a read-only one is named
                 await saver.setup()
+            await conn.execute(_UNFLUSHED_SQLITE)
             attach_ledger(saver, ledger)
             yield saver
     finally:
