@@ -18,16 +18,19 @@ No secret is ever written: rows hold model labels, never keys.
 What is flushed to disk, and when (the rule is enforced here, by `_transaction(flush=True)`, and
 in `graphloop.checkpointers.savers`):
 
-- A call's claim, and a person's decisions, are flushed before anything they protect happens
-  (SQLite: the commit runs with `synchronous=FULL`; PostgreSQL: `synchronous_commit=on`). The
-  call runs only after its claim is on disk.
+- A call's claim, and a person's decisions and remembered rules, are flushed before anything
+  they protect happens (SQLite: the commit runs with `synchronous=FULL`; PostgreSQL:
+  `synchronous_commit=on`, whatever the server's default). The call runs only after its claim
+  is on disk. A run that pauses is flushed as it ends (`forget_results(flush=True)`), so the
+  pause a person answers is on disk.
 - Everything else, checkpoints included, is committed without waiting for the disk (SQLite in
   WAL mode with `synchronous=NORMAL`; PostgreSQL `synchronous_commit=off`). A flush writes out
   every commit before it too: one WAL serves the whole database.
 
-So a `kill -9` loses nothing (every commit is in the WAL, which the operating system keeps). A
-power cut loses at most the commits since the last flush: the last steps of a run, never a claim
-or a decision. On resume, a lost step is simply run again (a model call asked again); a call
+So a `kill -9` of the process loses nothing (every commit is in the WAL, which the operating
+system keeps). A power cut (or, on PostgreSQL, a crash of the server) loses at most the commits
+since the last flush: the last steps of a run (a run that answered may be back before its
+answer), never a claim, a decision, a rule or a pause. On resume, a lost step is simply run again (a model call asked again); a call
 whose claim was kept but whose result was lost is not run again: the model is told its outcome
 is unknown. A call whose claim was lost had not started.
 
@@ -191,9 +194,12 @@ class Ledger(Held, ABC):
                           (thread_id, call_id))
         return str(rows[0]["result"]) if rows else None
 
-    def forget_results(self, thread_id: str) -> None:
-        """Drop the kept results of `thread_id`: its checkpoint holds them now."""
-        self._run("DELETE FROM tool_results WHERE thread_id = ?", (thread_id,))
+    def forget_results(self, thread_id: str, *, flush: bool = False) -> None:
+        """Drop the kept results of `thread_id`: its checkpoint holds them now. With `flush`, on
+        disk before it returns, and with it every checkpoint before (a run that pauses: the
+        pause a person will answer)."""
+        with self._transaction(flush=flush) as tx:
+            tx.run("DELETE FROM tool_results WHERE thread_id = ?", (thread_id,))
 
     def record_call(self, entry: ToolCallEntry) -> None:
         """Record a call that was answered without running (refused or rejected); idempotent."""
@@ -322,14 +328,16 @@ class Ledger(Held, ABC):
         """Remember `rule` for `user_id` and `tool` (replacing an earlier rule)."""
         if rule not in RULES:
             raise ConfigurationError(f"rule={rule!r} is not one of {list(RULES)!r}")
-        self._run("INSERT INTO tool_rules (user_id, tool, rule, granted_by, granted_at) "
-                  "VALUES (?, ?, ?, ?, ?) ON CONFLICT (user_id, tool) DO UPDATE SET "
-                  "rule = excluded.rule, granted_by = excluded.granted_by, granted_at = excluded.granted_at",
-                  (user_id, tool, rule, granted_by, now()))
+        with self._transaction(flush=True) as tx:  # a person's rule: on disk before it is relied on
+            tx.run("INSERT INTO tool_rules (user_id, tool, rule, granted_by, granted_at) "
+                   "VALUES (?, ?, ?, ?, ?) ON CONFLICT (user_id, tool) DO UPDATE SET "
+                   "rule = excluded.rule, granted_by = excluded.granted_by, granted_at = excluded.granted_at",
+                   (user_id, tool, rule, granted_by, now()))
 
     def revoke(self, user_id: str, tool: str) -> bool:
         """Forget the rule for `user_id` and `tool`; False when there was none."""
-        return self._run("DELETE FROM tool_rules WHERE user_id = ? AND tool = ?", (user_id, tool)) > 0
+        with self._transaction(flush=True) as tx:  # a person's rule: on disk before it is relied on
+            return tx.run("DELETE FROM tool_rules WHERE user_id = ? AND tool = ?", (user_id, tool)) > 0
 
     def rules(self, user_id: str) -> dict[str, Rule]:
         """`user_id`'s remembered rules, tool → rule."""

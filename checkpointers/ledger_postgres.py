@@ -114,8 +114,8 @@ class PostgresLedger(Ledger):
     @contextmanager
     def _transaction(self, *, write: bool = True, flush: bool = False) -> Generator[Cursor, None, None]:
         with self._pool.connection() as conn, conn.transaction():
-            if write and not flush:  # only claims and decisions wait for the WAL flush
-                conn.execute("SET LOCAL synchronous_commit = off")
+            if write:  # only claims and decisions wait for the WAL flush, whatever the server's default
+                conn.execute(f"SET LOCAL synchronous_commit = {'on' if flush else 'off'}")
             yield _PostgresCursor(conn)
 
     def reclaim_space(self) -> None:

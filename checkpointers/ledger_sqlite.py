@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import sys
 import threading
 from collections.abc import Generator, Sequence
 from contextlib import contextmanager
@@ -57,6 +58,8 @@ class SqliteLedger(Ledger):
                 if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                     conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")  # claims and decisions: FULL (_transaction)
+                if sys.platform == "darwin":  # macOS's fsync leaves the drive's cache unflushed
+                    conn.execute("PRAGMA fullfsync=ON")
                 opened = cls(conn)
             yield (ledger := opened)
         finally:
@@ -75,19 +78,22 @@ class SqliteLedger(Ledger):
         survives the process, not yet synced to the disk.
         """
         with self._lock:
-            if flush:  # SQLite takes the setting outside a transaction only
+            # SQLite takes the setting outside a transaction only; the connection's own comes back
+            before = self._conn.execute("PRAGMA synchronous").fetchone()[0] if flush else None
+            if flush:
                 self._conn.execute("PRAGMA synchronous=FULL")
             try:
                 self._conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
                 try:
                     yield _SqliteCursor(self._conn)
+                    self._conn.execute("COMMIT")
                 except BaseException:
-                    self._conn.execute("ROLLBACK")
+                    if self._conn.in_transaction:  # also a COMMIT that failed and left it open
+                        self._conn.execute("ROLLBACK")
                     raise
-                self._conn.execute("COMMIT")
             finally:
-                if flush:
-                    self._conn.execute("PRAGMA synchronous=NORMAL")
+                if before is not None:
+                    self._conn.execute(f"PRAGMA synchronous={int(before)}")
 
     def reclaim_space(self) -> None:
         with self._lock:

@@ -18,6 +18,7 @@ import weakref
 from collections.abc import AsyncGenerator, Generator
 from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 from os import PathLike
+from typing import Any
 
 import aiosqlite
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -43,8 +44,9 @@ _BUSY_TIMEOUT_S = 30.0
 
 _UNFLUSHED_SQLITE = "PRAGMA synchronous=NORMAL"
 """Checkpoints are committed to the WAL without waiting for the disk (see `graphloop.checkpointers.ledger`)."""
-_UNFLUSHED_POSTGRES = "-c synchronous_commit=off"
-"""The same for PostgreSQL: a checkpoint's commit does not wait for the WAL flush."""
+_UNFLUSHED_POSTGRES = "SET synchronous_commit = off"
+"""The same for PostgreSQL, on each connection of the checkpoint pool (a URL's own `options`
+are kept): a checkpoint's commit does not wait for the WAL flush."""
 
 
 _ledgers: weakref.WeakKeyDictionary[BaseCheckpointSaver[str], Ledger] = weakref.WeakKeyDictionary()
@@ -111,9 +113,11 @@ async def _postgres_async(url: str) -> AsyncGenerator[BaseCheckpointSaver[str], 
 
     # the Orchestrator's concurrent runs share one saver (its shared session), so a
     # pool per Orchestrator and event loop bounds the connections however many runs there are
-    async with AsyncConnectionPool(url, min_size=1, max_size=_POOL_SIZE, open=False, kwargs={
-            "autocommit": True, "prepare_threshold": 0, "row_factory": dict_row,
-            "options": _UNFLUSHED_POSTGRES}) as pool:
+    async def unflushed(conn: AsyncConnection[Any]) -> None:
+        await conn.execute(_UNFLUSHED_POSTGRES)
+
+    async with AsyncConnectionPool(url, min_size=1, max_size=_POOL_SIZE, open=False, configure=unflushed, kwargs={
+            "autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}) as pool:
         saver = AsyncPostgresSaver(pool)  # pyright: ignore[reportArgumentType]  # a pool is a valid conn
         if url not in _ready:
             loop_lock = _setup_locks.setdefault(asyncio.get_running_loop(), asyncio.Lock())
@@ -133,9 +137,11 @@ def _postgres_sync(url: str) -> Generator[BaseCheckpointSaver[str], None, None]:
     from psycopg.rows import dict_row
     from psycopg_pool import ConnectionPool
 
-    with ConnectionPool(url, min_size=1, max_size=_POOL_SIZE, kwargs={
-            "autocommit": True, "prepare_threshold": 0, "row_factory": dict_row,
-            "options": _UNFLUSHED_POSTGRES}) as pool:
+    def unflushed(conn: Connection[Any]) -> None:
+        conn.execute(_UNFLUSHED_POSTGRES)
+
+    with ConnectionPool(url, min_size=1, max_size=_POOL_SIZE, configure=unflushed, kwargs={
+            "autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}) as pool:
         saver = PostgresSaver(pool)  # pyright: ignore[reportArgumentType]  # a pool is a valid conn
         if url not in _ready:
             with Connection.connect(url, autocommit=True) as lock:

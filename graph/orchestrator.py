@@ -270,14 +270,17 @@ class Orchestrator:
         async with self._session(context) as (graph, context), _held(context, thread_id, options.get("wait")):
             snapshot = await graph.aget_state(config)
             start = await begin(snapshot, context)
-            # durability="sync": each step is on disk before the next starts (crash safety)
+            # durability="sync": each step is written before the next starts, so a killed process
+            # resumes where it was; what must survive a power cut is flushed by the ledger
+            # (`graphloop.checkpointers.ledger`: a call's claim, before the call runs)
             async for mode, chunk in graph.astream(start, config, context=context, durability="sync",  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]  # langgraph's astream is partly untyped
                                                    stream_mode=modes):
                 for event in event_of(str(mode), chunk):  # pyright: ignore[reportUnknownArgumentType]
                     yield event
             snapshot = await graph.aget_state(config)
             if context.ledger is not None:  # every result is in the checkpoint now: the ledger's copies can go
-                await in_db_thread(context.ledger.forget_results, thread_id)
+                # flushed when the run pauses: the pause a person will answer is on disk
+                await in_db_thread(partial(context.ledger.forget_results, thread_id, flush=bool(snapshot.interrupts)))
         result = result_of(snapshot.values, snapshot.interrupts, thread_id)
         if result.checkpoint is not None:
             yield Paused(result.checkpoint)

@@ -8,6 +8,7 @@ disk flushes they cost (under strace).
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from typing import Any
 
@@ -17,6 +18,7 @@ from graphloop.graph.testing import ScriptedReply, ScriptedServer, reply, tool_c
 
 def fetch(doc: int) -> str:
     """Fetch a document."""
+    os.access(f"/graphloop-tool-starts-{doc}", os.F_OK)  # a mark in the trace: the side effect begins
     return f"{doc}:" + "x" * 2000
 
 

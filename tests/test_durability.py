@@ -22,20 +22,32 @@ from graphloop.graph.testing import ScriptedReply, ScriptedServer, reply, tool_c
 CHILD = Path(__file__).with_name("flush_child.py")
 
 
-def flushes(tmp_path: Path, mode: str, count: int) -> int:
-    """fsync and fdatasync calls of a child process running `count` rounds (see flush_child.py)."""
+SYNCS = re.compile(r"\b(?:fsync|fdatasync)\(\d+<([^>]*)>")
+"""A flush in strace's log (`-y` names the file): the file's path."""
+STARTS = re.compile(r"graphloop-tool-starts-(\d+)")
+"""The mark flush_child.py's tool leaves as it starts (an `access` call)."""
+
+
+def traced(tmp_path: Path, mode: str, count: int) -> str:
+    """strace's log of a child process running `count` rounds (see flush_child.py): its flushes
+    (fsync, fdatasync) and the marks of its tool starts, in order."""
     log, db = tmp_path / f"{mode}{count}.strace", tmp_path / f"{mode}{count}.db"
     child = [sys.executable, str(CHILD), mode, str(count), str(db)]
+    calls = "trace=fsync,fdatasync,access,faccessat,faccessat2"
     # --seccomp-bpf stops the child only at the traced calls (ten times faster); older straces lack it
     for fast in (["--seccomp-bpf"], []):
-        traced = subprocess.run(["strace", *fast, "-f", "-qq", "-e", "trace=fsync,fdatasync", "-o", str(log),
-                                 *child], capture_output=True, text=True, timeout=300)
-        if "seccomp" not in traced.stderr:
+        done = subprocess.run(["strace", *fast, "-f", "-qq", "-y", "-e", calls, "-o", str(log), *child],
+                              capture_output=True, text=True, timeout=300)
+        if "seccomp" not in done.stderr:
             break
-    if traced.returncode != 0 and "ptrace" in traced.stderr:
-        pytest.skip(f"strace cannot trace here: {traced.stderr.strip()[:200]}")
-    assert traced.returncode == 0, traced.stderr
-    return len(re.findall(r"\b(?:fsync|fdatasync)\(", log.read_text()))
+    if done.returncode != 0 and "ptrace" in done.stderr:
+        pytest.skip(f"strace cannot trace here: {done.stderr.strip()[:200]}")
+    assert done.returncode == 0, done.stderr
+    return log.read_text()
+
+
+def flushes(tmp_path: Path, mode: str, count: int) -> int:
+    return len(SYNCS.findall(traced(tmp_path, mode, count)))
 
 
 @pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace to count the flushes")
@@ -43,6 +55,19 @@ def test_a_tool_round_costs_one_flush_and_an_answer_round_none(tmp_path: Path) -
     per_tool_round = (flushes(tmp_path, "tools", 5) - flushes(tmp_path, "tools", 1)) / 4
     per_answer_round = (flushes(tmp_path, "answers", 5) - flushes(tmp_path, "answers", 1)) / 4
     assert (per_tool_round, per_answer_round) == (1, 0)
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace to see the flushes")
+def test_each_tool_call_starts_only_after_the_database_log_was_flushed(tmp_path: Path) -> None:
+    flushed_since_last_start: list[bool] = []
+    flushed = False
+    for line in traced(tmp_path, "tools", 3).splitlines():
+        if (sync := SYNCS.search(line)) and sync.group(1).endswith(".db-wal"):
+            flushed = True
+        elif STARTS.search(line):
+            flushed_since_last_start.append(flushed)
+            flushed = False
+    assert flushed_since_last_start == [True, True, True]
 
 
 # -- a power cut -------------------------------------------------------------------------------
@@ -112,16 +137,53 @@ def test_after_a_power_cut_at_any_flush_no_claimed_call_runs_again(tmp_path: Pat
 
 @pytest.mark.postgres
 def test_on_postgres_only_claims_and_decisions_wait_for_the_wal_flush(postgres_db: str) -> None:
+    """And a URL's own options are kept (the pool sets the checkpoints' setting per connection)."""
+    import psycopg
+
     from graphloop.graph import open_ledger, open_saver
 
     def setting(rows: list[dict[str, Any]]) -> str:
         return str(rows[0]["synchronous_commit"])
 
-    with open_saver(postgres_db) as saver:
+    with psycopg.connect(postgres_db, autocommit=True) as conn:  # a server whose default is off
+        conn.execute(f"ALTER DATABASE {postgres_db.rsplit('/', 1)[1]} SET synchronous_commit = off")  # pyright: ignore[reportArgumentType]
+
+    with open_saver(f"{postgres_db}?options=-c%20application_name%3Dmine") as saver:
         with saver.conn.connection() as conn:  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType, reportUnknownVariableType]  # the saver's pool
             assert conn.execute("SHOW synchronous_commit").fetchone()["synchronous_commit"] == "off"  # pyright: ignore[reportUnknownMemberType]
+            assert conn.execute("SHOW application_name").fetchone()["application_name"] == "mine"  # pyright: ignore[reportUnknownMemberType]
     with open_ledger(postgres_db) as ledger:
         with ledger._transaction(flush=True) as tx:  # pyright: ignore[reportPrivateUsage]  # what claim_call uses
-            assert setting(tx.rows("SHOW synchronous_commit")) == "on"
+            assert setting(tx.rows("SHOW synchronous_commit")) == "on"  # whatever the server's default
         with ledger._transaction() as tx:  # pyright: ignore[reportPrivateUsage]  # every other write
             assert setting(tx.rows("SHOW synchronous_commit")) == "off"
+
+
+def test_a_pause_is_on_disk_when_the_run_returns_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    db = tmp_path / "graphloop.db"
+    kept = tmp_path / "at-last-flush"
+    transaction = SqliteLedger._transaction  # pyright: ignore[reportPrivateUsage]
+
+    @contextmanager
+    def copy_at_flush(self: SqliteLedger, *, write: bool = True, flush: bool = False) -> Iterator[Any]:
+        with transaction(self, write=write, flush=flush) as tx:
+            yield tx
+        if flush:
+            shutil.rmtree(kept, ignore_errors=True)
+            kept.mkdir()
+            for suffix in ("", "-wal"):
+                if Path(f"{db}{suffix}").exists():
+                    shutil.copyfile(f"{db}{suffix}", kept / f"graphloop.db{suffix}")
+
+    monkeypatch.setattr(SqliteLedger, "_transaction", copy_at_flush)
+    with ScriptedServer([reply(None, tool_call("fetch", doc=7)), reply("May I fetch document 7?")]) as server:
+        orch = Orchestrator([fetch], confirm_required=["fetch"], db=db, models=[server.model_config()])
+        assert orch.run_sync("read 7", thread_id="t").checkpoint is not None
+    monkeypatch.undo()
+    RAN.clear()
+    with ScriptedServer([reply("Fetched.")]) as server:  # the power cut: back to the last flush
+        orch = Orchestrator([fetch], confirm_required=["fetch"], db=kept / "graphloop.db",
+                            models=[server.model_config()])
+        assert [p["thread_id"] for p in orch.approvals.pending()] == ["t"]
+        assert orch.resume_sync("t", confirmed=True).response == "Fetched."
+    assert RAN == [7]
