@@ -44,11 +44,11 @@ from graphloop.checkpointers import (
 from graphloop.graph.approvals import Approvals
 from graphloop.graph.builder import LoopGraph, build_graph, compile_graph
 from graphloop.graph.drawing import DrawFormat, draw, draw_png
+from graphloop.graph.options import ResumeOptions, RunOptions
 from graphloop.graph.orchestrator import (
     Orchestrator,
     OrchestratorResult,
     PendingConfirmation,
-    RunOptions,
     ToolCallRecord,
 )
 from graphloop.graph.results import (
@@ -61,7 +61,6 @@ from graphloop.graph.results import (
     ToolResult,
     Update,
 )
-from graphloop.graph.resumes import ResumeOptions
 from graphloop.graph.retention import PruneReport
 from graphloop.nodes import (
     ActionRequest,

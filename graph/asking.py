@@ -16,8 +16,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from graphloop.graph.options import ResumeOptions
 from graphloop.graph.results import PendingConfirmation
-from graphloop.graph.resumes import ResumeOptions
 from graphloop.nodes import Decision, DecisionType, ToolBox
 
 __all__ = ["ask", "call_text"]

@@ -40,11 +40,11 @@ from graphloop.graph.builder import compile_graph
 from graphloop.graph.demo import run_demo
 from graphloop.graph.drawing import draw, draw_png
 from graphloop.graph.following import follow
+from graphloop.graph.options import ResumeOptions
 from graphloop.graph.orchestrator import Orchestrator
 from graphloop.graph.results import (
     OrchestratorResult,
 )
-from graphloop.graph.resumes import ResumeOptions
 from graphloop.graph.retention import parse_age
 from graphloop.graph.settings import Database, Flags, as_database, existing_database
 from graphloop.nodes import Decision

@@ -17,7 +17,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcon
 from dataclasses import replace
 from datetime import timedelta
 from functools import partial
-from typing import Any, TypedDict, Unpack, cast
+from typing import Any, Unpack, cast
 from uuid import uuid4
 
 from langchain_core.messages import (
@@ -40,7 +40,7 @@ from graphloop.checkpointers import (
 )
 from graphloop.graph.approvals import Approvals
 from graphloop.graph.builder import LoopGraph, compile_graph
-from graphloop.graph.ownership import own_threads
+from graphloop.graph.options import ResumeOptions, RunOptions, check_options, names_of, thread_id_of
 from graphloop.graph.results import (
     AWAITING,
     Finished,
@@ -50,13 +50,12 @@ from graphloop.graph.results import (
     RunEvent,
     ToolCallRecord,
     event_of,
-    pending_of,
     result_of,
 )
-from graphloop.graph.resumes import ResumeOptions, command_for
+from graphloop.graph.resumes import command_for
 from graphloop.graph.retention import PruneReport, prune_threads
 from graphloop.graph.sessions import SharedSession
-from graphloop.graph.snapshots import VERSION, check_new_task, inbox_entry_of
+from graphloop.graph.snapshots import VERSION, check_new_task, relist_paused
 from graphloop.nodes import (
     DEFAULT_MAX_ROUNDS,
     STATE_VERSION,
@@ -98,23 +97,6 @@ logger = logging.getLogger(__name__)
 
 Start = LoopState | Command[Any] | None
 """What the graph is invoked with: a run's new input, a resume's command, or None to go on."""
-
-
-class RunOptions(TypedDict, total=False):
-    """The options of `Orchestrator.run` and `stream` (see `run`)."""
-
-    system_prompt: str
-    session_messages: Sequence[Mapping[str, Any]] | None
-    model_cfg: ModelLike | Iterable[ModelLike] | None
-    respond_with_final: bool
-    user_role: str
-    tool_list: Sequence[str] | None
-    confirm_allow: Iterable[str] | None
-    confirm_deny: Iterable[str] | None
-    thread_id: str | None
-    user_id: str | None
-    wait: float
-    """Seconds to wait for the thread while another run has it (0: `ThreadBusyError` at once)."""
 
 
 class Orchestrator:
@@ -204,9 +186,9 @@ class Orchestrator:
         the end `Paused` (if it waits) and `Finished` with the `OrchestratorResult`; by then
         everything is saved and the database closed.
         """
-        _check_keys(options, RunOptions, "run")
+        check_options(options, RunOptions, "run")
         given = options.get("thread_id")
-        thread_id = uuid4().hex if given is None else _thread_id(given)
+        thread_id = uuid4().hex if given is None else thread_id_of(given)
         policy = self._policy(options)
         begin = partial(self._new_task, thread_id, task, policy, options)
         async for event in self._drive(thread_id, options, tokens, begin, policy):
@@ -236,12 +218,12 @@ class Orchestrator:
         **options: Unpack[ResumeOptions],
     ) -> AsyncGenerator[RunEvent, None]:
         """`resume`, as the events `stream` yields."""
-        _check_keys(options, ResumeOptions, "resume")
+        check_options(options, ResumeOptions, "resume")
         if isinstance(checkpoint_or_thread_id, PendingConfirmation):
             thread_id = checkpoint_or_thread_id.thread_id
             expected = options.get("interrupt_id") or checkpoint_or_thread_id.interrupt_id
         else:
-            thread_id, expected = _thread_id(checkpoint_or_thread_id), options.get("interrupt_id")
+            thread_id, expected = thread_id_of(checkpoint_or_thread_id), options.get("interrupt_id")
         given = [k for k in ("confirmed", "decisions", "answer") if options.get(k) is not None]
         if len(given) > 1:
             raise InvalidDecisionError(f"pass one of confirmed=, decisions= or answer=, not {given}",
@@ -308,9 +290,9 @@ class Orchestrator:
         tool_list = options.get("tool_list")
         return Policy(
             user_role=options.get("user_role", "user"),
-            tool_list=_listed(tool_list) if tool_list is not None else None,
-            confirm_allow=_listed(options.get("confirm_allow") or (), sort=True),
-            confirm_deny=_listed(options.get("confirm_deny") or (), sort=True),
+            tool_list=names_of(tool_list) if tool_list is not None else None,
+            confirm_allow=names_of(options.get("confirm_allow") or (), sort=True),
+            confirm_deny=names_of(options.get("confirm_deny") or (), sort=True),
             max_rounds=self.max_rounds,
             respond_with_final=options.get("respond_with_final", True),
             ask_model_to_confirm=self.ask_model_to_confirm,
@@ -353,17 +335,8 @@ class Orchestrator:
         latest checkpoint: seconds for ten thousand threads.
         """
         async with self._session(self.context) as (graph, context):
-            ledger = self._ledger_of(context)
-            waiting = 0
             saver = cast(BaseCheckpointSaver[str], graph.checkpointer)  # pyright: ignore[reportUnknownMemberType]  # the session's saver
-            for thread_id, _ in await own_threads(saver, ledger):  # another application's stay out
-                snapshot = await graph.aget_state({"configurable": {"thread_id": thread_id}})
-                if not snapshot.interrupts or pending_of(snapshot.interrupts[0], thread_id).kind != "confirm":
-                    await in_db_thread(ledger.remove_from_inbox, thread_id)
-                    continue
-                await in_db_thread(ledger.add_to_inbox, inbox_entry_of(thread_id, snapshot))
-                waiting += 1
-        return waiting
+            return await relist_paused(graph, saver, self._ledger_of(context))
 
     async def prune(self, older_than: timedelta, *, audit: bool = False) -> PruneReport:
         """Delete finished threads whose last activity is older than `older_than`, then
@@ -402,33 +375,6 @@ def _held(context: LoopContext, thread_id: str, wait: float | None) -> AbstractA
     if context.ledger is None:
         return nullcontext()
     return context.ledger.drivers.adrive(thread_id, wait or 0.0, reentrant=False)
-
-
-def _listed(names: Iterable[str], *, sort: bool = False) -> list[str]:
-    """`names` as a list; a single string stays one, for `check_policy` to refuse by name
-    (`list("add")` would make it three one-letter tools)."""
-    if isinstance(names, str):
-        return cast(list[str], names)
-    return sorted(names) if sort else list(names)
-
-
-def _check_keys(options: Mapping[str, object], kind: type[RunOptions] | type[ResumeOptions], call: str) -> None:
-    """Refuse an option `call` does not have (a typo would otherwise be ignored in silence)."""
-    unknown = sorted(set(options) - kind.__optional_keys__ - kind.__required_keys__)
-    if unknown:
-        raise ConfigurationError(
-            f"{call}() got unknown options {unknown!r}; its options: {sorted(kind.__optional_keys__)!r}")
-
-
-def _thread_id(given: object) -> str:
-    """`given` as a thread id: text that is not blank."""
-    if not isinstance(given, str):
-        raise ConfigurationError(
-            f"thread_id {given!r} is not a thread's id: pass the text `thread_id` of a run (or the "
-            "`checkpoint` of a paused one; a run that did not pause has none)")
-    if not given.strip():
-        raise ConfigurationError(f"thread_id {given!r} is empty: pass a thread's id, or none for a new thread")
-    return given
 
 
 async def _result(events: AsyncGenerator[RunEvent, None]) -> OrchestratorResult:

@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Collection, Iterator, Mapping, Sequence
+from importlib.metadata import version
 from typing import Any, TypeVar, cast
 
 from langchain_core.runnables import RunnableConfig
@@ -28,10 +29,12 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import StateSnapshot, StateUpdate
 
 from graphloop.checkpointers import ConfigurationError, ForeignThreadError, Ledger, in_db_thread
-from graphloop.graph.snapshots import VERSION
 from graphloop.nodes import LoopContext, LoopState
 
-__all__ = ["MARK", "OwnedGraph", "check_owned", "is_ours", "own_threads", "owned_graph", "recast"]
+__all__ = ["MARK", "VERSION", "OwnedGraph", "check_owned", "is_ours", "own_threads", "owned_graph", "recast"]
+
+VERSION = version("graphloop")
+"""This graphloop's version: stamped on the threads it writes and on their policy."""
 
 MARK = "graphloop"
 """The checkpoint metadata key graphloop stamps; its value is the release that wrote it."""

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, TypedDict
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from langgraph.types import Command, StateSnapshot
 
@@ -24,12 +24,12 @@ from graphloop.checkpointers import (
     db_label,
     in_db_thread,
 )
+from graphloop.graph.options import ResumeOptions
 from graphloop.graph.results import pending_of
 from graphloop.graph.snapshots import check_version, is_finished
 from graphloop.nodes import (
     Decision,
     LoopContext,
-    ModelLike,
     PendingCall,
     allowed_tools,
     check_decisions,
@@ -38,23 +38,9 @@ from graphloop.nodes import (
     shown_calls,
 )
 
-__all__ = ["ResumeOptions", "command_for"]
+__all__ = ["command_for"]
 
 logger = logging.getLogger(__name__)
-
-
-class ResumeOptions(TypedDict, total=False):
-    """The options of `Orchestrator.resume` and `stream_resume` (see `resume`)."""
-
-    confirmed: bool | None
-    decisions: Sequence[Decision] | None
-    answer: str | None
-    """The reply to a question pause (`PendingConfirmation.kind == "question"`)."""
-    model_cfg: ModelLike | Iterable[ModelLike] | None
-    decided_by: str | None
-    interrupt_id: str | None
-    wait: float
-    """Seconds to wait for the thread while another run has it (0: `ThreadBusyError` at once)."""
 
 
 async def command_for(

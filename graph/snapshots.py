@@ -8,20 +8,19 @@ question about a snapshot has one answer.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from importlib.metadata import version
 from typing import Any
 
 from langchain_core.messages import AnyMessage
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.types import StateSnapshot
 
-from graphloop.checkpointers import InboxEntry, ThreadPausedError, ThreadVersionError
+from graphloop.checkpointers import InboxEntry, Ledger, ThreadPausedError, ThreadVersionError, in_db_thread
+from graphloop.graph.ownership import VERSION, OwnedGraph, own_threads
 from graphloop.graph.results import pending_of
 from graphloop.nodes import STATE_VERSION, HITLRequest, inbox_entry, is_answer, policy_of, shown_calls
 
-__all__ = ["VERSION", "at_gate", "check_new_task", "check_version", "inbox_entry_of", "is_finished"]
+__all__ = ["VERSION", "at_gate", "check_new_task", "check_version", "inbox_entry_of", "is_finished", "relist_paused"]
 
-VERSION = version("graphloop")
-"""This graphloop's version: stamped on the threads it writes and on their policy."""
 
 
 def check_version(snapshot: StateSnapshot, thread_id: str) -> None:
@@ -67,3 +66,17 @@ def inbox_entry_of(thread_id: str, snapshot: StateSnapshot) -> InboxEntry:
     return inbox_entry(thread_id, snapshot.interrupts[0].id, shown,
                        request["action_requests"][0]["description"], policy,
                        waiting_since=snapshot.created_at)
+
+
+async def relist_paused(graph: OwnedGraph, saver: BaseCheckpointSaver[str], ledger: Ledger) -> int:
+    """List every thread of graphloop's that waits at the gate in the inbox, from its latest
+    checkpoint, and no other; return how many wait."""
+    waiting = 0
+    for thread_id, _ in await own_threads(saver, ledger):  # another application's stay out
+        snapshot = await graph.aget_state({"configurable": {"thread_id": thread_id}})
+        if not at_gate(snapshot):
+            await in_db_thread(ledger.remove_from_inbox, thread_id)
+            continue
+        await in_db_thread(ledger.add_to_inbox, inbox_entry_of(thread_id, snapshot))
+        waiting += 1
+    return waiting

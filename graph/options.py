@@ -1,0 +1,71 @@
+"""The options of `Orchestrator.run` and `resume`, and the checks every call makes before
+anything is opened: an unknown option (a typo) is named, and so is a thread id that is not text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, TypedDict, cast
+
+from graphloop.checkpointers import ConfigurationError
+from graphloop.nodes import Decision, ModelLike
+
+__all__ = ["ResumeOptions", "RunOptions", "check_options", "names_of", "thread_id_of"]
+
+
+class RunOptions(TypedDict, total=False):
+    """The options of `Orchestrator.run` and `stream` (see `run`)."""
+
+    system_prompt: str
+    session_messages: Sequence[Mapping[str, Any]] | None
+    model_cfg: ModelLike | Iterable[ModelLike] | None
+    respond_with_final: bool
+    user_role: str
+    tool_list: Sequence[str] | None
+    confirm_allow: Iterable[str] | None
+    confirm_deny: Iterable[str] | None
+    thread_id: str | None
+    user_id: str | None
+    wait: float
+    """Seconds to wait for the thread while another run has it (0: `ThreadBusyError` at once)."""
+
+
+class ResumeOptions(TypedDict, total=False):
+    """The options of `Orchestrator.resume` and `stream_resume` (see `resume`)."""
+
+    confirmed: bool | None
+    decisions: Sequence[Decision] | None
+    answer: str | None
+    """The reply to a question pause (`PendingConfirmation.kind == "question"`)."""
+    model_cfg: ModelLike | Iterable[ModelLike] | None
+    decided_by: str | None
+    interrupt_id: str | None
+    wait: float
+    """Seconds to wait for the thread while another run has it (0: `ThreadBusyError` at once)."""
+
+
+def names_of(names: Iterable[str], *, sort: bool = False) -> list[str]:
+    """`names` as a list; a single string stays one, for `check_policy` to refuse by name
+    (`list("add")` would make it three one-letter tools)."""
+    if isinstance(names, str):
+        return cast(list[str], names)
+    return sorted(names) if sort else list(names)
+
+
+def check_options(options: Mapping[str, object], kind: type[RunOptions] | type[ResumeOptions], call: str) -> None:
+    """Refuse an option `call` does not have (a typo would otherwise be ignored in silence)."""
+    unknown = sorted(set(options) - kind.__optional_keys__ - kind.__required_keys__)
+    if unknown:
+        raise ConfigurationError(
+            f"{call}() got unknown options {unknown!r}; its options: {sorted(kind.__optional_keys__)!r}")
+
+
+def thread_id_of(given: object) -> str:
+    """`given` as a thread id: text that is not blank."""
+    if not isinstance(given, str):
+        raise ConfigurationError(
+            f"thread_id {given!r} is not a thread's id: pass the text `thread_id` of a run (or the "
+            "`checkpoint` of a paused one; a run that did not pause has none)")
+    if not given.strip():
+        raise ConfigurationError(f"thread_id {given!r} is empty: pass a thread's id, or none for a new thread")
+    return given
