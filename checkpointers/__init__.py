@@ -43,6 +43,7 @@ from graphloop.checkpointers.rows import now
 from graphloop.checkpointers.savers import (
     DbLike,
     attach_ledger,
+    counts_versions,
     db_label,
     ledger_for,
     memory_saver,
@@ -90,6 +91,7 @@ __all__ = [
     "as_another_caller",
     "attach_ledger",
     "call_hash",
+    "counts_versions",
     "db_label",
     "dumps",
     "in_db_thread",

@@ -33,7 +33,7 @@ from graphloop.checkpointers.ledger_sqlite import SqliteLedger
 from graphloop.checkpointers.redact import redact
 from graphloop.checkpointers.sqlite_files import opening, writable_sqlite_path
 
-__all__ = ["DbLike", "attach_ledger", "db_label", "ledger_for", "memory_saver", "open_async_saver", "open_ledger",
+__all__ = ["DbLike", "attach_ledger", "counts_versions", "db_label", "ledger_for", "memory_saver", "open_async_saver", "open_ledger",
            "open_saver"]
 
 DbLike = str | PathLike[str] | BaseCheckpointSaver[str]
@@ -74,14 +74,58 @@ def db_label(db: DbLike) -> str:
         'postgresql://app:****@db.internal/graphloop'
     """
     if isinstance(db, BaseCheckpointSaver):
-        return type(db).__name__
+        return _stock_name(db)
     return redact(str(db))
+
+
+class _CountedVersions:
+    """Channel versions as plain counters (1, 2, 3, …) on the threads graphloop's savers begin.
+
+    LangGraph stamps every channel of every checkpoint with a version, and a checkpoint also
+    records which versions each node has seen. The stock SQLite and memory savers make each one
+    a 52-character string (`00000000000000000000000000000804.0.3145060616380351`), which was 1.2
+    of a checkpoint's 1.8 KB; a counter takes one to three bytes. LangGraph takes either form (a
+    graph without a checkpointer counts with integers). A thread begun with the stock form keeps
+    it, so threads written before stay readable and go on as they were. The one cost: a stock
+    saver of LangGraph's own cannot continue a thread begun here (its next version would be a
+    string beside integers), so open graphloop's databases with graphloop's savers.
+    """
+
+    counts_versions = True
+
+    def get_next_version(self, current: Any, channel: None) -> Any:
+        if isinstance(current, str):  # a thread begun with the stock format keeps it
+            return super().get_next_version(current, channel)  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType, reportUnknownVariableType]  # the stock saver's, next in the MRO
+        return (current or 0) + 1
+
+
+def counts_versions(saver: BaseCheckpointSaver[str]) -> bool:
+    """Whether `saver` is one of graphloop's, which count channel versions (and can continue a
+    thread begun with LangGraph's version strings too)."""
+    return getattr(saver, "counts_versions", False) is True
+
+
+def _stock_name(saver: BaseCheckpointSaver[str]) -> str:
+    """The saver's class as a user knows it: the langgraph saver that graphloop's own extends."""
+    return next(c.__name__ for c in type(saver).__mro__ if not c.__name__.startswith("_"))
+
+
+class _SqliteSaver(_CountedVersions, SqliteSaver):
+    """langgraph's SQLite saver, with counted versions."""
+
+
+class _AsyncSqliteSaver(_CountedVersions, AsyncSqliteSaver):
+    """langgraph's async SQLite saver, with counted versions."""
+
+
+class _InMemorySaver(_CountedVersions, InMemorySaver):
+    """langgraph's memory saver, with counted versions."""
 
 
 def memory_saver() -> InMemorySaver:
     """A saver that keeps checkpoints in this process only (tests, notebooks), with a ledger
     in memory beside it, so calls are still claimed once and audited."""
-    saver = InMemorySaver()
+    saver = _InMemorySaver()
     conn = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
     ledger = SqliteLedger(conn)
     attach_ledger(saver, ledger)
@@ -167,7 +211,7 @@ def open_saver(db: DbLike) -> Generator[BaseCheckpointSaver[str], None, None]:
             return
         conn = sqlite3.connect(_sqlite_path(db), check_same_thread=False, timeout=_BUSY_TIMEOUT_S)
         try:
-            saver = SqliteSaver(conn)
+            saver = _SqliteSaver(conn)
             with opening(db):  # now, not at the first checkpoint: a read-only file is named here
                 saver.setup()
             conn.execute(_UNFLUSHED_SQLITE)
@@ -186,7 +230,7 @@ async def open_async_saver(db: DbLike) -> AsyncGenerator[BaseCheckpointSaver[str
         sync_only = type(db).aget_tuple is BaseCheckpointSaver.aget_tuple  # pyright: ignore[reportUnknownMemberType]
         if isinstance(db, SqliteSaver) or sync_only:
             raise ConfigurationError(
-                f"db={type(db).__name__} has no async methods; pass a SQLite path or a "
+                f"db={_stock_name(db)} has no async methods; pass a SQLite path or a "
                 "PostgreSQL URL, or an async-capable saver such as AsyncSqliteSaver, "
                 "AsyncPostgresSaver or InMemorySaver"
             )
@@ -203,7 +247,7 @@ async def open_async_saver(db: DbLike) -> AsyncGenerator[BaseCheckpointSaver[str
                 yield saver
             return
         async with aiosqlite.connect(_sqlite_path(db), timeout=_BUSY_TIMEOUT_S) as conn:
-            saver = AsyncSqliteSaver(conn)
+            saver = _AsyncSqliteSaver(conn)
             with opening(db):  # now: `prune` on a new file finds the tables, a read-only one is named
                 await saver.setup()
             await conn.execute(_UNFLUSHED_SQLITE)

@@ -28,10 +28,16 @@ from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import StateSnapshot, StateUpdate
 
-from graphloop.checkpointers import ConfigurationError, ForeignThreadError, Ledger, in_db_thread
+from graphloop.checkpointers import (
+    ConfigurationError,
+    ForeignThreadError,
+    Ledger,
+    counts_versions,
+    in_db_thread,
+)
 from graphloop.nodes import LoopContext, LoopState
 
-__all__ = ["MARK", "VERSION", "OwnedGraph", "check_owned", "is_ours", "own_threads", "owned_graph", "recast"]
+__all__ = ["MARK", "VERSION", "OwnedGraph", "check_owned", "check_writable", "is_ours", "own_threads", "owned_graph", "recast"]
 
 VERSION = version("graphloop")
 """This graphloop's version: stamped on the threads it writes and on their policy."""
@@ -58,6 +64,18 @@ def check_owned(saved: CheckpointTuple | None, thread_id: object) -> None:
             f"thread {str(thread_id)!r} was not created by graphloop: another application keeps a "
             "thread of that id in this database, and graphloop neither reads nor changes it; "
             "pick another thread_id, or give graphloop a database of its own", thread_id=str(thread_id))
+
+
+def check_writable(saved: CheckpointTuple | None, thread_id: object, saver: BaseCheckpointSaver[str]) -> None:
+    """Refuse to write a thread begun with counted channel versions through a saver that writes
+    LangGraph's version strings: the two cannot be compared, and the run would fail mid-step."""
+    if saved is None or counts_versions(saver):
+        return
+    if any(isinstance(v, int) for v in saved.checkpoint["channel_versions"].values()):
+        raise ConfigurationError(
+            f"thread {str(thread_id)!r} was begun by graphloop's savers, which count channel versions; "
+            f"this saver ({type(saver).__name__}) writes LangGraph's version strings and cannot continue "
+            "it: open the database with graphloop's open_saver or open_async_saver")
 
 
 async def own_threads(saver: BaseCheckpointSaver[str], ledger: Ledger) -> list[tuple[str, CheckpointTuple]]:
@@ -95,23 +113,29 @@ class OwnedGraph(CompiledStateGraph[LoopState, LoopContext, LoopState, LoopState
         saver: object = lent if lent is not None else own
         return cast(BaseCheckpointSaver[str], saver) if isinstance(saver, BaseCheckpointSaver) else None
 
-    def _check(self, config: RunnableConfig | None) -> None:
+    def _check(self, config: RunnableConfig | None, *, writing: bool = False) -> None:
         merged, thread_id, saver = self._saver(config)
         if saver is not None:
-            check_owned(saver.get_tuple(merged), thread_id)
+            saved = saver.get_tuple(merged)
+            check_owned(saved, thread_id)
+            if writing:
+                check_writable(saved, thread_id, saver)
 
-    async def _acheck(self, config: RunnableConfig | None) -> None:
+    async def _acheck(self, config: RunnableConfig | None, *, writing: bool = False) -> None:
         merged, thread_id, saver = self._saver(config)
         if saver is not None:
-            check_owned(await saver.aget_tuple(merged), thread_id)
+            saved = await saver.aget_tuple(merged)
+            check_owned(saved, thread_id)
+            if writing:
+                check_writable(saved, thread_id, saver)
 
     # langgraph's overloads state these loosely; the parameters are passed on unchanged
     def stream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Any]:  # pyright: ignore[reportIncompatibleMethodOverride]
-        self._check(config)
+        self._check(config, writing=True)
         return super().stream(input, config, **kwargs)  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
 
     async def astream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> AsyncIterator[Any]:  # pyright: ignore[reportIncompatibleMethodOverride]
-        await self._acheck(config)
+        await self._acheck(config, writing=True)
         async for chunk in super().astream(input, config, **kwargs):  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
             yield chunk
 
@@ -133,11 +157,11 @@ class OwnedGraph(CompiledStateGraph[LoopState, LoopContext, LoopState, LoopState
             yield snapshot
 
     def bulk_update_state(self, config: RunnableConfig, supersteps: Sequence[Sequence[StateUpdate]]) -> RunnableConfig:
-        self._check(config)
+        self._check(config, writing=True)
         return super().bulk_update_state(config, supersteps)
 
     async def abulk_update_state(self, config: RunnableConfig, supersteps: Sequence[Sequence[StateUpdate]]) -> RunnableConfig:
-        await self._acheck(config)
+        await self._acheck(config, writing=True)
         return await super().abulk_update_state(config, supersteps)
 
 
