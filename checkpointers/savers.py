@@ -33,7 +33,7 @@ from graphloop.checkpointers.ledger_sqlite import SqliteLedger
 from graphloop.checkpointers.redact import redact
 from graphloop.checkpointers.sqlite_files import opening, writable_sqlite_path
 
-__all__ = ["DbLike", "attach_ledger", "counts_versions", "db_label", "ledger_for", "memory_saver", "open_async_saver", "open_ledger",
+__all__ = ["DbLike", "attach_ledger", "counts_versions", "db_label", "is_short_version", "short_version", "ledger_for", "memory_saver", "open_async_saver", "open_ledger",
            "open_saver"]
 
 DbLike = str | PathLike[str] | BaseCheckpointSaver[str]
@@ -79,29 +79,55 @@ def db_label(db: DbLike) -> str:
 
 
 class _CountedVersions:
-    """Channel versions as plain counters (1, 2, 3, …) on the threads graphloop's savers begin.
+    """Short channel versions: a step counter in 8 hex digits (`0000032a`) on graphloop's SQLite
+    savers.
 
     LangGraph stamps every channel of every checkpoint with a version, and a checkpoint also
-    records which versions each node has seen. The stock SQLite and memory savers make each one
-    a 52-character string (`00000000000000000000000000000804.0.3145060616380351`), which was 1.2
-    of a checkpoint's 1.8 KB; a counter takes one to three bytes. LangGraph takes either form (a
-    graph without a checkpointer counts with integers). A thread begun with the stock form keeps
-    it, so threads written before stay readable and go on as they were. The one cost: a stock
-    saver of LangGraph's own cannot continue a thread begun here (its next version would be a
-    string beside integers), so open graphloop's databases with graphloop's savers.
+    records which versions each node has seen. The stock savers make each one a 52-character
+    string, `00000000000000000000000000000804.0.3145060616380351`, which was 1.2 KB of a
+    checkpoint's 1.8 KB. LangGraph compares versions as strings: a fixed width keeps the order,
+    and every short version sorts after every stock one (its first eight characters are never
+    all zeros where the stock one's are), so a thread begun with stock versions goes on with
+    short ones in order. SQLite keeps a checkpoint's values inside its row, so a version needs
+    no random part to stay unique across forks of a thread (the memory saver, which keys values
+    by version, keeps the stock form). A thread numbered with integers (a saver using LangGraph's
+    default) goes on with integers. The one cost: a stock saver cannot continue a thread with
+    short versions (its next version would sort before them), so `graphloop.graph.ownership`
+    refuses it before it writes.
     """
 
     counts_versions = True
 
     def get_next_version(self, current: Any, channel: None) -> Any:
-        if isinstance(current, str):  # a thread begun with the stock format keeps it
-            return super().get_next_version(current, channel)  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType, reportUnknownVariableType]  # the stock saver's, next in the MRO
-        return (current or 0) + 1
+        if isinstance(current, int):  # a thread another saver numbered with integers
+            return current + 1
+        return short_version(current)
+
+
+def short_version(current: str | None) -> str:
+    """The version after `current` (a short one, a stock one, or None), as 8 hex digits.
+
+    Example:
+        >>> short_version(None), short_version("00000000000000000000000000000804.0.31"), short_version("0000032a")
+        ('00000001', '00000325', '0000032b')
+    """
+    if current is None:
+        step = 0
+    elif "." in current:  # LangGraph's form: a zero-padded decimal step, then a random part
+        step = int(current.split(".", 1)[0])
+    else:
+        step = int(current, 16)
+    return f"{step + 1:08x}"
+
+
+def is_short_version(version: object) -> bool:
+    """Whether `version` is one of graphloop's short versions (a stock saver cannot follow it)."""
+    return isinstance(version, str) and "." not in version
 
 
 def counts_versions(saver: BaseCheckpointSaver[str]) -> bool:
-    """Whether `saver` is one of graphloop's, which count channel versions (and can continue a
-    thread begun with LangGraph's version strings too)."""
+    """Whether `saver` is one of graphloop's, which write short versions (and continue a thread
+    begun with LangGraph's version strings too)."""
     return getattr(saver, "counts_versions", False) is True
 
 
@@ -111,21 +137,17 @@ def _stock_name(saver: BaseCheckpointSaver[str]) -> str:
 
 
 class _SqliteSaver(_CountedVersions, SqliteSaver):
-    """langgraph's SQLite saver, with counted versions."""
+    """langgraph's SQLite saver, with short versions."""
 
 
 class _AsyncSqliteSaver(_CountedVersions, AsyncSqliteSaver):
-    """langgraph's async SQLite saver, with counted versions."""
-
-
-class _InMemorySaver(_CountedVersions, InMemorySaver):
-    """langgraph's memory saver, with counted versions."""
+    """langgraph's async SQLite saver, with short versions."""
 
 
 def memory_saver() -> InMemorySaver:
     """A saver that keeps checkpoints in this process only (tests, notebooks), with a ledger
     in memory beside it, so calls are still claimed once and audited."""
-    saver = _InMemorySaver()
+    saver = InMemorySaver()
     conn = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
     ledger = SqliteLedger(conn)
     attach_ledger(saver, ledger)

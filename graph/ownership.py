@@ -34,6 +34,7 @@ from graphloop.checkpointers import (
     Ledger,
     counts_versions,
     in_db_thread,
+    is_short_version,
 )
 from graphloop.nodes import LoopContext, LoopState
 
@@ -67,15 +68,16 @@ def check_owned(saved: CheckpointTuple | None, thread_id: object) -> None:
 
 
 def check_writable(saved: CheckpointTuple | None, thread_id: object, saver: BaseCheckpointSaver[str]) -> None:
-    """Refuse to write a thread begun with counted channel versions through a saver that writes
-    LangGraph's version strings: the two cannot be compared, and the run would fail mid-step."""
+    """Refuse to write a thread with graphloop's short channel versions through a saver that
+    writes LangGraph's stock ones: they would sort before the thread's, and the graph would
+    take its own steps for stale (`graphloop.checkpointers.savers`)."""
     if saved is None or counts_versions(saver):
         return
-    if any(isinstance(v, int) for v in saved.checkpoint["channel_versions"].values()):
+    if any(is_short_version(v) for v in saved.checkpoint["channel_versions"].values()):
         raise ConfigurationError(
-            f"thread {str(thread_id)!r} was begun by graphloop's savers, which count channel versions; "
-            f"this saver ({type(saver).__name__}) writes LangGraph's version strings and cannot continue "
-            "it: open the database with graphloop's open_saver or open_async_saver")
+            f"thread {str(thread_id)!r} has graphloop's short channel versions, which this saver "
+            f"({type(saver).__name__}) cannot follow; open the database with graphloop's open_saver or "
+            "open_async_saver")
 
 
 async def own_threads(saver: BaseCheckpointSaver[str], ledger: Ledger) -> list[tuple[str, CheckpointTuple]]:
