@@ -43,7 +43,6 @@ from graphloop.checkpointers.rows import now
 from graphloop.checkpointers.savers import (
     DbLike,
     attach_ledger,
-    counts_versions,
     db_label,
     is_short_version,
     ledger_for,
@@ -51,6 +50,7 @@ from graphloop.checkpointers.savers import (
     open_async_saver,
     open_ledger,
     open_saver,
+    writes_short_versions,
 )
 from graphloop.checkpointers.sqlite_files import writable_sqlite_path
 
@@ -92,7 +92,6 @@ __all__ = [
     "as_another_caller",
     "attach_ledger",
     "call_hash",
-    "counts_versions",
     "db_label",
     "dumps",
     "in_db_thread",
@@ -106,4 +105,5 @@ __all__ = [
     "open_saver",
     "redact",
     "writable_sqlite_path",
+    "writes_short_versions",
 ]

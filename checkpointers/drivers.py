@@ -100,9 +100,7 @@ class Drivers(ABC):
         as another caller's, refused at once (waiting for itself, the task would never end):
         a run starts only where no run of its thread is going on, not even its own."""
         wait = _seconds(wait)
-        if self.holds(thread_id):
-            if not reentrant:
-                raise self._busy(thread_id, 0.0, itself=True)
+        if self._held_here(thread_id, reentrant):
             yield
             return
         deadline = time.monotonic() + wait
@@ -121,9 +119,7 @@ class Drivers(ABC):
     async def adrive(self, thread_id: str, wait: float = 0.0, *, reentrant: bool = True) -> AsyncGenerator[None, None]:
         """`drive`, waiting without blocking the event loop."""
         wait = _seconds(wait)
-        if self.holds(thread_id):
-            if not reentrant:
-                raise self._busy(thread_id, 0.0, itself=True)
+        if self._held_here(thread_id, reentrant):
             yield
             return
         deadline = time.monotonic() + wait
@@ -138,6 +134,15 @@ class Drivers(ABC):
             self._unmark(mark)
             # off the event loop, and through a cancellation: a hold is always given back
             await asyncio.shield(in_db_thread(self._give_back, thread_id, taken[1]))
+
+    def _held_here(self, thread_id: str, reentrant: bool) -> bool:
+        """Whether the current task holds `thread_id` already and may go on; not `reentrant`,
+        that hold is refused as another caller's (waiting for itself, the task would never end)."""
+        if not self.holds(thread_id):
+            return False
+        if not reentrant:
+            raise self._busy(thread_id, 0.0, itself=True)
+        return True
 
     async def _atake(self, thread_id: str) -> tuple[object, object] | None:
         """`_take` on a database thread. Cancelled meanwhile, the take still completes there;

@@ -33,8 +33,19 @@ from graphloop.checkpointers.ledger_sqlite import SqliteLedger
 from graphloop.checkpointers.redact import redact
 from graphloop.checkpointers.sqlite_files import opening, writable_sqlite_path
 
-__all__ = ["DbLike", "attach_ledger", "counts_versions", "db_label", "is_short_version", "short_version", "ledger_for", "memory_saver", "open_async_saver", "open_ledger",
-           "open_saver"]
+__all__ = [
+    "DbLike",
+    "attach_ledger",
+    "db_label",
+    "is_short_version",
+    "ledger_for",
+    "memory_saver",
+    "open_async_saver",
+    "open_ledger",
+    "open_saver",
+    "short_version",
+    "writes_short_versions",
+]
 
 DbLike = str | PathLike[str] | BaseCheckpointSaver[str]
 """A SQLite file path, a `postgresql://` URL, or a saver you opened yourself (any langgraph
@@ -78,7 +89,7 @@ def db_label(db: DbLike) -> str:
     return redact(str(db))
 
 
-class _CountedVersions:
+class _ShortVersions:
     """Short channel versions: a step counter in 8 hex digits (`0000032a`) on graphloop's SQLite
     savers.
 
@@ -96,7 +107,7 @@ class _CountedVersions:
     refuses it before it writes.
     """
 
-    counts_versions = True
+    writes_short_versions = True
 
     def get_next_version(self, current: Any, channel: None) -> Any:
         if isinstance(current, int):  # a thread another saver numbered with integers
@@ -125,10 +136,10 @@ def is_short_version(version: object) -> bool:
     return isinstance(version, str) and "." not in version
 
 
-def counts_versions(saver: BaseCheckpointSaver[str]) -> bool:
+def writes_short_versions(saver: BaseCheckpointSaver[str]) -> bool:
     """Whether `saver` is one of graphloop's, which write short versions (and continue a thread
     begun with LangGraph's version strings too)."""
-    return getattr(saver, "counts_versions", False) is True
+    return getattr(saver, "writes_short_versions", False) is True
 
 
 def _stock_name(saver: BaseCheckpointSaver[str]) -> str:
@@ -136,11 +147,11 @@ def _stock_name(saver: BaseCheckpointSaver[str]) -> str:
     return next(c.__name__ for c in type(saver).__mro__ if not c.__name__.startswith("_"))
 
 
-class _SqliteSaver(_CountedVersions, SqliteSaver):
+class _SqliteSaver(_ShortVersions, SqliteSaver):
     """langgraph's SQLite saver, with short versions."""
 
 
-class _AsyncSqliteSaver(_CountedVersions, AsyncSqliteSaver):
+class _AsyncSqliteSaver(_ShortVersions, AsyncSqliteSaver):
     """langgraph's async SQLite saver, with short versions."""
 
 

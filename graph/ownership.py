@@ -32,9 +32,9 @@ from graphloop.checkpointers import (
     ConfigurationError,
     ForeignThreadError,
     Ledger,
-    counts_versions,
     in_db_thread,
     is_short_version,
+    writes_short_versions,
 )
 from graphloop.nodes import LoopContext, LoopState
 
@@ -71,7 +71,7 @@ def check_writable(saved: CheckpointTuple | None, thread_id: object, saver: Base
     """Refuse to write a thread with graphloop's short channel versions through a saver that
     writes LangGraph's stock ones: they would sort before the thread's, and the graph would
     take its own steps for stale (`graphloop.checkpointers.savers`)."""
-    if saved is None or counts_versions(saver):
+    if saved is None or writes_short_versions(saver):
         return
     if any(is_short_version(v) for v in saved.checkpoint["channel_versions"].values()):
         raise ConfigurationError(

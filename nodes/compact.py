@@ -15,7 +15,7 @@ from graphloop.nodes.abandon import settle_history
 from graphloop.nodes.audit import ledger_of
 from graphloop.nodes.compaction import plan_compaction
 from graphloop.nodes.context import LoopContext
-from graphloop.nodes.policy import check_policy, pinned
+from graphloop.nodes.policy import check_keys, check_policy, pinned
 from graphloop.nodes.state import LoopState, LoopUpdate, apply_messages, policy_of
 
 __all__ = ["compact"]
@@ -25,6 +25,7 @@ def compact(state: LoopState, runtime: Runtime[LoopContext]) -> LoopUpdate:
     """Settle a paused turn, pin the gate, then decide what the model will see."""
     update = settle_history(state, ledger_of(runtime.context))
     policy = policy_of(state)
+    check_keys(policy)  # where a policy enters the graph, so nothing after checks it again
     if "gate" not in policy:  # a run's new policy: checked, and its gate pinned
         check_policy(policy, runtime.context)
         update["policy"] = pinned(policy, runtime.context)

@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, cast
 
 from graphloop.checkpointers import ConfigurationError
@@ -28,6 +29,7 @@ from graphloop.nodes.state import DecisionType, Gate, Policy, policy_of
 
 __all__ = [
     "allowed_tools",
+    "check_keys",
     "check_policy",
     "decisions_for",
     "gated_tools",
@@ -75,6 +77,15 @@ def pinned(policy: Policy, context: LoopContext) -> Policy:
     if "gate" in policy:
         return policy
     return {**policy, "gate": pin_gate(policy, context)}
+
+
+def check_keys(policy: Mapping[str, object]) -> None:
+    """Refuse a policy with a key `Policy` does not have (a typo would be ignored in silence)."""
+    unknown = sorted(set(policy) - Policy.__required_keys__ - Policy.__optional_keys__)
+    if unknown:
+        raise ConfigurationError(
+            f"policy has unknown keys {unknown!r}; known keys: "
+            f"{sorted(Policy.__required_keys__ | Policy.__optional_keys__)!r}")
 
 
 def _check_types(policy: Policy) -> None:

@@ -16,7 +16,7 @@ from langgraph.channels import DeltaChannel
 # batching-invariant, and langgraph stamps stable ids on every message written to it.
 from langgraph.graph.message import _messages_delta_reducer  # pyright: ignore[reportPrivateUsage]
 
-from graphloop.checkpointers import ConfigurationError, Rule
+from graphloop.checkpointers import Rule
 
 __all__ = [
     "DECISION_TYPES",
@@ -123,12 +123,7 @@ def policy_of(state: LoopState | Mapping[str, Any]) -> Policy:
         10
     """
     given: Mapping[str, object] = state.get("policy") or {}
-    unknown = sorted(set(given) - Policy.__required_keys__ - Policy.__optional_keys__)
-    if unknown:
-        raise ConfigurationError(
-            f"policy has unknown keys {unknown!r}; known keys: "
-            f"{sorted(Policy.__required_keys__ | Policy.__optional_keys__)!r}")
-    if Policy.__required_keys__ <= set(given):
+    if Policy.__required_keys__ <= given.keys():
         return cast(Policy, given)
     return cast(Policy, {**_default_policy(), **given})
 
