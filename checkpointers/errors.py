@@ -21,6 +21,7 @@ The tree::
             ├── NotPausedError          the thread is not waiting for a decision
             ├── InvalidDecisionError    decisions that do not fit the pending calls
             ├── AlreadyDecidedError     someone else already decided this pause (a race lost)
+            ├── MissingToolsError       this process lacks tools the thread may use
             └── ThreadVersionError      the thread was saved by a graphloop this one cannot resume
 
 Each error carries its context as attributes, not only in its message: `thread_id` on the
@@ -55,6 +56,7 @@ __all__ = [
     "GraphloopError",
     "InvalidDecisionError",
     "LedgerWarning",
+    "MissingToolsError",
     "ModelCallError",
     "ModelUnavailableError",
     "NotPausedError",
@@ -254,6 +256,20 @@ class NotPausedError(ResumeError):
 
 class InvalidDecisionError(ResumeError):
     """The decisions do not fit the pending calls (count, type, or edited tool)."""
+
+
+class MissingToolsError(ResumeError):
+    """The resuming process lacks tools the thread may use (asked for with `all_tools=True`,
+    as the CLI does, so a decision is never carried out by a process that cannot finish it).
+
+    Attributes:
+        missing: The thread's tools this process does not have, sorted.
+        thread_id: The thread (see `ResumeError`).
+    """
+
+    def __init__(self, message: str, *, thread_id: str | None = None, missing: Sequence[str] = ()) -> None:
+        super().__init__(message, thread_id=thread_id)
+        self.missing = list(missing)
 
 
 class AlreadyDecidedError(ResumeError):

@@ -144,7 +144,7 @@ def _orchestrator(flags: Flags) -> Orchestrator:
     settings = flags.settings()
     return Orchestrator(list(settings.tools), confirm_required=settings.confirm_required,
                         allowed_decisions=settings.allowed_decisions, db=settings.db,
-                        models=list(settings.models))
+                        models=list(settings.models), one_call_per_pause=settings.one_call_per_pause)
 
 
 def _answer_with(thread_id: str, flags: Flags) -> str:
@@ -199,12 +199,13 @@ def run(
 
 
 def _carry_on(thread: str, flags: Flags, options: ResumeOptions) -> None:
-    """Resume `thread` with `options` and show it run on (a thread that needs a tool not loaded
-    here is refused by `Orchestrator.resume` before anything is recorded)."""
+    """Resume `thread` with `options` and show it run on (a thread that may use a tool not
+    loaded here is refused before anything is recorded: `all_tools`)."""
     existing_database(flags.config, flags.db)  # resuming reads a thread: never create the file
     orch = _orchestrator(flags)
     with _resumable(thread, flags):
-        _report(asyncio.run(follow(orch.stream_resume(thread, **options), console)), flags)
+        resumed = orch.stream_resume(thread, **(options | ResumeOptions(all_tools=True)))
+        _report(asyncio.run(follow(resumed, console)), flags)
 
 
 def _decisions(thread: str, message: str | None, flags: Flags) -> list[Decision] | None:

@@ -42,6 +42,9 @@ class ResumeOptions(TypedDict, total=False):
     interrupt_id: str | None
     wait: float
     """Seconds to wait for the thread while another run has it (0: `ThreadBusyError` at once)."""
+    all_tools: bool
+    """Refuse (`MissingToolsError`, nothing stored) unless this process has every tool the
+    thread may use, not only the ones its pending calls need (the CLI asks for this)."""
 
 
 def names_of(names: Iterable[str], *, sort: bool = False) -> list[str]:

@@ -19,6 +19,7 @@ from graphloop.checkpointers import (
     DbLike,
     InvalidDecisionError,
     Ledger,
+    MissingToolsError,
     NotPausedError,
     UnknownThreadError,
     db_label,
@@ -57,6 +58,8 @@ async def command_for(
             f"no thread {thread_id!r} in the database {db_label(db)!r}; check the id and that this "
             "Orchestrator uses the same db as the run", thread_id=thread_id)
     check_version(snapshot, thread_id)
+    if options.get("all_tools"):
+        _check_all_tools(snapshot, thread_id, context)
     confirmed, decisions, reply = options.get("confirmed"), options.get("decisions"), options.get("answer")
     _check_shapes(thread_id, confirmed, decisions)
     decided = confirmed is not None or decisions is not None or reply is not None
@@ -80,6 +83,17 @@ async def command_for(
                                    options.get("decided_by"))
         await in_db_thread(ledger.claim_decisions, entries)
     return Command(resume={"decisions": chosen})
+
+
+def _check_all_tools(snapshot: StateSnapshot, thread_id: str, context: LoopContext) -> None:
+    """Refuse a process that lacks a tool the thread's pinned gate lets it use."""
+    gate = policy_of(snapshot.values).get("gate")
+    missing = sorted(set(gate["tools"]) - set(context.tools.names)) if gate else []
+    if missing:
+        raise MissingToolsError(
+            f"thread {thread_id!r} may use tools this process does not have: {missing!r}; load them "
+            "(graphloop.toml `tools`, or --tools module:function) and try again. Nothing was "
+            "decided or run", thread_id=thread_id, missing=missing)
 
 
 def _check_shapes(thread_id: str, confirmed: object, decisions: object) -> None:

@@ -56,7 +56,8 @@ def server_context() -> LoopContext:
     ledger = _process_lifetime.enter_context(open_ledger(settings.db))
     return LoopContext.create(models=settings.models, tools=settings.tools,
                               confirm_required=settings.confirm_required,
-                              allowed_decisions=settings.allowed_decisions, ledger=ledger)
+                              allowed_decisions=settings.allowed_decisions, ledger=ledger,
+                              one_call_per_pause=settings.one_call_per_pause)
 
 
 def _context(context: object) -> LoopContext:

@@ -6,6 +6,8 @@
     tools = ["myapp.tools:TOOLS"]          # module:attribute, a tool or a list of tools
     confirm_required = ["send_email"]
 
+    one_call_per_pause = true              # optional: pause once per gated call (Agent Inbox)
+
     [allowed_decisions]                    # optional, per gated tool (default: approve, edit, reject)
     send_email = ["approve", "reject", "respond"]
 
@@ -64,6 +66,8 @@ class Settings:
     confirm_required: tuple[str, ...] = ()
     allowed_decisions: Mapping[str, Sequence[DecisionType]] | None = None
     """Per gated tool, the decisions a person may make (`[allowed_decisions]` in the file)."""
+    one_call_per_pause: bool = False
+    """Pause once per gated call rather than once per turn (Agent Inbox shows one at a time)."""
     db: Database = Path("graphloop.db")
 
 
@@ -210,6 +214,7 @@ def load_settings(config: Path | None = None, *, model: str | None = None, tools
         tools=tuple(load_tools([*data.get("tools", []), *tools])),
         confirm_required=tuple(dict.fromkeys([*data.get("confirm_required", []), *confirm])),
         allowed_decisions=data.get("allowed_decisions"),
+        one_call_per_pause=data.get("one_call_per_pause", False),
         db=db or _db_of(data),
     )
 
@@ -258,6 +263,7 @@ _SHAPES: dict[str, tuple[type, str]] = {
     "confirm_required": (list, 'a list: confirm_required = ["send_email"]'),
     "models": (list, "[[models]] tables, one per model"),
     "allowed_decisions": (dict, '[allowed_decisions] with send_email = ["approve", "reject"]'),
+    "one_call_per_pause": (bool, "true or false: one_call_per_pause = true"),
 }
 
 

@@ -199,8 +199,10 @@ def _dismissal(decisions: object, pending: Sequence[PendingCall]) -> object:
 def from_inbox(responses: list[Any], pending: Sequence[PendingCall]) -> list[dict[str, Any]]:
     """Agent Inbox's resume list as LangChain decisions, one response per call shown.
 
-    `accept` → approve (→ edit when it carries other arguments), `edit` → edit,
-    `response` → respond, `ignore` → dismiss the pause.
+    `accept` → approve, `edit` → edit, `response` → respond, `ignore` → dismiss the pause.
+    An accept that carries arguments approves only the call as shown: arguments that differ
+    from the call's once converted by the tool's schema (form text such as `"4"` does not
+    differ) are refused, never run as an edit nobody chose.
     """
     dismissed = _dismissal(responses, pending)
     if dismissed is not responses:
@@ -218,10 +220,8 @@ def _inbox_decision(response: object, call: PendingCall) -> dict[str, Any]:
     kind, args = fields.get("type"), fields.get("args")
     action = cast(dict[str, Any], args) if isinstance(args, dict) else {}
     if kind == "accept":
-        edited = action.get("args")
-        if edited is None or edited == call["args"]:
-            return {"type": "approve"}
-        return {"type": "edit", "edited_action": {"name": action.get("action", call["name"]), "args": edited}}
+        shown = action.get("args")
+        return {"type": "approve"} if shown is None or shown == call["args"] else {"type": "approve", _SHOWN: shown}
     if kind == "edit":
         return {"type": "edit", "edited_action": {"name": action.get("action", call["name"]), "args": action.get("args")}}
     if kind == "response":
@@ -251,6 +251,8 @@ def _check_one(decision: object, call: PendingCall, allowed: Collection[str] | N
         )
     if kind == "approve":
         _check_runnable(call["name"], call, allowed, tools)
+        if _SHOWN in fields:
+            _check_shown(fields[_SHOWN], call, tools)
         return Decision(type="approve")
     if kind == "edit":
         return _check_edit(fields.get("edited_action"), call, allowed, tools)
@@ -261,6 +263,24 @@ def _check_one(decision: object, call: PendingCall, allowed: Collection[str] | N
     if message is not None and not isinstance(message, str):
         raise InvalidDecisionError(f"'message' for {call['name']!r} must be text, got {message!r}")
     return Decision(type=kind, message=message) if message else Decision(type=kind)
+
+
+_SHOWN = "accepted_args"
+"""The arguments an Agent Inbox accept carried, when they are not the call's own."""
+
+
+def _check_shown(shown: object, call: PendingCall, tools: ToolBox | None) -> None:
+    """Refuse an accept whose arguments are not the call's (an edit is sent as an edit)."""
+    args: object = shown
+    if tools is not None and isinstance(shown, dict):
+        try:
+            args = tools.coerce(call["name"], cast(dict[str, object], shown))
+        except ValueError:
+            pass  # refused below, naming both
+    if args != call["args"]:
+        raise InvalidDecisionError(
+            f"accept for {call['name']!r} carries arguments {shown!r}, not the call's {call['args']!r}: "
+            "accept approves the call as shown; send an edit to change it. The thread still waits")
 
 
 def _check_runnable(name: str, call: PendingCall, allowed: Collection[str] | None,

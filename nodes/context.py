@@ -85,6 +85,8 @@ class LoopContext:
         default_factory=dict[str, tuple[DecisionType, ...]])
     """Per gated tool, the decisions a person may make (default: approve, edit, reject; add
     `respond` to let the person answer in the tool's place)."""
+    one_call_per_pause: bool = False
+    """Pause once per gated call, for runs whose policy does not say (the served graph's)."""
     ledger: Ledger | None = None
     """Where tool calls are claimed (at most once) and audited, decisions recorded and paused
     threads listed. Without one, none of that is recorded."""
@@ -106,6 +108,7 @@ class LoopContext:
         repeat_limit: int = 3,
         allowed_decisions: Mapping[str, Iterable[DecisionType]] | None = None,
         ledger: Ledger | None = None,
+        one_call_per_pause: bool = False,
     ) -> LoopContext:
         """Check and normalise the settings; every mistake is a `ConfigurationError`.
 
@@ -142,7 +145,7 @@ class LoopContext:
         return cls(models=chain, tools=box, confirm_required=gated, roles=role_sets,
                    compaction=settings, tool_timeout=tool_timeout, tool_timeouts=timeouts,
                    repeat_limit=repeat_limit, allowed_decisions=_decision_sets(box, allowed_decisions),
-                   ledger=ledger)
+                   ledger=ledger, one_call_per_pause=one_call_per_pause)
 
     def with_models(self, models: ModelLike | Iterable[ModelLike]) -> LoopContext:
         """This context with another model chain (primary first)."""

@@ -73,10 +73,12 @@ def pin_gate(policy: Policy, context: LoopContext) -> Gate:
 
 
 def pinned(policy: Policy, context: LoopContext) -> Policy:
-    """`policy` with its gate: the one it carries, else one pinned from `context` now."""
+    """`policy` with its gate: the one it carries, else one pinned from `context` now (with
+    the context's `one_call_per_pause` where the policy does not say)."""
     if "gate" in policy:
         return policy
-    return {**policy, "gate": pin_gate(policy, context)}
+    pauses = policy.get("one_call_per_pause", context.one_call_per_pause)
+    return {**policy, "one_call_per_pause": pauses, "gate": pin_gate(policy, context)}
 
 
 def check_keys(policy: Mapping[str, object]) -> None:

@@ -350,6 +350,20 @@ def resume_command(output: str, config: Path) -> tuple[str, list[str]]:
     return found.group(1), shlex.split(found.group(2))
 
 
+def test_one_call_per_pause_in_graphloop_toml_pauses_once_per_gated_call(server: ScriptedServer, tmp_path: Path) -> None:
+    config = failing_config(tmp_path, server)
+    config.write_text("one_call_per_pause = true\n" + config.read_text())
+    server.add(reply(None, tool_call("delete_file", path="/a"), tool_call("delete_file", path="/b")),
+               reply("May I delete /a?"))
+    result = invoke("run", "delete both", "--config", str(config), "--no-input", server=server)
+    assert result.exit_code == 0, result.output
+    [entry] = Approvals(tmp_path / "t.db").pending()
+    assert [c["args"] for c in entry["calls"]] == [{"path": "/a"}]
+    config.write_text(config.read_text().replace("one_call_per_pause = true", 'one_call_per_pause = "yes"'))
+    refused = invoke("pending", "--config", str(config), server=server)
+    assert refused.exit_code == 1 and 'one_call_per_pause = \'yes\' should be true or false' in refused.output
+
+
 def test_a_model_failure_names_the_thread_and_resume_continues_it(server: ScriptedServer, tmp_path: Path) -> None:
     config = failing_config(tmp_path, server)
     server.add(error(500, "the GPU is on fire"))
@@ -411,6 +425,19 @@ def test_approve_refuses_a_thread_whose_tools_are_not_loaded(server: ScriptedSer
     assert result.exit_code == 1
     assert result.output.startswith("error: ") and len(result.output.strip().splitlines()) == 1
     assert "delete_file" in result.output
+    assert Approvals(db).decisions(thread) == [] and CALLS == [("add", {"a": 1, "b": 2})]
+    assert [e["thread_id"] for e in Approvals(db).pending()] == [thread]
+
+
+@pytest.mark.parametrize("command", ["reject", "resume"])
+def test_reject_and_resume_refuse_a_thread_whose_tools_are_not_loaded(
+    server: ScriptedServer, db: Path, command: str
+) -> None:
+    thread = gated(server, db)
+    result = invoke(command, thread, "--model", "scripted", "--db", str(db), server=server)
+    assert result.exit_code == 1
+    assert result.output.startswith("error: MissingToolsError: ") and len(result.output.strip().splitlines()) == 1
+    assert "'add', 'delete_file'" in result.output and "Nothing was decided or run" in result.output
     assert Approvals(db).decisions(thread) == [] and CALLS == [("add", {"a": 1, "b": 2})]
     assert [e["thread_id"] for e in Approvals(db).pending()] == [thread]
 

@@ -93,6 +93,15 @@ def test_agent_inbox_responses_map_onto_decisions() -> None:
         from_inbox([{"type": "accept", "args": None}], [call, call])
 
 
+def test_an_inbox_accept_approves_only_the_call_as_shown() -> None:
+    call = PendingCall(id="c1", name="delete_file", args={"path": "/a"})
+    shown = [{"type": "accept", "args": {"action": "delete_file", "args": {"path": "/a"}}}]
+    assert check_decisions(shown, [call]) == [{"type": "approve"}]
+    for other in ({}, {"path": "/etc"}):
+        with pytest.raises(InvalidDecisionError, match=r"accept approves the call as shown; send an edit"):
+            check_decisions([{"type": "accept", "args": {"action": "delete_file", "args": other}}], [call])
+
+
 def test_respond_needs_a_message_and_must_be_allowed() -> None:
     call = PendingCall(id="c1", name="delete_file", args={"path": "/a"}, allowed=["approve", "respond"])
     assert check_decisions({"decisions": [{"type": "respond", "message": "no"}]}, [call]) == [
@@ -101,6 +110,22 @@ def test_respond_needs_a_message_and_must_be_allowed() -> None:
         check_decisions({"decisions": [{"type": "respond"}]}, [call])
     with pytest.raises(InvalidDecisionError, match=r"decision 'respond' is not allowed for 'delete_file'"):
         check_decisions({"decisions": [{"type": "respond", "message": "no"}]}, [{**call, "allowed": ["approve"]}])
+
+
+def test_a_policy_without_one_call_per_pause_takes_the_contexts_and_one_that_says_keeps_its_own() -> None:
+    context = LoopContext.create(one_call_per_pause=True)
+    assert pinned(policy_of({"messages": []}), context)["one_call_per_pause"] is True
+    assert pinned(policy_of({"messages": [], "policy": {"one_call_per_pause": False}}), context)[
+        "one_call_per_pause"] is False
+    assert pinned(policy_of({"messages": []}), LoopContext.create())["one_call_per_pause"] is False
+
+
+def test_a_decision_that_would_run_a_tool_the_run_may_not_use_is_refused_but_a_reject_is_not() -> None:
+    call = PendingCall(id="c1", name="delete_file", args={"path": "/a"})
+    for decision in ({"type": "approve"}, {"type": "edit", "edited_action": {"name": "delete_file", "args": {}}}):
+        with pytest.raises(InvalidDecisionError, match=r"this run may not use it; allowed tools: \['add'\]"):
+            check_decisions({"decisions": [decision]}, [call], allowed=["add"], thread_id="t1")
+    assert check_decisions({"decisions": [{"type": "reject"}]}, [call], allowed=["add"]) == [{"type": "reject"}]
 
 
 # -- the Orchestrator, resumed in a new OS process with another configuration ------------------

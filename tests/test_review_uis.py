@@ -41,6 +41,8 @@ from test_langgraph_dev import ROOT, free_port, wait_until_up
 GRAPH = "graphloop"
 GATE = "interrupt_for_confirm"
 NOT_RUN = "Not run:"
+DENIED = "Action denied by user."
+"""What the model reads for a rejected call, before the person's reason."""
 
 
 @dataclass(frozen=True)
@@ -70,13 +72,15 @@ class Script:
 
 
 def config_text(model_url: str, db: Path) -> str:
-    """The server's graphloop.toml: the test tools, two of them gated, a ledger database."""
+    """The server's graphloop.toml: the test tools, three of them gated (`get_weather` with
+    only approve and reject), a ledger database."""
     return (
         f'db = "{db}"\n'
         'tools = ["conftest:TOOLS", "conftest:send_email"]\n'
-        'confirm_required = ["delete_file", "send_email"]\n\n'
+        'confirm_required = ["delete_file", "send_email", "get_weather"]\n\n'
         '[allowed_decisions]\n'
-        'delete_file = ["approve", "edit", "reject", "respond"]\n\n'
+        'delete_file = ["approve", "edit", "reject", "respond"]\n'
+        'get_weather = ["approve", "reject"]\n\n'
         f'[[models]]\nlabel = "primary"\napi_url = "{model_url}"\nmodel_name = "scripted"\n'
         'max_retries = 0\n')
 
@@ -215,6 +219,30 @@ def assert_every_call_answered(messages: list[dict[str, Any]]) -> None:
                 break
             answered.add(after["tool_call_id"])
         assert calls <= answered, f"calls {sorted(calls - answered)} of message #{index} unanswered"
+
+
+def review_request(client: SyncLangGraphClient, thread: str) -> dict[str, Any]:
+    """The HITL request of the thread's one interrupt, as a review UI reads it."""
+    state: Any = client.threads.get_state(thread)
+    [waiting] = state["interrupts"]
+    return waiting["value"]
+
+
+def ran(approvals: Approvals, thread: str) -> dict[str, tuple[str, str, dict[str, object]]]:
+    """The thread's audit rows by call id, as (tool, status, arguments it ran with); one row per
+    call id, or the call was claimed twice."""
+    rows = approvals.tool_calls(thread)
+    by_id = {row["call_id"]: (row["tool"], row["status"], row["args"]) for row in rows}
+    assert len(by_id) == len(rows), f"a call audited twice: {rows!r}"
+    return by_id
+
+
+def assert_finished(client: SyncLangGraphClient, approvals: Approvals, thread: str, answer: str) -> None:
+    """The run went on to the model's `answer`: nothing waits, nothing is pending or listed."""
+    state: Any = client.threads.get_state(thread)
+    assert (state["next"], state["interrupts"], state["values"]["pending"]) == ([], [], [])
+    assert state["values"]["messages"][-1]["content"] == answer
+    assert not in_inbox(approvals, thread)
 
 
 def audit(approvals: Approvals, thread: str) -> list[tuple[str, str]]:
@@ -369,6 +397,130 @@ def test_the_confirmation_question_is_not_streamed_but_shown_in_the_interrupt(
     assert [i["value"]["action_requests"][0]["description"] for i in interrupts] == [question]
 
 
+def test_a_reject_with_a_reason_runs_nothing_and_tells_the_model_why(
+        client: SyncLangGraphClient, script: Script, approvals: Approvals) -> None:
+    thread = paused_on(client, script, approvals, tool_call("delete_file", id="reject-why", path="/tmp/t"),
+                       question="May I delete /tmp/t?")
+    script.add(reply("I left /tmp/t alone."))
+    checkpoint = client.threads.get_state(thread)["checkpoint"]
+    reason = "that folder holds my thesis"
+
+    client.runs.wait(thread, GRAPH, input={}, checkpoint=checkpoint,
+                     command=decisions({"type": "reject", "message": reason}))
+
+    sent = script.requests[-1].messages
+    assert tool_answers(sent)["reject-why"][1] == f"{DENIED} {reason}"
+    assert_every_call_answered(sent)
+    assert len(script.requests) == 3  # the call, the question, the answer to the rejection
+    assert ran(approvals, thread) == {"reject-why": ("delete_file", "rejected", {"path": "/tmp/t"})}
+    assert_finished(client, approvals, thread, "I left /tmp/t alone.")
+
+
+def several(prefix: str) -> list[ScriptedToolCall]:
+    """Three gated calls of one turn, their ids starting with `prefix`."""
+    return [tool_call("delete_file", id=f"{prefix}-1", path="/tmp/1"),
+            tool_call("send_email", id=f"{prefix}-2", to=["ann@example.com"], subject="hi", copies=2),
+            tool_call("delete_file", id=f"{prefix}-3", path="/tmp/3")]
+
+
+def test_approve_all_runs_each_call_of_the_pause_once(
+        client: SyncLangGraphClient, script: Script, approvals: Approvals) -> None:
+    thread = paused_on(client, script, approvals, *several("all"), question="May I do these three?")
+    request = review_request(client, thread)
+    assert request["action_requests"] == [
+        {"name": "delete_file", "args": {"path": "/tmp/1"}, "description": "May I do these three?"},
+        {"name": "send_email", "args": {"to": ["ann@example.com"], "subject": "hi", "copies": 2},
+         "description": "May I do these three?"},
+        {"name": "delete_file", "args": {"path": "/tmp/3"}, "description": "May I do these three?"}]
+    assert request["review_configs"] == [
+        {"action_name": "delete_file", "allowed_decisions": ["approve", "edit", "reject", "respond"]},
+        {"action_name": "send_email", "allowed_decisions": ["approve", "edit", "reject"]},
+        {"action_name": "delete_file", "allowed_decisions": ["approve", "edit", "reject", "respond"]}]
+    script.add(reply("All done."))
+    checkpoint = client.threads.get_state(thread)["checkpoint"]
+
+    client.runs.wait(thread, GRAPH, input={}, checkpoint=checkpoint, command=decisions(*[{"type": "approve"}] * 3))
+
+    results = {"all-1": "deleted /tmp/1", "all-2": "sent 'hi' to ['ann@example.com'] x2", "all-3": "deleted /tmp/3"}
+    assert dict(tool_results(client, thread)) == results
+    sent = script.requests[-1].messages
+    assert {call_id: content for call_id, (_, content) in tool_answers(sent).items()} == results
+    assert_every_call_answered(sent)
+    assert ran(approvals, thread) == {
+        "all-1": ("delete_file", "success", {"path": "/tmp/1"}),
+        "all-2": ("send_email", "success", {"to": ["ann@example.com"], "subject": "hi", "copies": 2}),
+        "all-3": ("delete_file", "success", {"path": "/tmp/3"})}
+    assert len(script.requests) == 3
+    assert_finished(client, approvals, thread, "All done.")
+
+
+def test_mixed_decisions_give_each_call_of_the_pause_its_own_outcome(
+        client: SyncLangGraphClient, script: Script, approvals: Approvals) -> None:
+    thread = paused_on(client, script, approvals, *several("mixed"), question="May I do these three?")
+    script.add(reply("Deleted two files, sent nothing."))
+    checkpoint = client.threads.get_state(thread)["checkpoint"]
+
+    client.runs.wait(thread, GRAPH, input={}, checkpoint=checkpoint, command=decisions(
+        {"type": "approve"},
+        {"type": "reject", "message": "not to Ann"},
+        {"type": "edit", "edited_action": {"name": "delete_file", "args": {"path": "/tmp/other"}}}))
+
+    sent = script.requests[-1].messages
+    assert {call_id: content for call_id, (_, content) in tool_answers(sent).items()} == {
+        "mixed-1": "deleted /tmp/1", "mixed-2": f"{DENIED} not to Ann", "mixed-3": "deleted /tmp/other"}
+    assert_every_call_answered(sent)
+    assert ran(approvals, thread) == {
+        "mixed-1": ("delete_file", "success", {"path": "/tmp/1"}),
+        "mixed-2": ("send_email", "rejected", {"to": ["ann@example.com"], "subject": "hi", "copies": 2}),
+        "mixed-3": ("delete_file", "success", {"path": "/tmp/other"})}
+    assert_finished(client, approvals, thread, "Deleted two files, sent nothing.")
+
+
+@pytest.mark.parametrize("edited", [{"subject": "Minutes of Monday"}, {"copies": "4"}], ids=["text", "int"])
+def test_an_edit_of_one_field_keeps_the_types_of_the_untouched_ones(
+        client: SyncLangGraphClient, script: Script, approvals: Approvals, edited: dict[str, str]) -> None:
+    original: dict[str, object] = {"to": ["ann@example.com", "bob@example.com"], "subject": "hi", "copies": 3}
+    call_id = f"one-field-{next(iter(edited))}"
+    thread = paused_on(client, script, approvals, tool_call("send_email", original, id=call_id),
+                       question="May I send 'hi' to Ann and Bob?")
+    script.add(reply("Sent."))
+    checkpoint = client.threads.get_state(thread)["checkpoint"]
+    # the UI sends the whole form: the edited field as its textarea text, the others as they came
+    edit = {"type": "edit", "edited_action": {"name": "send_email", "args": {**original, **edited}}}
+
+    client.runs.wait(thread, GRAPH, input={}, checkpoint=checkpoint, command=decisions(edit))
+
+    expected = {**original, **{k: int(v) if k == "copies" else v for k, v in edited.items()}}
+    assert ran(approvals, thread) == {call_id: ("send_email", "success", expected)}
+    [(_, result)] = tool_results(client, thread)
+    assert result == f"sent {expected['subject']!r} to {expected['to']!r} x{expected['copies']}"
+    assert_finished(client, approvals, thread, "Sent.")
+
+
+def test_the_review_card_offers_only_the_decisions_the_tool_allows(
+        client: SyncLangGraphClient, script: Script, approvals: Approvals) -> None:
+    thread = paused_on(client, script, approvals, tool_call("get_weather", id="weather", city="Oslo"),
+                       question="May I look up the weather in Oslo?")
+    request = review_request(client, thread)
+    # the UI finds a call's config by its tool name
+    configs = {c["action_name"]: c["allowed_decisions"] for c in request["review_configs"]}
+    assert request["action_requests"] == [
+        {"name": "get_weather", "args": {"city": "Oslo"}, "description": "May I look up the weather in Oslo?"}]
+    assert configs == {"get_weather": ["approve", "reject"]}
+    edit = {"type": "edit", "edited_action": {"name": "get_weather", "args": {"city": "Bergen"}}}
+    checkpoint = client.threads.get_state(thread)["checkpoint"]
+
+    error = failed_run(client, thread, input={}, checkpoint=checkpoint, command=decisions(edit))
+
+    assert error.startswith("ValidationError: ") and "'edit' is not allowed for 'get_weather'" in error
+    assert client.threads.get_state(thread)["next"] == [GATE] and audit(approvals, thread) == []
+    script.add(reply("Sunny in Oslo."))
+    client.runs.wait(thread, GRAPH, input={}, command=decisions({"type": "approve"}),
+                     checkpoint=client.threads.get_state(thread)["checkpoint"])
+    assert ran(approvals, thread) == {"weather": ("get_weather", "success", {"city": "Oslo"})}
+    assert_finished(client, approvals, thread, "Sunny in Oslo.")
+
+
 # -- Agent Inbox ------------------------------------------------------------------------------------
 
 
@@ -383,6 +535,25 @@ def test_inbox_accept_runs_the_call_once(
     assert tool_results(client, thread) == [("accept", "deleted /tmp/a")]
     assert audit(approvals, thread) == [("delete_file", "success")]
     assert client.threads.get_state(thread)["next"] == []
+
+
+@pytest.mark.parametrize("shown", [
+    {"to": ["ann@example.com"], "subject": "hi", "copies": 2},
+    {"to": '["ann@example.com"]', "subject": "hi", "copies": "2"},  # fields typed over with the same text
+], ids=["as-shown", "as-text"])
+def test_inbox_accept_with_the_shown_arguments_runs_the_original_call_once(
+        client: SyncLangGraphClient, script: Script, approvals: Approvals, shown: dict[str, object]) -> None:
+    original: dict[str, object] = {"to": ["ann@example.com"], "subject": "hi", "copies": 2}
+    call_id = f"accept-{type(shown['copies']).__name__}"
+    thread = paused_on(client, script, approvals, tool_call("send_email", original, id=call_id),
+                       question="May I send 'hi' to Ann?")
+    script.add(reply("Sent."))
+
+    client.runs.wait(thread, GRAPH, command=inbox({"type": "accept", "args": {"action": "send_email", "args": shown}}))
+
+    assert tool_results(client, thread) == [(call_id, "sent 'hi' to ['ann@example.com'] x2")]
+    assert ran(approvals, thread) == {call_id: ("send_email", "success", original)}
+    assert_finished(client, approvals, thread, "Sent.")
 
 
 def test_inbox_edit_runs_the_call_with_the_edited_arguments(
