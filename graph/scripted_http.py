@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from graphloop.graph.strict import error_body, streams_nothing
+from graphloop.graph.strict import error_body
 
 ScriptedServer = Any
 """`graphloop.graph.testing.ScriptedServer` (which imports this module)."""
@@ -106,10 +106,11 @@ def handler_for(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
                 self._send_json(rejection.status, error_body(rejection.status, rejection.message,
                                                              param=rejection.param, code=code))
                 return
-            if server.strict and not server.streams_tools and streams_nothing(body):
-                server._refuse(index, "empty_stream", 200,  # pyright: ignore[reportPrivateUsage]
-                               "streaming with tools and tool_choice 'auto' is not supported: empty stream")
-                self._start_stream()  # and nothing more; the scripted reply waits for the retry
+            if (instead := server._unscripted(index, body)) is not None:  # pyright: ignore[reportPrivateUsage]
+                if instead == "no_chunk":
+                    self._start_stream()  # and nothing more; the scripted reply waits for the retry
+                else:
+                    self._answer(index, body, instead)
                 return
             scripted = server._next_reply(body, index)  # pyright: ignore[reportPrivateUsage]
             if scripted is None:

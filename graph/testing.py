@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from graphloop.graph.scripted_http import RecordedRequest, Server, handler_for
 from graphloop.graph.strict import (
@@ -32,13 +32,16 @@ from graphloop.graph.strict import (
     Rejection,
     auth_rejection,
     ignores_tools,
+    named_tool,
     refusal_for,
+    streams_nothing,
 )
 from graphloop.nodes import ModelConfig
 
 __all__ = [
     "NO_ID",
     "TOOLS_IGNORED_TEXT",
+    "EmptyStream",
     "RecordedRequest",
     "Refusal",
     "ReplyFn",
@@ -103,6 +106,9 @@ class ScriptedReply:
 ReplyFn = Callable[[dict[str, Any]], ScriptedReply]
 """A reply computed from the request body, for scripts that depend on what was sent."""
 
+EmptyStream = Literal["no_chunk", "empty_reply"]
+"""What a strict server streams to tools with `tool_choice: "auto"`: see `ScriptedServer`."""
+
 
 def reply(content: str | None = None, *calls: ScriptedToolCall, finish_reason: str | None = _AUTO,
           delay: float = 0.0, stream_index: bool = True, cut: bool = False) -> ScriptedReply:
@@ -145,6 +151,12 @@ class ScriptedServer:
             `model_config()` then sends it. A strict server's 401 echoes the wrong key.
         streams_tools: In strict mode, stream replies to requests with tools as OpenAI does,
             instead of the empty stream llama-cpp-python sends (for tests of streamed tokens).
+        empty_stream: In strict mode, what a stream with tools and `tool_choice: "auto"` holds:
+            `"no_chunk"` (llama-cpp-python) or `"empty_reply"` (LiteLLM: neither text nor calls).
+        system_breaks_tools: In strict mode, answer tools with `"auto"` and a system message by
+            naming the first tool as text (`functions.add:`), as llama-cpp-python's
+            `chatml-function-calling` format does.
+        refuses_tool_choice_none: In strict mode, answer `tool_choice: "none"` with a 400.
 
     Example:
         >>> with ScriptedServer([reply("Hi")], strict=True, api_key="sk-1") as server:
@@ -152,10 +164,17 @@ class ScriptedServer:
     """
 
     def __init__(self, replies: Iterable[ScriptedReply | ReplyFn] = (), *, model: str = "scripted",
-                 strict: bool = False, api_key: str | None = None, streams_tools: bool = False) -> None:
+                 strict: bool = False, api_key: str | None = None, streams_tools: bool = False,
+                 empty_stream: EmptyStream = "no_chunk", system_breaks_tools: bool = False,
+                 refuses_tool_choice_none: bool = False) -> None:
+        if empty_stream not in ("no_chunk", "empty_reply"):
+            raise ValueError(f"empty_stream={empty_stream!r}: expected 'no_chunk' or 'empty_reply'")
         self.model = model
         self.strict = strict
         self.streams_tools = streams_tools
+        self.empty_stream: EmptyStream = empty_stream
+        self.system_breaks_tools = system_breaks_tools
+        self.refuses_tool_choice_none = refuses_tool_choice_none
         self.api_key = api_key
         self.requests: list[RecordedRequest] = []
         self.refusals: list[Refusal] = []
@@ -239,7 +258,28 @@ class ScriptedServer:
         """The HTTP error to answer instead of a reply: a missing key, or a strict-mode refusal."""
         if self.api_key is not None and (found := auth_rejection(request.headers, self.api_key, echo=self.strict)):
             return found
-        return refusal_for(request.body) if self.strict else None
+        if not self.strict:
+            return None
+        return refusal_for(request.body, system_breaks_tools=self.system_breaks_tools,
+                           refuses_tool_choice_none=self.refuses_tool_choice_none)
+
+    def _unscripted(self, index: int, body: dict[str, Any]) -> ScriptedReply | Literal["no_chunk"] | None:
+        """What a strict server answers without using the script (the reply waits for the
+        retry): an empty stream, `"no_chunk"` at all or an empty reply, or the first tool named
+        as text; None: the script answers."""
+        if not self.strict:
+            return None
+        if not self.streams_tools and streams_nothing(body):
+            if self.empty_stream == "no_chunk":
+                self._refuse(index, "empty_stream", 200,
+                             "streaming with tools and tool_choice 'auto' is not supported: empty stream")
+                return "no_chunk"
+            self._refuse(index, "empty_reply", 200, "streaming with tools and tool_choice 'auto': an empty reply")
+            return reply()
+        if self.system_breaks_tools and (named := named_tool(body)) is not None:
+            self._refuse(index, "system_breaks_tools", 200, f"tools with a system message: answered {named!r}")
+            return reply(named, finish_reason="stop")
+        return None
 
     def _strict_reply(self, index: int, body: dict[str, Any], scripted: ScriptedReply) -> ScriptedReply:
         """The scripted reply as llama-cpp-python would answer: no tool calls without `tool_choice`."""

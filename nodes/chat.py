@@ -19,7 +19,7 @@ from uuid import uuid4
 
 import httpx
 import openai
-from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.messages import AIMessage, BaseMessage, SystemMessage
 from langchain_openai import ChatOpenAI
 from langgraph.constants import TAG_NOSTREAM
 from pydantic import SecretStr
@@ -34,7 +34,7 @@ from graphloop.checkpointers import (
 from graphloop.nodes.calls import STREAMED
 from graphloop.nodes.models import ModelConfig, ToolChoice
 from graphloop.nodes.repairs import RepairedChatOpenAI
-from graphloop.nodes.wire import learn, learned, lesson_from, shaped
+from graphloop.nodes.wire import Lesson, learn, learned, lesson_from, names_a_tool, sends_system, shaped
 
 __all__ = ["call_chat_model", "chat_model", "with_unique_id"]
 
@@ -109,8 +109,8 @@ async def call_chat_model(
     overrides the model's own (the question and the final answer send "none"). With
     `stream=False` the reply is not streamed, and LangGraph's `messages` stream mode does not
     show its tokens (LangChain's `nostream` tag): for text shown elsewhere, like the question.
-    A refusal that names one of the wire rules is answered by the other form, once (see
-    `graphloop.nodes.wire`).
+    A refusal that names one of the wire rules is answered by the other form, once, and so is
+    a tool named as text because a system message was sent (see `graphloop.nodes.wire`).
     """
     choice = (tool_choice or model.tool_choice) if tools else None
     for attempt in range(2):
@@ -120,13 +120,11 @@ async def call_chat_model(
         streams = stream and model.stream and not (choice != "none" and tools and known.no_stream_with_tools)
         try:
             if streams:  # when a caller shows tokens (LangGraph's messages mode)
-                return _finished(await runnable.ainvoke(list(messages)), model)
-            return await runnable.ainvoke(list(messages), {"tags": [TAG_NOSTREAM]}, stream=False)
+                reply = _finished(await runnable.ainvoke(list(messages)), model)
+            else:
+                reply = await runnable.ainvoke(list(messages), {"tags": [TAG_NOSTREAM]}, stream=False)
         except openai.APIStatusError as exc:
-            overflow = _OVERFLOW.search(f"{exc.message} {exc.code or ''}") is not None
-            lesson = None if overflow else lesson_from(exc.status_code, str(exc.message),
-                                                       sent_empty_content=_calls_without_text(messages),
-                                                       choice=choice)
+            lesson = _lesson_in(exc, messages, choice)
             if attempt == 0 and lesson is not None and not getattr(known, lesson):
                 learn(model, lesson)  # or another request learned it meanwhile: asked again either way
                 continue
@@ -134,8 +132,33 @@ async def call_chat_model(
         except (openai.APIError, httpx.TransportError, ValueError, KeyError, TypeError, IndexError,
                 AttributeError) as exc:
             error = _model_error(exc, model)
+        else:
+            if attempt == 0 and choice != "none" and sends_system(model, known) and _named_a_tool(
+                    reply, messages, tools):
+                learn(model, "system_in_user")  # this reply is dropped: asked again in the other form
+                continue
+            return reply
         raise error  # raised out here: neither its cause nor its context holds the server's text
     raise AssertionError("the loop returns or raises")
+
+
+def _lesson_in(exc: openai.APIStatusError, messages: Sequence[BaseMessage], choice: str | None) -> Lesson | None:
+    """The wire rule a refusal names, if any (a context-length error names none)."""
+    if _OVERFLOW.search(f"{exc.message} {exc.code or ''}"):
+        return None
+    return lesson_from(exc.status_code, str(exc.message), sent_empty_content=_calls_without_text(messages),
+                       choice=choice)
+
+
+def _named_a_tool(reply: AIMessage, messages: Sequence[BaseMessage], tools: Sequence[dict[str, Any]]) -> bool:
+    """Whether a request with a system message got a tool named as text instead of a call
+    (`functions.add:`, llama-cpp-python's `chatml-function-calling` format)."""
+    if reply.tool_calls or reply.invalid_tool_calls:
+        return False
+    if not any(isinstance(m, SystemMessage) and m.text.strip() for m in messages):
+        return False
+    names = [str(cast(dict[str, Any], t.get("function") or {}).get("name") or "") for t in tools]
+    return names_a_tool(reply.text, [n for n in names if n])
 
 
 def _finished(reply: AIMessage, model: ModelConfig) -> AIMessage:

@@ -24,6 +24,7 @@ from graphloop.checkpointers import (
     ModelCallError,
     ModelUnavailableError,
 )
+from graphloop.nodes.calls import STREAMED
 from graphloop.nodes.chat import call_chat_model
 from graphloop.nodes.models import ModelConfig, ToolChoice
 from graphloop.nodes.wire import learn
@@ -59,8 +60,9 @@ async def _one_model(
     """`model`'s reply after its own retries; raises its last `ModelCallError`.
 
     An empty reply (or a stream without a chunk) is asked again once, without streaming; a
-    model that then answers, having streamed nothing with tools offered, is asked without
-    streaming from then on (`graphloop.nodes.wire`).
+    model that then answers, having streamed nothing or an empty reply with tools offered (as
+    llama-cpp-python and LiteLLM do), is asked without streaming from then on
+    (`graphloop.nodes.wire`).
     """
     asked_again = nothing_streamed = False
     attempt = 0
@@ -82,9 +84,10 @@ async def _one_model(
             attempt += 1
             continue
         if reply is not None and not is_empty(reply):
-            if nothing_streamed and stream and model.stream and tools:  # not one chunk, then an answer
-                learn(model, "no_stream_with_tools")
+            if nothing_streamed and stream and model.stream and tools and tool_choice != "none":
+                learn(model, "no_stream_with_tools")  # not one chunk or an empty one, then an answer
             return reply
+        nothing_streamed = nothing_streamed or (reply is not None and STREAMED in reply.response_metadata)
         if asked_again:
             raise EmptyReplyError(
                 f"model {model.label!r} sent an empty reply (no text, no tool calls) twice",

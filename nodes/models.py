@@ -24,8 +24,11 @@ from graphloop.checkpointers import ConfigurationError, redact
 __all__ = ["HostType", "ModelConfig", "ModelLike", "ToolChoice", "model_chain"]
 
 HostType = Literal["openai", "openwebui", "openrouter", "litellm", "ollama", "vllm", "llamacpp"]
+"""Where the model is served. `openwebui` changes the URL (its API lives under `/api`);
+`llamacpp` sends the system text at the head of the first user message, as its
+`chatml-function-calling` format needs to call tools (`graphloop.nodes.wire`)."""
 ToolChoice = Literal["auto", "none", "required"]
-"""Where the model is served. Only `openwebui` changes the URL: its API lives under `/api`."""
+"""The `tool_choice` sent while tools are offered."""
 
 @dataclass(frozen=True)
 class ModelConfig:

@@ -1,6 +1,6 @@
 """The request as servers take it: the original loop's wire rules, and what a server refused.
 
-OpenAI-compatible servers differ (see the README's "Tested against" table); these rules work
+OpenAI-compatible servers differ (see "Real servers" in docs/behaviour.md); these rules work
 on every one of them:
 
 - `tool_choice: "auto"` whenever tools are offered (llama-cpp-python ignores tools without
@@ -13,8 +13,11 @@ on every one of them:
 
 A server that refuses one of them by name (an HTTP 4xx/5xx whose message names `content` or
 `tool_choice`) gets the other form, for that model and the life of the process, with one log
-line; so does a model that streams nothing when tools are offered (it is asked without
-streaming from then on).
+line; so does a model that streams nothing (or an empty reply) when tools are offered: it is
+asked without streaming from then on. And a model that answers tools and a system message by
+naming a tool as text, `functions.<tool>:` (llama-cpp-python's `chatml-function-calling`
+format), gets no system message again: its text leads the first user message, then a blank
+line. `host_type="llamacpp"` starts in that form.
 
 Example:
     >>> from graphloop.nodes.context import ModelConfig
@@ -29,6 +32,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any, Literal, cast
 
@@ -36,17 +40,20 @@ from graphloop.checkpointers import SURROGATES
 from graphloop.nodes.models import ModelConfig
 from graphloop.nodes.replies import readable
 
-__all__ = ["Learned", "Lesson", "forget", "learn", "learned", "lesson_from", "shaped"]
+__all__ = ["Learned", "Lesson", "forget", "learn", "learned", "lesson_from", "names_a_tool", "sends_system",
+           "shaped"]
 
 logger = logging.getLogger(__name__)
 
-Lesson = Literal["omit_content", "no_tool_choice", "no_tool_choice_none", "no_stream_with_tools"]
+Lesson = Literal["omit_content", "no_tool_choice", "no_tool_choice_none", "no_stream_with_tools", "system_in_user"]
 
 _WHY: dict[Lesson, str] = {
     "omit_content": "refused an empty content on a tool-calling assistant message; leaving the key out",
     "no_tool_choice": "refused tool_choice; sending tools without it",
     "no_tool_choice_none": "refused tool_choice \"none\"; asking the question and the final answer without tools",
     "no_stream_with_tools": "streamed nothing with tools offered; asking it without streaming",
+    "system_in_user": "named a tool as text ('functions.<tool>:') when sent tools and a system message; "
+                      "putting the system text into the first user message",
 }
 
 _CONTENT_REFUSED = re.compile(
@@ -56,6 +63,7 @@ _CONTENT_REFUSED = re.compile(
 error, LiteLLM's template error, others'); "content safety policy" is not one."""
 _CHOICE_REFUSED = re.compile(r"tool[_ ]choice", re.IGNORECASE)
 _NOT_ABOUT_THE_BODY = {401, 403, 404, 408, 409, 413, 429}
+_SYSTEM_ROLES = ("system", "developer")
 
 
 @dataclass
@@ -66,6 +74,7 @@ class Learned:
     no_tool_choice: bool = False
     no_tool_choice_none: bool = False
     no_stream_with_tools: bool = False
+    system_in_user: bool = False
 
 
 _learned: dict[tuple[str, str], Learned] = {}
@@ -111,6 +120,49 @@ def lesson_from(status: int, message: str, *, sent_empty_content: bool, choice: 
     return None
 
 
+def sends_system(model: ModelConfig, state: Learned) -> bool:
+    """Whether `model`'s requests carry a system message (else its text leads the first user
+    message): not for `host_type="llamacpp"`, nor once the model named a tool instead of calling it."""
+    return not (state.system_in_user or model.host_type == "llamacpp")
+
+
+def names_a_tool(text: str, tool_names: Iterable[str]) -> bool:
+    """Whether `text` is only `functions.<one of tool_names>:`, llama-cpp-python's answer to
+    tools and a system message in its `chatml-function-calling` format.
+
+    Example:
+        >>> names_a_tool(" functions.add: ", ["add"]), names_a_tool("functions.rm:", ["add"])
+        (True, False)
+    """
+    names = "|".join(re.escape(name) for name in tool_names)
+    return bool(names) and re.fullmatch(rf"\s*functions\.(?:{names})\s*:\s*", text) is not None
+
+
+def _text_of(content: Any) -> str:
+    """The text of a message's content: a string, or its text parts."""
+    if isinstance(content, str):
+        return content
+    parts = cast(list[Any], content or [])
+    return "".join(p if isinstance(p, str) else str(cast(dict[str, Any], p).get("text") or "") for p in parts)
+
+
+def _system_in_user(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`messages` without system messages, their text leading the first user message and a
+    blank line (a user message of its own if there is none)."""
+    system = "\n\n".join(_text_of(m.get("content")) for m in messages if m.get("role") in _SYSTEM_ROLES)
+    rest = [m for m in messages if m.get("role") not in _SYSTEM_ROLES]
+    if not system:
+        return rest
+    for i, message in enumerate(rest):
+        if message.get("role") == "user":
+            content = message.get("content")
+            led = f"{system}\n\n{content}" if isinstance(content, str) else [
+                {"type": "text", "text": f"{system}\n\n"}, *cast(list[Any], content or [])]
+            rest[i] = {**message, "content": led}
+            return rest
+    return [{"role": "user", "content": system}, *rest]
+
+
 def _valid_text(value: Any) -> Any:
     """`value` with each lone surrogate as a `\\uXXXX` escape: one (a file name `os.listdir`
     could not decode, in a task or a call's arguments) would fail the whole request's UTF-8
@@ -130,7 +182,7 @@ def shaped(payload: dict[str, Any], model: ModelConfig) -> dict[str, Any]:
     state = learned(model)
     messages: list[dict[str, Any]] = []
     for given in cast(list[dict[str, Any]], payload.get("messages") or []):
-        if given.get("role") in ("system", "developer") and not str(given.get("content") or "").strip():
+        if given.get("role") in _SYSTEM_ROLES and not str(given.get("content") or "").strip():
             continue  # no system text, no system message
         if given.get("role") != "assistant" or not given.get("tool_calls"):
             messages.append(given)  # as built: only a tool-calling message changes
@@ -139,6 +191,8 @@ def shaped(payload: dict[str, Any], model: ModelConfig) -> dict[str, Any]:
         if state.omit_content and not message["content"]:
             del message["content"]
         messages.append(message)
+    if not sends_system(model, state):
+        messages = _system_in_user(messages)
     messages = [_valid_text(m) for m in messages]
     shaped_payload = {**payload, "messages": messages} if "messages" in payload else dict(payload)
     if state.no_tool_choice_none and shaped_payload.get("tool_choice") == "none":

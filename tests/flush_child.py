@@ -31,7 +31,7 @@ def researcher(rounds: int) -> Any:
 
 async def main(mode: str, count: int, db: str) -> None:
     rounds = count if mode == "tools" else 0
-    with ScriptedServer([researcher(rounds)] * (count + 2)) as server:
+    with ScriptedServer([researcher(rounds)] * (count + 2), strict=True) as server:
         orch = Orchestrator([fetch], db=db, models=[server.model_config()])
         if mode == "tools":
             assert (await orch.run("read", thread_id="t")).response == "done"

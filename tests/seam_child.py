@@ -46,6 +46,7 @@ def add(a: int, b: int) -> int:
     return a + b
 
 
+# permissive: with `_get_request_payload` lost, so are the wire rules (`content: null`), which strict refuses
 with ScriptedServer([reply(None, tool_call("add", a=2, b=3)), reply("2 + 3 = 5")]) as server:
     context = LoopContext.create(models=[server.model_config()], tools=[add])
     tokens: list[str] = []

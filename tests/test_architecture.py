@@ -65,7 +65,7 @@ def traced(run: Any) -> tuple[list[str], list[str]]:
 def test_the_run_path_is_the_one_the_architecture_page_describes(tmp_path: Path) -> None:
     steps = documented("The path of `Orchestrator.run`")
     assert len(steps) == len(set(steps)), "a module is listed twice"
-    with ScriptedServer([reply(None, tool_call("add", a=1, b=2)), reply("3")]) as server:
+    with ScriptedServer([reply(None, tool_call("add", a=1, b=2)), reply("3")], strict=True) as server:
         orch = Orchestrator(TOOLS, db=tmp_path / "g.db", models=[server.model_config()])
         entered, backs = traced(orch.run("1+2", thread_id="t", user_id="ann"))
     assert entered == steps
@@ -76,7 +76,7 @@ def test_the_resume_path_is_the_one_the_architecture_page_describes(tmp_path: Pa
     steps = documented("The path of `Orchestrator.resume`")
     assert len(steps) == len(set(steps)), "a module is listed twice"
     with ScriptedServer([reply(None, tool_call("delete_file", path="/tmp/x")), reply("May I?"),
-                         reply("Deleted.")]) as server:
+                         reply("Deleted.")], strict=True) as server:
         orch = Orchestrator(TOOLS, confirm_required=["delete_file"], db=tmp_path / "g.db",
                             models=[server.model_config()])
         paused = orch.run_sync("delete /tmp/x", thread_id="t")

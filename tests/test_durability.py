@@ -92,7 +92,7 @@ def researcher(rounds: int) -> Any:
 
 def claimed(db: Path) -> set[int]:
     """The calls of thread "t" claimed in the database at `db`."""
-    with ScriptedServer() as server:
+    with ScriptedServer(strict=True) as server:
         orch = Orchestrator([fetch], db=db, models=[server.model_config()])
         return {int(call["args"]["doc"]) for call in orch.approvals.tool_calls("t")}
 
@@ -118,7 +118,7 @@ def test_after_a_power_cut_at_any_flush_no_claimed_call_runs_again(tmp_path: Pat
 
     monkeypatch.setattr(SqliteLedger, "_transaction", copy_at_flush)
     RAN.clear()
-    with ScriptedServer([researcher(3)] * 4) as server:
+    with ScriptedServer([researcher(3)] * 4, strict=True) as server:
         assert Orchestrator([fetch], db=db, models=[server.model_config()]).run_sync("read", thread_id="t").response == "done"
     monkeypatch.undo()
     assert RAN == [0, 1, 2] and len(cuts) == 3  # one flush per call: its claim
@@ -128,7 +128,7 @@ def test_after_a_power_cut_at_any_flush_no_claimed_call_runs_again(tmp_path: Pat
         # a call had started only once its claim was on disk: one whose claim was lost had not
         assert set(started) < on_disk, (kept.name, started, on_disk)
         RAN.clear()
-        with ScriptedServer([researcher(3)] * 4) as server:
+        with ScriptedServer([researcher(3)] * 4, strict=True) as server:
             orch = Orchestrator([fetch], db=kept / "graphloop.db", models=[server.model_config()])
             assert orch.resume_sync("t").response == "done"  # the thread resumes from the last flush
         assert not set(RAN) & on_disk, (kept.name, RAN)  # a claimed call never runs again
@@ -176,12 +176,13 @@ def test_a_pause_is_on_disk_when_the_run_returns_it(tmp_path: Path, monkeypatch:
                     shutil.copyfile(f"{db}{suffix}", kept / f"graphloop.db{suffix}")
 
     monkeypatch.setattr(SqliteLedger, "_transaction", copy_at_flush)
-    with ScriptedServer([reply(None, tool_call("fetch", doc=7)), reply("May I fetch document 7?")]) as server:
+    with ScriptedServer([reply(None, tool_call("fetch", doc=7)), reply("May I fetch document 7?")],
+                        strict=True) as server:
         orch = Orchestrator([fetch], confirm_required=["fetch"], db=db, models=[server.model_config()])
         assert orch.run_sync("read 7", thread_id="t").checkpoint is not None
     monkeypatch.undo()
     RAN.clear()
-    with ScriptedServer([reply("Fetched.")]) as server:  # the power cut: back to the last flush
+    with ScriptedServer([reply("Fetched.")], strict=True) as server:  # the power cut: back to the last flush
         orch = Orchestrator([fetch], confirm_required=["fetch"], db=kept / "graphloop.db",
                             models=[server.model_config()])
         assert [p["thread_id"] for p in orch.approvals.pending()] == ["t"]

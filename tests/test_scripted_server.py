@@ -269,3 +269,51 @@ def test_strict_streams_tools_as_openai_does_when_asked() -> None:
         chunks = list(client(server).chat.completions.create(
             model="scripted", messages=[USER], tools=TOOLS, tool_choice="auto", stream=True))
     assert chunks and server.refusals == []
+
+
+@pytest.mark.parametrize("system", ["Be brief.", ""])
+def test_strict_with_system_breaks_tools_names_the_first_tool_and_keeps_the_reply_for_the_retry(system: str) -> None:
+    with ScriptedServer([reply(None, tool_call("add", a=1))], strict=True, system_breaks_tools=True) as server:
+        named = client(server).chat.completions.create(
+            model="scripted", messages=[{"role": "system", "content": system}, USER], tools=TOOLS,
+            tool_choice="auto")
+        assert server.remaining == 1
+        retry = client(server).chat.completions.create(
+            model="scripted", messages=[USER], tools=TOOLS, tool_choice="auto")
+        server.assert_all_used()
+    choice = named.choices[0]
+    assert (choice.message.content, choice.message.tool_calls, choice.finish_reason) == ("functions.add:", None, "stop")
+    assert retry.choices[0].message.tool_calls is not None
+    assert [(r.request, r.kind, r.status) for r in server.refusals] == [(0, "system_breaks_tools", 200)]
+
+
+def test_strict_with_system_breaks_tools_answers_tool_choice_none_as_asked() -> None:
+    with ScriptedServer([reply("plain text")], strict=True, system_breaks_tools=True) as server:
+        completion = client(server).chat.completions.create(
+            model="scripted", messages=[{"role": "system", "content": "Be brief."}, USER], tools=TOOLS,
+            tool_choice="none")
+    assert completion.choices[0].message.content == "plain text" and server.refusals == []
+
+
+def test_strict_with_empty_reply_streams_chunks_without_text_or_calls_and_keeps_the_reply() -> None:
+    with ScriptedServer([reply(None, tool_call("add", a=1))], strict=True, empty_stream="empty_reply") as server:
+        chunks = list(client(server).chat.completions.create(
+            model="scripted", messages=[USER], tools=TOOLS, tool_choice="auto", stream=True))
+        assert server.remaining == 1
+    deltas = [c.choices[0].delta for c in chunks if c.choices]
+    assert chunks and not any(d.content or d.tool_calls for d in deltas)
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    assert [(r.request, r.kind, r.status) for r in server.refusals] == [(0, "empty_reply", 200)]
+
+
+def test_strict_refusing_tool_choice_none_answers_400_naming_it() -> None:
+    with ScriptedServer([reply("hi")], strict=True, refuses_tool_choice_none=True) as server:
+        with pytest.raises(openai.BadRequestError, match="tool_choice 'none' is not supported") as raised:
+            client(server).chat.completions.create(model="scripted", messages=[USER], tools=TOOLS, tool_choice="none")
+    assert raised.value.param == "tool_choice" and server.remaining == 1
+    assert [(r.kind, r.status) for r in server.refusals] == [("tool_choice_none_refused", 400)]
+
+
+def test_an_unknown_empty_stream_kind_is_refused_naming_it() -> None:
+    with pytest.raises(ValueError, match=r"empty_stream='nothing': expected 'no_chunk' or 'empty_reply'"):
+        ScriptedServer(strict=True, empty_stream="nothing")  # type: ignore[arg-type]  # the wrong value on purpose

@@ -14,7 +14,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -31,7 +31,7 @@ from graphloop.graph import (
 from graphloop.graph.settings import load_settings
 from graphloop.graph.testing import ScriptedReply, ScriptedServer, error, reply, tool_call
 from graphloop.nodes.models import HostType
-from graphloop.nodes.wire import learn, lesson_from, shaped
+from graphloop.nodes.wire import lesson_from
 
 from conftest import CALLS, TOOLS
 from test_loop import start
@@ -39,6 +39,10 @@ from test_loop import start
 CHILD = Path(__file__).parent / "host_child.py"
 KEY = "sk-host-0123456789"
 HOSTS: list[HostType] = ["openai", "openwebui", "litellm", "llamacpp", "ollama", "vllm"]
+AS_SERVED: dict[HostType, dict[str, Any]] = {"llamacpp": {"system_breaks_tools": True},
+                                             "litellm": {"empty_stream": "empty_reply"}}
+"""What the strict server adds per host: llama-cpp-python's chat format names a tool when sent a
+system message; LiteLLM streams an empty reply where llama-cpp-python streams no chunk."""
 
 
 def api_url(server: ScriptedServer, host_type: HostType) -> str:
@@ -60,7 +64,7 @@ async def run_to_gate(orch: Orchestrator, stream: bool) -> tuple[str, list[str]]
 @pytest.mark.parametrize("host_type", HOSTS)
 def test_each_kind_of_server_pauses_resumes_in_a_new_process_and_answers(
         host_type: HostType, stream: bool, db: Path) -> None:
-    with ScriptedServer(strict=True, api_key=KEY) as server:
+    with ScriptedServer(strict=True, api_key=KEY, **AS_SERVED.get(host_type, {})) as server:
         server.add(reply(None, tool_call("add", a=2, b=3), tool_call("delete_file", path="/tmp/x")),
                    reply("May I delete /tmp/x?"), reply("Deleted /tmp/x; 2 + 3 = 5."))
         model = {"label": "m", "api_url": api_url(server, host_type), "model_name": "scripted",
@@ -78,24 +82,31 @@ def test_each_kind_of_server_pauses_resumes_in_a_new_process_and_answers(
     assert {r.path for r in server.requests} == {f"{prefix}/chat/completions"}
     assert all(r.headers["authorization"] == f"Bearer {KEY}" for r in server.requests)
     refused = [r.kind for r in server.refusals]
-    # streamed, the first tool round of each process streams nothing (as llama-cpp-python does),
-    # is asked again at once without streaming, and that model is not streamed with tools again
-    assert refused == (["empty_stream"] * 2 if stream else [])
+    # streamed, the first tool round of each process streams nothing (as llama-cpp-python does) or
+    # an empty reply (LiteLLM), is asked again at once without streaming, and that model is not
+    # streamed with tools again; llamacpp sends no system message, so no tool is named as text
+    empty = "empty_reply" if host_type == "litellm" else "empty_stream"
+    assert refused == ([empty] * 2 if stream else [])
 
 
 def bodies(server: ScriptedServer) -> list[dict[str, Any]]:
     return [r.body for r in server.requests]
 
 
-def test_the_request_bodies_follow_the_original_loops_wire_rules(server: ScriptedServer, db: Path) -> None:
-    orch = Orchestrator(TOOLS, confirm_required=["delete_file"], db=db, tool_instruction="", max_rounds=2,
-                        models=[server.model_config(label="m", max_output_tokens=256)])
+def edited_run(server: ScriptedServer, db: Path, tool_instruction: str) -> list[dict[str, Any]]:
+    """The bodies of a tool round, the question, the round after an edit, and the final answer."""
+    orch = Orchestrator(TOOLS, confirm_required=["delete_file"], db=db, tool_instruction=tool_instruction,
+                        max_rounds=2, models=[server.model_config(label="m", max_output_tokens=256)])
     server.add(reply(None, tool_call("delete_file", path="/tmp/x")), reply("May I?"),
                reply(None, tool_call("add", a=1, b=1)), reply("Two."))
     paused = orch.run_sync("delete /tmp/x")
     orch.resume_sync(paused.thread_id, decisions=[{"type": "edit", "edited_action": {
         "name": "delete_file", "args": {"path": "/tmp/y"}}}])
-    tool_round, question, after_edit, final = bodies(server)
+    return bodies(server)
+
+
+def test_the_request_bodies_follow_the_original_loops_wire_rules(server: ScriptedServer, db: Path) -> None:
+    tool_round, question, after_edit, final = edited_run(server, db, "")
     names = [t["function"]["name"] for t in tool_round["tools"]]
     for body, choice in ((tool_round, "auto"), (question, "none"), (after_edit, "auto"), (final, "none")):
         assert body["tool_choice"] == choice and [t["function"]["name"] for t in body["tools"]] == names
@@ -106,6 +117,34 @@ def test_the_request_bodies_follow_the_original_loops_wire_rules(server: Scripte
     assert call_message["content"] == "" and call_message["tool_calls"][0]["function"]["arguments"] == (
         '{"path": "/tmp/y"}')  # as edited
     assert final["messages"][-1]["role"] == "user" and server.refusals == []
+
+
+SNAPSHOT = Path(__file__).parent / "snapshots" / "request_bodies.json"
+
+
+def normalised(value: Any, ids: dict[str, str]) -> Any:
+    """`value` with each tool-call id (an `id` or `tool_call_id` text) renamed `call_<n>`, n
+    counting distinct ids in order of first appearance: the ids are the server's, not graphloop's."""
+    if isinstance(value, dict):
+        return {k: ids.setdefault(v, f"call_{len(ids) + 1}") if k in ("id", "tool_call_id") and isinstance(v, str)
+                else normalised(v, ids) for k, v in cast(dict[str, Any], value).items()}
+    if isinstance(value, list):
+        return [normalised(v, ids) for v in cast(list[Any], value)]
+    return value
+
+
+def test_each_whole_request_body_matches_its_snapshot(server: ScriptedServer, db: Path) -> None:
+    """Tool round, question, round after an edit, final answer: each body as the server decoded
+    it, written back as JSON text with its key order kept (indent 2) and compared as text with
+    tests/snapshots/request_bodies.json, so a field added, dropped, moved or changed fails. Only
+    the tool-call ids are normalised (`normalised`). After a deliberate change, rerun with
+    GRAPHLOOP_UPDATE_SNAPSHOTS=1 to rewrite the file, and review its diff."""
+    kinds = ("tool_round", "question", "after_edit", "final_answer")
+    sent = dict(zip(kinds, edited_run(server, db, "Use the tools."), strict=True))
+    text = json.dumps(normalised(sent, {}), indent=2) + "\n"
+    if os.environ.get("GRAPHLOOP_UPDATE_SNAPSHOTS"):
+        SNAPSHOT.write_text(text)
+    assert text == SNAPSHOT.read_text()
 
 
 @pytest.mark.parametrize(("refusal", "learned", "absent"), [
@@ -248,10 +287,98 @@ def test_a_per_model_setting_of_the_wrong_kind_is_refused_naming_it(setting: dic
         ModelConfig.coerce({"label": "m", "api_url": "http://127.0.0.1:1/v1", "model_name": "m", **setting})
 
 
-def test_a_server_refusing_none_is_asked_the_question_without_tools() -> None:
-    model = ModelConfig("m", "http://127.0.0.1:1/v1", "m")
-    body = {"messages": [{"role": "user", "content": "q"}], "tools": [{"type": "function"}], "tool_choice": "none"}
-    assert shaped(body, model)["tool_choice"] == "none"
-    learn(model, "no_tool_choice_none")
-    assert "tools" not in shaped(body, model) and "tool_choice" not in shaped(body, model)
-    assert shaped({**body, "tool_choice": "auto"}, model)["tool_choice"] == "auto"  # tool rounds keep theirs
+def wire_log(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "graphloop.nodes.wire"]
+
+
+def test_a_server_refusing_tool_choice_none_is_asked_without_tools_once_and_for_good(
+        db: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with ScriptedServer(strict=True, refuses_tool_choice_none=True) as server:
+        orch = Orchestrator(TOOLS, confirm_required=["delete_file"], db=db, models=[server.model_config(label="m")])
+        server.add(reply(None, tool_call("delete_file", path="/tmp/x")), reply("May I?"), reply("Deleted."),
+                   reply(None, tool_call("delete_file", path="/tmp/y")), reply("May I?"))
+        with caplog.at_level(logging.WARNING, logger="graphloop.nodes.wire"):
+            paused = orch.run_sync("delete /tmp/x")
+            assert orch.resume_sync(paused.thread_id, confirmed=True).response == "Deleted."
+            assert orch.run_sync("delete /tmp/y").checkpoint is not None
+        server.assert_all_used()
+    assert [(r.request, r.kind) for r in server.refusals] == [(1, "tool_choice_none_refused")]
+    choices = [(r.body.get("tool_choice"), "tools" in r.body) for r in server.requests]
+    assert choices == [("auto", True), ("none", True), (None, False), ("auto", True), ("auto", True), (None, False)]
+    assert len(wire_log(caplog)) == 1 and CALLS == [("delete_file", {"path": "/tmp/x"})]
+
+
+def test_a_model_naming_a_tool_when_sent_a_system_message_gets_its_text_in_the_user_message_once_and_for_good(
+        db: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with ScriptedServer(strict=True, system_breaks_tools=True) as server:  # llama-cpp-python, chatml-function-calling
+        orch = Orchestrator(TOOLS, db=db, models=[server.model_config(label="chatml")], tool_instruction="Use tools.")
+        server.add(reply(None, tool_call("add", a=1, b=2)), reply("3."), reply(None, tool_call("add", a=2, b=2)),
+                   reply("4."))
+        with caplog.at_level(logging.WARNING, logger="graphloop.nodes.wire"):
+            assert orch.run_sync("1 + 2").response == "3."
+            assert orch.run_sync("2 + 2").response == "4."
+        server.assert_all_used()
+    assert [(r.request, r.kind) for r in server.refusals] == [(0, "system_breaks_tools")] and len(server.requests) == 5
+    assert server.requests[0].messages[0] == {"role": "system", "content": "Use tools."}
+    assert [r.messages[0] for r in server.requests[1:]] == [{"role": "user", "content": "Use tools.\n\n1 + 2"}] * 2 + [
+        {"role": "user", "content": "Use tools.\n\n2 + 2"}] * 2
+    assert "functions.add" not in json.dumps([r.body for r in server.requests[1:]])  # not in the history
+    assert CALLS == [("add", {"a": 1, "b": 2}), ("add", {"a": 2, "b": 2})]
+    [logged] = wire_log(caplog)
+    assert "'chatml'" in logged and "putting the system text into the first user message" in logged
+
+
+def test_a_llamacpp_model_never_sends_a_system_message(db: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with ScriptedServer(strict=True, system_breaks_tools=True) as server:
+        model = server.model_config(label="llama", host_type="llamacpp")
+        orch = Orchestrator(TOOLS, confirm_required=["delete_file"], db=db, models=[model], tool_instruction="Use tools.")
+        server.add(reply(None, tool_call("delete_file", path="/tmp/x")), reply("May I?"), reply("Deleted."))
+        with caplog.at_level(logging.WARNING, logger="graphloop.nodes.wire"):
+            paused = orch.run_sync("delete /tmp/x")
+            assert orch.resume_sync(paused.thread_id, confirmed=True).response == "Deleted."
+        server.assert_all_used()
+    assert all(m["role"] != "system" for r in server.requests for m in r.messages) and len(server.requests) == 3
+    assert server.requests[0].messages == [{"role": "user", "content": "Use tools.\n\ndelete /tmp/x"}]
+    assert server.refusals == [] and wire_log(caplog) == []
+
+
+def test_an_empty_streamed_reply_is_asked_again_without_streaming_and_the_run_goes_on(
+        db: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with ScriptedServer(strict=True, empty_stream="empty_reply") as server:  # as LiteLLM answers
+        orch = Orchestrator(TOOLS, db=db, models=[server.model_config(label="proxy")])
+        server.add(reply(None, tool_call("add", a=1, b=1)), reply(None, tool_call("add", a=2, b=2)), reply("Done."))
+
+        async def streamed() -> list[str]:
+            return [e.text async for e in orch.stream("add twice") if isinstance(e, Token)]
+
+        with caplog.at_level(logging.WARNING):
+            assert asyncio.run(streamed()) == []  # the empty reply had no token, and later rounds are not streamed
+        server.assert_all_used()
+    assert [(r.request, r.kind) for r in server.refusals] == [(0, "empty_reply")]
+    assert [r.body.get("stream") for r in server.requests] == [True, False, False, False]
+    assert CALLS == [("add", {"a": 1, "b": 1}), ("add", {"a": 2, "b": 2})] and len(wire_log(caplog)) == 1
+
+
+def test_max_output_tokens_and_text_tool_calls_from_graphloop_toml_take_effect(
+        server: ScriptedServer, db: Path, tmp_path: Path) -> None:
+    (tmp_path / "graphloop.toml").write_text(
+        f'[[models]]\nlabel = "small"\napi_url = "{server.url}"\nmodel_name = "scripted"\nmax_retries = 0\n'
+        'max_output_tokens = 512\ntext_tool_calls = true\n')
+    [model] = load_settings(tmp_path / "graphloop.toml").models
+    server.add(reply('{"name": "add", "arguments": {"a": 1, "b": 2}}'), reply("3."))
+    assert Orchestrator(TOOLS, db=db, models=[model]).run_sync("1 + 2?").response == "3."
+    assert CALLS == [("add", {"a": 1, "b": 2})]
+    assert [r.body["max_tokens"] for r in server.requests] == [512, 512]
+
+
+def test_a_call_written_as_text_to_a_gated_tool_waits_at_the_gate(server: ScriptedServer, db: Path) -> None:
+    model = server.model_config(label="small", text_tool_calls=True)
+    orch = Orchestrator(TOOLS, confirm_required=["delete_file"], db=db, models=[model])
+    server.add(reply('{"name": "delete_file", "arguments": {"path": "/tmp/x"}}'), reply("May I delete /tmp/x?"))
+    paused = orch.run_sync("delete /tmp/x")
+    assert paused.checkpoint is not None and CALLS == []
+    [action] = paused.checkpoint.request["action_requests"]
+    assert (action["name"], action["args"]) == ("delete_file", {"path": "/tmp/x"})
+    server.add(reply("Deleted."))
+    assert orch.resume_sync(paused.thread_id, confirmed=True).response == "Deleted."
+    assert CALLS == [("delete_file", {"path": "/tmp/x"})]

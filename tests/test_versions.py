@@ -44,11 +44,11 @@ def short(version: object) -> bool:
 
 def test_a_new_thread_has_short_versions_and_smaller_checkpoints(
         sqlite_db: Path, tmp_path: Path) -> None:
-    with ScriptedServer([rounds(10)] * 12) as server:
+    with ScriptedServer([rounds(10)] * 12, strict=True) as server:
         Orchestrator(TOOLS, db=sqlite_db, models=[server.model_config()], max_rounds=20).run_sync("sum", thread_id="t")
     assert all(map(short, versions(sqlite_db)))
     stock = tmp_path / "stock.db"  # the same run through LangGraph's own saver
-    with ScriptedServer([rounds(10)] * 12) as server, sqlite3.connect(stock, check_same_thread=False) as conn:
+    with ScriptedServer([rounds(10)] * 12, strict=True) as server, sqlite3.connect(stock, check_same_thread=False) as conn:
         import warnings
 
         from langchain_core.messages import HumanMessage
@@ -96,7 +96,7 @@ def test_a_fork_from_any_checkpoint_leaves_the_original_branch_as_it_was(
         server.add(reply(None, tool_call("delete_file", path="/tmp/approve")), reply("May I?"))
         Orchestrator(TOOLS, confirm_required=["delete_file"], db=db, models=[model]).run_sync("rm", thread_id="approve")
     config: Any = {"configurable": {"thread_id": "approve"}}
-    with ScriptedServer([reply("forked")] * 40) as forks, open_saver(db) as saver, warnings.catch_warnings():
+    with ScriptedServer([reply("forked")] * 40, strict=True) as forks, open_saver(db) as saver, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         context = LoopContext.create(models=[forks.model_config()], tools=TOOLS, confirm_required=["delete_file"])
         graph = compile_graph(saver)
