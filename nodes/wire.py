@@ -29,6 +29,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
@@ -177,6 +178,16 @@ def _valid_text(value: Any) -> Any:
     return value
 
 
+def _valid_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`messages` through `_valid_text`, walked only when their text holds a lone surrogate
+    (one scan in C of the JSON text instead of a Python walk of the whole history per request)."""
+    try:
+        clean = SURROGATES.search(json.dumps(messages, ensure_ascii=False)) is None
+    except (TypeError, ValueError):  # not JSON as it is: walked, as before
+        clean = False
+    return messages if clean else [_valid_text(m) for m in messages]
+
+
 def shaped(payload: dict[str, Any], model: ModelConfig) -> dict[str, Any]:
     """`payload` (langchain-openai's request body) under the rules above."""
     state = learned(model)
@@ -193,7 +204,7 @@ def shaped(payload: dict[str, Any], model: ModelConfig) -> dict[str, Any]:
         messages.append(message)
     if not sends_system(model, state):
         messages = _system_in_user(messages)
-    messages = [_valid_text(m) for m in messages]
+    messages = _valid_messages(messages)
     shaped_payload = {**payload, "messages": messages} if "messages" in payload else dict(payload)
     if state.no_tool_choice_none and shaped_payload.get("tool_choice") == "none":
         shaped_payload.pop("tool_choice")
