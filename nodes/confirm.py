@@ -68,9 +68,15 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 class ActionRequest(TypedDict):
+    """One call asked about: LangChain's HITL action request."""
+
     name: str
     args: dict[str, object]
     description: str
+    """The question: the review card's text (Agent Chat UI shows it under "Description")."""
+    arguments: dict[str, object]
+    """`args` again, under the name Agent Inbox reads them from (it shows them, and sends
+    them back with its accept and edit)."""
 
 
 class ReviewConfig(TypedDict):
@@ -99,7 +105,8 @@ def hitl_request(pending: Sequence[PendingCall], question: str) -> HITLRequest:
     """The interrupt payload for `pending`, each described by `question`."""
     return HITLRequest(
         action_requests=[
-            ActionRequest(name=p["name"], args=p["args"], description=question) for p in pending
+            ActionRequest(name=p["name"], args=p["args"], description=question, arguments=p["args"])
+            for p in pending
         ],
         review_configs=[
             ReviewConfig(action_name=p["name"], allowed_decisions=allowed_of(p)) for p in pending

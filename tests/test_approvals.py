@@ -158,6 +158,26 @@ def test_a_resume_that_loses_the_race_gets_already_decided_and_runs_nothing(
     assert orch.approvals.pending() == []
 
 
+def test_an_approval_recorded_before_a_crash_is_not_carried_out_by_a_process_without_the_tool(
+    server: ScriptedServer, orch: Orchestrator, model: ModelConfig, db: Path
+) -> None:
+    result = paused(server, orch)
+    [entry] = orch.approvals.pending()
+    shown = [PendingCall(id=c["id"], name=c["name"], args=c["args"]) for c in entry["calls"]]  # type: ignore[typeddict-item]
+    with open_ledger(db) as ledger:  # recorded, then the process died before carrying it out
+        ledger.claim_decisions(decision_entries(result.thread_id, entry["interrupt_id"], shown,
+                                                [Decision(type="approve")], decided_by="bob"))
+    lacking = Orchestrator([t for t in TOOLS if getattr(t, "name", getattr(t, "__name__", "")) != "delete_file"],
+                           db=db, models=[model])
+    with pytest.raises(InvalidDecisionError, match=r"this process has no tool 'delete_file'.*The thread still waits"):
+        lacking.resume_sync(result.thread_id)
+    assert "delete_file" not in [c[0] for c in CALLS]
+    assert [e["decided"] for e in orch.approvals.pending()] == [True]
+    server.add(reply("Deleted."))
+    assert orch.resume_sync(result.thread_id).response == "Deleted."
+    assert CALLS[-1] == ("delete_file", {"path": "/tmp/x"}) and orch.approvals.pending() == []
+
+
 def test_a_bound_decision_for_an_earlier_pause_of_the_thread_is_refused(
     server: ScriptedServer, orch: Orchestrator
 ) -> None:

@@ -35,7 +35,7 @@ def test_gated_call_pauses_with_the_hitl_payload_after_plain_calls_ran(
     [interrupt] = out["__interrupt__"]
     assert interrupt.value == {
         "action_requests": [{"name": "delete_file", "args": {"path": "/tmp/x"},
-                             "description": QUESTION}],
+                             "description": QUESTION, "arguments": {"path": "/tmp/x"}}],
         "review_configs": [{"action_name": "delete_file",
                             "allowed_decisions": ["approve", "edit", "reject"]}],
     }

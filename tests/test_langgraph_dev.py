@@ -82,7 +82,8 @@ def resume_through(client: Any) -> None:
     out: Any = client.runs.wait(thread, "graphloop", input={"messages": [{"role": "user", "content": "go"}]})
     [pause] = out["__interrupt__"]
     assert pause["value"]["action_requests"] == [
-        {"name": "delete_file", "args": {"path": "/tmp/x"}, "description": "May I delete /tmp/x?"}]
+        {"name": "delete_file", "args": {"path": "/tmp/x"}, "description": "May I delete /tmp/x?",
+         "arguments": {"path": "/tmp/x"}}]  # `arguments`: where Agent Inbox reads them
     assert client.threads.get_state(thread)["next"] == ["interrupt_for_confirm"]
 
     bad = client.runs.create(thread, "graphloop", command={"resume": {"decisions": []}})

@@ -428,10 +428,13 @@ def test_approve_all_runs_each_call_of_the_pause_once(
     thread = paused_on(client, script, approvals, *several("all"), question="May I do these three?")
     request = review_request(client, thread)
     assert request["action_requests"] == [
-        {"name": "delete_file", "args": {"path": "/tmp/1"}, "description": "May I do these three?"},
+        {"name": "delete_file", "args": {"path": "/tmp/1"}, "description": "May I do these three?",
+         "arguments": {"path": "/tmp/1"}},
         {"name": "send_email", "args": {"to": ["ann@example.com"], "subject": "hi", "copies": 2},
-         "description": "May I do these three?"},
-        {"name": "delete_file", "args": {"path": "/tmp/3"}, "description": "May I do these three?"}]
+         "description": "May I do these three?",
+         "arguments": {"to": ["ann@example.com"], "subject": "hi", "copies": 2}},
+        {"name": "delete_file", "args": {"path": "/tmp/3"}, "description": "May I do these three?",
+         "arguments": {"path": "/tmp/3"}}]
     assert request["review_configs"] == [
         {"action_name": "delete_file", "allowed_decisions": ["approve", "edit", "reject", "respond"]},
         {"action_name": "send_email", "allowed_decisions": ["approve", "edit", "reject"]},
@@ -505,7 +508,8 @@ def test_the_review_card_offers_only_the_decisions_the_tool_allows(
     # the UI finds a call's config by its tool name
     configs = {c["action_name"]: c["allowed_decisions"] for c in request["review_configs"]}
     assert request["action_requests"] == [
-        {"name": "get_weather", "args": {"city": "Oslo"}, "description": "May I look up the weather in Oslo?"}]
+        {"name": "get_weather", "args": {"city": "Oslo"}, "description": "May I look up the weather in Oslo?",
+         "arguments": {"city": "Oslo"}}]
     assert configs == {"get_weather": ["approve", "reject"]}
     edit = {"type": "edit", "edited_action": {"name": "get_weather", "args": {"city": "Bergen"}}}
     checkpoint = client.threads.get_state(thread)["checkpoint"]
@@ -548,12 +552,24 @@ def test_inbox_accept_with_the_shown_arguments_runs_the_original_call_once(
     thread = paused_on(client, script, approvals, tool_call("send_email", original, id=call_id),
                        question="May I send 'hi' to Ann?")
     script.add(reply("Sent."))
+    assert review_request(client, thread)["action_requests"][0]["arguments"] == original  # what the Inbox shows
 
     client.runs.wait(thread, GRAPH, command=inbox({"type": "accept", "args": {"action": "send_email", "args": shown}}))
 
     assert tool_results(client, thread) == [(call_id, "sent 'hi' to ['ann@example.com'] x2")]
     assert ran(approvals, thread) == {call_id: ("send_email", "success", original)}
     assert_finished(client, approvals, thread, "Sent.")
+
+
+def test_inbox_accept_with_other_arguments_is_refused_and_the_call_still_waits(
+        client: SyncLangGraphClient, script: Script, approvals: Approvals) -> None:
+    thread = paused_on(client, script, approvals, tool_call("delete_file", id="other", path="/tmp/o"),
+                       question="May I delete /tmp/o?")
+
+    error = failed_run(client, thread, command=inbox({"type": "accept", "args": {"action": "delete_file", "args": {}}}))
+
+    assert "accept approves the call as shown; send an edit to change it" in error
+    assert client.threads.get_state(thread)["next"] == [GATE] and audit(approvals, thread) == []
 
 
 def test_inbox_edit_runs_the_call_with_the_edited_arguments(
