@@ -21,7 +21,9 @@ from __future__ import annotations
 import asyncio
 import json
 import platform
+import random
 import sqlite3
+import string
 import sys
 import tempfile
 import time
@@ -38,6 +40,7 @@ from graphloop.graph import ModelConfig, Orchestrator
 from graphloop.graph.testing import ScriptedReply, ScriptedServer, reply, tool_call
 
 RESULT_CHARS = 2_000
+TEXT = string.ascii_letters + string.digits + " " * 10
 ROUND_COUNTS = (10, 50, 200)
 CONCURRENCY = (1, 50, 200)
 CONCURRENT_ROUNDS = 5
@@ -45,8 +48,10 @@ THREADS_IN_DB = 10_000
 
 
 def fetch(doc: int) -> str:
-    """Fetch a document."""
-    return f"{doc}:" + "x" * (RESULT_CHARS - 8)
+    """Fetch a document: random letters, digits and spaces, which compress about as little as
+    text can (graphloop's SQLite savers compress what they store: repeated characters would
+    flatter them)."""
+    return f"{doc}:" + "".join(random.Random(doc).choices(TEXT, k=RESULT_CHARS - 8))
 
 
 TOOL_SCHEMA = [{"type": "function", "function": {

@@ -1,6 +1,7 @@
 """Storage: checkpoint savers, the approvals ledger, and the exceptions every layer shares."""
 
 from graphloop.checkpointers.blocking import ThreadPool, in_db_thread
+from graphloop.checkpointers.compression import COMPRESSED, CompressedSerializer, expanded
 from graphloop.checkpointers.drivers import Drivers, as_another_caller
 from graphloop.checkpointers.encoding import SURROGATES, UNSTORABLE, dumps
 from graphloop.checkpointers.errors import (
@@ -56,11 +57,13 @@ from graphloop.checkpointers.savers import (
 from graphloop.checkpointers.sqlite_files import writable_sqlite_path
 
 __all__ = [
+    "COMPRESSED",
     "SURROGATES",
     "UNSTORABLE",
     "AlreadyDecidedError",
     "CallStatus",
     "ClientInputError",
+    "CompressedSerializer",
     "ConfigurationError",
     "ContextBudgetError",
     "ContextOverflowError",
@@ -96,6 +99,7 @@ __all__ = [
     "call_hash",
     "db_label",
     "dumps",
+    "expanded",
     "in_db_thread",
     "is_postgres_url",
     "is_short_version",

@@ -27,6 +27,7 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from graphloop.checkpointers.blocking import in_db_thread
+from graphloop.checkpointers.compression import CompressedSerializer
 from graphloop.checkpointers.errors import ConfigurationError
 from graphloop.checkpointers.ledger import Ledger, is_postgres_url
 from graphloop.checkpointers.ledger_sqlite import SqliteLedger
@@ -148,11 +149,12 @@ def _stock_name(saver: BaseCheckpointSaver[str]) -> str:
 
 
 class _SqliteSaver(_ShortVersions, SqliteSaver):
-    """langgraph's SQLite saver, with short versions."""
+    """langgraph's SQLite saver, with short versions (and compressed rows: opened with
+    `CompressedSerializer`)."""
 
 
 class _AsyncSqliteSaver(_ShortVersions, AsyncSqliteSaver):
-    """langgraph's async SQLite saver, with short versions."""
+    """langgraph's async SQLite saver, with short versions and compressed rows."""
 
 
 def memory_saver() -> InMemorySaver:
@@ -244,7 +246,7 @@ def open_saver(db: DbLike) -> Generator[BaseCheckpointSaver[str], None, None]:
             return
         conn = sqlite3.connect(_sqlite_path(db), check_same_thread=False, timeout=_BUSY_TIMEOUT_S)
         try:
-            saver = _SqliteSaver(conn)
+            saver = _SqliteSaver(conn, serde=CompressedSerializer())
             with opening(db):  # now, not at the first checkpoint: a read-only file is named here
                 saver.setup()
             conn.execute(_UNFLUSHED_SQLITE)
@@ -280,7 +282,7 @@ async def open_async_saver(db: DbLike) -> AsyncGenerator[BaseCheckpointSaver[str
                 yield saver
             return
         async with aiosqlite.connect(_sqlite_path(db), timeout=_BUSY_TIMEOUT_S) as conn:
-            saver = _AsyncSqliteSaver(conn)
+            saver = _AsyncSqliteSaver(conn, serde=CompressedSerializer())
             with opening(db):  # now: `prune` on a new file finds the tables, a read-only one is named
                 await saver.setup()
             await conn.execute(_UNFLUSHED_SQLITE)

@@ -18,7 +18,8 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Generator, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from importlib.metadata import version
 from typing import Any, TypeVar, cast
 
@@ -29,6 +30,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import StateSnapshot, StateUpdate
 
 from graphloop.checkpointers import (
+    COMPRESSED,
     ConfigurationError,
     ForeignThreadError,
     Ledger,
@@ -80,6 +82,20 @@ def check_writable(saved: CheckpointTuple | None, thread_id: object, saver: Base
             "open_async_saver")
 
 
+@contextmanager
+def _readable(thread_id: object, saver: BaseCheckpointSaver[str]) -> Generator[None]:
+    """Say what to do when `saver` (a stock one) meets the rows graphloop's savers compress."""
+    try:
+        yield
+    except NotImplementedError as exc:
+        if COMPRESSED not in str(exc):
+            raise
+        raise ConfigurationError(
+            f"thread {str(thread_id)!r} was saved by graphloop's savers in their compressed form "
+            f"({COMPRESSED}), which this saver ({type(saver).__name__}) cannot read; open the database "
+            "with graphloop's open_saver or open_async_saver") from None
+
+
 async def own_threads(saver: BaseCheckpointSaver[str], ledger: Ledger) -> list[tuple[str, CheckpointTuple]]:
     """graphloop's threads in the database, each with its latest checkpoint (one read each)."""
     found: list[tuple[str, CheckpointTuple]] = []
@@ -118,7 +134,8 @@ class OwnedGraph(CompiledStateGraph[LoopState, LoopContext, LoopState, LoopState
     def _check(self, config: RunnableConfig | None, *, writing: bool = False) -> None:
         merged, thread_id, saver = self._saver(config)
         if saver is not None:
-            saved = saver.get_tuple(merged)
+            with _readable(thread_id, saver):
+                saved = saver.get_tuple(merged)
             check_owned(saved, thread_id)
             if writing:
                 check_writable(saved, thread_id, saver)
@@ -126,7 +143,8 @@ class OwnedGraph(CompiledStateGraph[LoopState, LoopContext, LoopState, LoopState
     async def _acheck(self, config: RunnableConfig | None, *, writing: bool = False) -> None:
         merged, thread_id, saver = self._saver(config)
         if saver is not None:
-            saved = await saver.aget_tuple(merged)
+            with _readable(thread_id, saver):
+                saved = await saver.aget_tuple(merged)
             check_owned(saved, thread_id)
             if writing:
                 check_writable(saved, thread_id, saver)

@@ -17,7 +17,7 @@ from graphloop.graph.cli import app
 from graphloop.graph.settings import Flags
 from graphloop.graph.testing import ScriptedServer, error, reply, tool_call
 
-from conftest import CALLS, SECRET
+from conftest import CALLS, SECRET, stored_bytes
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "graph.mmd"
 
@@ -44,7 +44,7 @@ def test_demo_pauses_then_resumes_in_a_new_process(tmp_path: Path) -> None:
     assert "2. resume (a new process, same SQLite file): approve" in out
     assert ("answer: Done. (1) Paris: sunny, 21 °C, light wind from the west. "
             "(2) Email to ann@example.com sent (subject 'Weather in Paris', 39 chars).") in out
-    assert db.exists() and b"sk-demo-not-stored" not in db.read_bytes()
+    assert db.exists() and b"sk-demo-not-stored" not in stored_bytes(db)
 
 
 # -- run, pending, approve, reject, history: through typer's runner and the scripted server --

@@ -251,4 +251,4 @@ def test_resume_finishes_a_step_whose_results_were_saved_before_its_checkpoint(
     done = orch.resume_sync("short")
     assert done.response == "4, and Oslo is sunny"
     assert [r["result"] for r in done.tool_calls] == ["4", "Oslo: sunny"]
-    assert CALLS == [("add", {"a": 2, "b": 2}), ("get_weather", {"city": "Oslo"})]  # not run again
+    assert sorted(CALLS, key=lambda c: c[0]) == [("add", {"a": 2, "b": 2}), ("get_weather", {"city": "Oslo"})]  # each once, not run again (run in parallel: any order)

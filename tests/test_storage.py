@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import random
 import sqlite3
+import string
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +32,8 @@ def test_a_long_history_is_stored_once_not_copied_into_checkpoints(
 ) -> None:
     def read(page: int) -> str:
         """Read one page of the manual."""
-        return f"page {page}: " + "words " * 500
+        # random text: the savers compress what they store, and repeated words would vanish
+        return f"page {page}: " + "".join(random.Random(page).choices(string.ascii_letters + string.digits, k=3_000))
 
     rounds = 60  # 120 writes to messages: LangGraph's default would have copied the history once
     server.add(*(reply(None, tool_call("read", page=n)) for n in range(rounds)), reply("done"))
@@ -43,4 +46,4 @@ def test_a_long_history_is_stored_once_not_copied_into_checkpoints(
     with sqlite3.connect(db) as conn:
         largest, history = conn.execute("SELECT max(length(checkpoint)), (SELECT sum(length(value)) FROM writes "
                                         "WHERE channel = 'messages') FROM checkpoints").fetchone()
-    assert history > 180_000 and largest < 4_000
+    assert history > 130_000 and largest < 4_000

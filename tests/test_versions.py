@@ -123,6 +123,7 @@ def test_a_stock_saver_is_refused_a_thread_with_short_versions_before_anything_r
 
     from langchain_core.messages import HumanMessage
 
+    from graphloop.checkpointers import CompressedSerializer
     from graphloop.graph import ConfigurationError, LoopContext, compile_graph
 
     with ScriptedServer([rounds(1)] * 3, strict=True) as server:
@@ -133,6 +134,10 @@ def test_a_stock_saver_is_refused_a_thread_with_short_versions_before_anything_r
                 warnings.simplefilter("ignore")  # LedgerWarning: a stock saver carries no ledger
                 graph = compile_graph(SqliteSaver(conn))
             context = LoopContext.create(models=[server.model_config()], tools=TOOLS)
+            with pytest.raises(ConfigurationError, match=r"saved by graphloop's savers in their compressed form "
+                               r"\(msgpack\+z1\), which this saver \(SqliteSaver\) cannot read; open the database"):
+                graph.invoke({"messages": [HumanMessage("again")]}, CONFIG, context=context)
+            graph = compile_graph(SqliteSaver(conn, serde=CompressedSerializer()))  # reads them, writes stock versions
             with pytest.raises(ConfigurationError, match="short channel versions, which this saver"):
                 graph.invoke({"messages": [HumanMessage("again")]}, CONFIG, context=context)
             assert graph.get_state(CONFIG).values["messages"][-1].content == "done"  # reading is fine
