@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-from collections.abc import Callable, Generator
+import os
+import re
+from collections.abc import Callable, Generator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal, ParamSpec, TypeVar
@@ -92,14 +94,24 @@ def _one_line_errors(command: Callable[P, R]) -> Callable[P, R]:
         except Exception as exc:  # noqa: BLE001  # one line for anything, the traceback with --debug
             if _options["debug"]:
                 raise
-            _print_error(exc)
+            _print_error(exc, _secrets(kwargs.get("api_key_env")))
             raise typer.Exit(1) from None
 
     return run
 
 
-def _print_error(exc: Exception) -> None:
-    text = redact(str(exc).splitlines()[0] if str(exc) else "")
+_SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|AUTH", re.IGNORECASE)
+
+
+def _secrets(key_env: object) -> list[str]:
+    """Values an error must not show: the key `--api-key-env` names, and every environment
+    variable whose name says it holds a secret (`graphloop.toml` takes keys from there)."""
+    names = [n for n in os.environ if _SECRET_NAME.search(n)]
+    return [os.environ[n] for n in [*names, *([key_env] if isinstance(key_env, str) else [])] if n in os.environ]
+
+
+def _print_error(exc: Exception, secrets: Sequence[str] = ()) -> None:
+    text = redact(str(exc).splitlines()[0] if str(exc) else "", secrets)
     unexpected = "" if isinstance(exc, GraphloopError) else " (--debug shows where)"
     console.print(f"[red]error:[/red] {type(exc).__name__}: {escape(text)}{unexpected}", soft_wrap=True)
 
@@ -112,7 +124,7 @@ def _telling(errors: tuple[type[GraphloopError], ...], hint: str) -> Generator[N
     except errors as exc:
         if _options["debug"]:
             raise
-        _print_error(exc)
+        _print_error(exc, _secrets(None))
         console.print(escape(hint), soft_wrap=True)
         raise typer.Exit(1) from None
 

@@ -7,17 +7,19 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypedDict, cast
 
+from langchain_core.messages import BaseMessage
+
 from graphloop.checkpointers import ConfigurationError
 from graphloop.nodes import Decision, ModelLike
 
-__all__ = ["ResumeOptions", "RunOptions", "check_options", "names_of", "thread_id_of"]
+__all__ = ["ResumeOptions", "RunOptions", "check_options", "names_of", "session_message", "thread_id_of"]
 
 
 class RunOptions(TypedDict, total=False):
     """The options of `Orchestrator.run` and `stream` (see `run`)."""
 
     system_prompt: str
-    session_messages: Sequence[Mapping[str, Any]] | None
+    session_messages: Sequence[Mapping[str, Any] | BaseMessage] | None
     model_cfg: ModelLike | Iterable[ModelLike] | None
     respond_with_final: bool
     user_role: str
@@ -72,3 +74,20 @@ def thread_id_of(given: object) -> str:
     if not given.strip():
         raise ConfigurationError(f"thread_id {given!r} is empty: pass a thread's id, or none for a new thread")
     return given
+
+
+_ROLES = {"human": "user", "ai": "assistant", "system": "system"}
+
+
+def session_message(given: object) -> dict[str, Any]:
+    """An earlier message of the session as the original loop kept it: its role and content
+    (a `{"role", "content"}` dict, or a LangChain human, AI or system message)."""
+    if isinstance(given, BaseMessage) and given.type in _ROLES:
+        return {"role": _ROLES[given.type], "content": given.content}
+    if isinstance(given, Mapping):
+        fields = cast(Mapping[str, Any], given)
+        if "role" in fields and "content" in fields:
+            return {"role": fields["role"], "content": fields["content"]}
+    raise ConfigurationError(
+        f"session_messages item {given!r} is not a message: give {{'role': 'user', 'content': '...'}} "
+        "dicts or LangChain human, AI or system messages")

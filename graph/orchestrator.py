@@ -40,7 +40,14 @@ from graphloop.checkpointers import (
 )
 from graphloop.graph.approvals import Approvals
 from graphloop.graph.builder import LoopGraph, compile_graph
-from graphloop.graph.options import ResumeOptions, RunOptions, check_options, names_of, thread_id_of
+from graphloop.graph.options import (
+    ResumeOptions,
+    RunOptions,
+    check_options,
+    names_of,
+    session_message,
+    thread_id_of,
+)
 from graphloop.graph.results import (
     AWAITING,
     Finished,
@@ -146,6 +153,8 @@ class Orchestrator:
     ) -> None:
         if max_rounds < 1:
             raise ConfigurationError(f"max_rounds must be at least 1, got {max_rounds!r}")
+        if not isinstance(cast(object, ask_model_to_confirm), bool):  # typed bool, but "false" is true
+            raise ConfigurationError(f"ask_model_to_confirm={ask_model_to_confirm!r} must be True or False")
         self.db = db
         self.max_rounds = max_rounds
         self.ask_model_to_confirm = ask_model_to_confirm
@@ -157,7 +166,8 @@ class Orchestrator:
         self.context = LoopContext.create(models=models or (), tools=tools,
                                           confirm_required=confirm_required, roles=roles,
                                           compaction=compaction, allowed_decisions=allowed_decisions,
-                                          tool_timeout=tool_timeout, tool_timeouts=tool_timeouts)
+                                          tool_timeout=tool_timeout, tool_timeouts=tool_timeouts,
+                                          one_call_per_pause=one_call_per_pause)
 
     @property
     def approvals(self) -> Approvals:
@@ -281,7 +291,7 @@ class Orchestrator:
             if system:  # no system text, no system message
                 messages.append(SystemMessage(system))
             recent = list(options.get("session_messages") or ())[-SESSION_MESSAGES_KEPT:]
-            messages += convert_to_messages([{"role": m["role"], "content": m["content"]} for m in recent])
+            messages += convert_to_messages([session_message(m) for m in recent])
         messages.append(HumanMessage(task))
         return LoopState(messages=cast(list[AnyMessage], messages), rounds=0, policy=policy,
                          pending=[], question="")

@@ -27,12 +27,13 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import ensure_config, merge_configs
 from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
 from langgraph.graph.state import CompiledStateGraph
-from langgraph.types import StateSnapshot, StateUpdate
+from langgraph.types import Command, StateSnapshot, StateUpdate
 
 from graphloop.checkpointers import (
     COMPRESSED,
     ConfigurationError,
     ForeignThreadError,
+    InvalidDecisionError,
     Ledger,
     in_db_thread,
     is_short_version,
@@ -80,6 +81,18 @@ def check_writable(saved: CheckpointTuple | None, thread_id: object, saver: Base
             f"thread {str(thread_id)!r} has graphloop's short channel versions, which this saver "
             f"({type(saver).__name__}) cannot follow; open the database with graphloop's open_saver or "
             "open_async_saver")
+
+
+def _check_command(input: object) -> None:
+    """Refuse a `Command` that carries nothing (`Command(resume=None)`): LangGraph fails on it
+    deep inside with an error that says nothing of what to send."""
+    if isinstance(input, Command):
+        command = cast(Command[Any], input)
+        goto: object = command.goto  # pyright: ignore[reportUnknownMemberType]  # langgraph types goto loosely
+        if command.resume is None and command.update is None and not goto:
+            raise InvalidDecisionError(
+                "Command() carries no resume value, update or goto: answer a pause with "
+                "Command(resume={'decisions': [{'type': 'approve'}, ...]})")
 
 
 @contextmanager
@@ -151,10 +164,12 @@ class OwnedGraph(CompiledStateGraph[LoopState, LoopContext, LoopState, LoopState
 
     # langgraph's overloads state these loosely; the parameters are passed on unchanged
     def stream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Any]:  # pyright: ignore[reportIncompatibleMethodOverride]
+        _check_command(input)
         self._check(config, writing=True)
         return super().stream(input, config, **kwargs)  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
 
     async def astream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> AsyncIterator[Any]:  # pyright: ignore[reportIncompatibleMethodOverride]
+        _check_command(input)
         await self._acheck(config, writing=True)
         async for chunk in super().astream(input, config, **kwargs):  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
             yield chunk

@@ -173,7 +173,10 @@ def _checked(
             f"resume value {response!r} is not of the form {{'decisions': [...]}}; "
             "resume with Command(resume={'decisions': [{'type': 'approve'}, ...]})"
         )
-    decisions = _dismissal(cast(dict[str, Any], response)["decisions"], pending)
+    given = cast(dict[str, Any], response)["decisions"]
+    if _in_inbox_form(given):  # Agent Inbox's responses passed as decisions (Orchestrator.resume)
+        given = from_inbox(cast(list[Any], given), pending)
+    decisions = _dismissal(given, pending)
     if not isinstance(decisions, list) or len(cast(list[Any], decisions)) != len(pending):
         names = [p["name"] for p in pending]
         raise InvalidDecisionError(
@@ -186,6 +189,16 @@ def _checked(
             "'ignore' dismisses the whole pause, so it cannot go with other decisions; send it alone, "
             "or decide each call")
     return checked
+
+
+def _in_inbox_form(decisions: object) -> bool:
+    """Whether `decisions` are Agent Inbox responses: an `accept` or `response`, or an `edit`
+    carrying `args` instead of LangChain's `edited_action`."""
+    if not isinstance(decisions, list):
+        return False
+    items = [cast(dict[str, Any], d) for d in cast(list[Any], decisions) if isinstance(d, dict)]
+    return any(d.get("type") in ("accept", "response")
+               or (d.get("type") == "edit" and "edited_action" not in d and "args" in d) for d in items)
 
 
 def _kind(decision: object) -> object:
@@ -227,6 +240,10 @@ def _inbox_decision(response: object, call: PendingCall) -> dict[str, Any]:
     kind, args = fields.get("type"), fields.get("args")
     action = cast(dict[str, Any], args) if isinstance(args, dict) else {}
     if kind == "accept":
+        if action.get("action", call["name"]) != call["name"]:
+            raise InvalidDecisionError(
+                f"accept for {call['name']!r} names the action {action.get('action')!r}: it answers another "
+                "pause or call; show the person this pause and accept it. The thread still waits")
         shown = action.get("args")
         return {"type": "approve"} if shown is None or shown == call["args"] else {"type": "approve", _SHOWN: shown}
     if kind == "edit":

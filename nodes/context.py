@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Literal, cast
 
 from graphloop.checkpointers import ConfigurationError, Ledger
 from graphloop.nodes.models import ModelConfig, ModelLike, model_chain
@@ -118,6 +118,8 @@ class LoopContext:
             >>> ctx.models[0].label
             'm'
         """
+        if not isinstance(cast(object, one_call_per_pause), bool):  # typed bool, but "false" is true
+            raise ConfigurationError(f"one_call_per_pause={one_call_per_pause!r} must be True or False")
         box = tools if isinstance(tools, ToolBox) else ToolBox(tools)
         chain = model_chain(models)
         gated = frozenset(confirm_required)

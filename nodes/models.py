@@ -67,10 +67,10 @@ class ModelConfig:
     models); off by default: see `graphloop.nodes.text_calls`."""
 
     def __post_init__(self) -> None:
-        if _carries_secret(self.api_url):  # checked first: no message below may show it
+        if _carries_secret(self.api_url) or _holds_key(self.api_url, (self.api_key, *self.extra_headers.values())):
             raise ConfigurationError(
                 f"model {self.label!r}: api_url carries a secret (a user or password before '@', "
-                "or a key, token, code, signature or password parameter); give the key as api_key "
+                "a key, token, code, signature or password parameter, or the api_key itself); give the key as api_key "
                 "(api_key_env in graphloop.toml), never inside the URL")
         if not self.api_url or not self.model_name:
             raise ConfigurationError(
@@ -184,6 +184,13 @@ def _carries_secret(url: str) -> bool:
     parts = urlsplit(url if "://" in url or url.startswith("//") else f"//{url}")
     names = [name for part in (parts.query, parts.fragment) for name, _ in parse_qsl(part, keep_blank_values=True)]
     return "@" in parts.netloc or any(_SECRET_NAME.search(unquote(n)) for n in names) or redact(url) != url
+
+
+def _holds_key(url: str, secrets: Iterable[object]) -> bool:
+    """Whether one of `secrets` (six characters or more) is a whole part of `url`: a key put in
+    its path (`https://gateway/<key>/v1`) as well as given as `api_key`."""
+    parts = set(re.split(r"[/?&=#:@]", unquote(url)))
+    return any(isinstance(s, str) and len(s) >= 6 and s in parts for s in secrets)
 
 
 def model_chain(models: ModelLike | Iterable[ModelLike]) -> tuple[ModelConfig, ...]:

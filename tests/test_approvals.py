@@ -178,6 +178,16 @@ def test_an_approval_recorded_before_a_crash_is_not_carried_out_by_a_process_wit
     assert CALLS[-1] == ("delete_file", {"path": "/tmp/x"}) and orch.approvals.pending() == []
 
 
+def test_the_orchestrator_takes_agent_inbox_responses_as_decisions(
+    server: ScriptedServer, orch: Orchestrator
+) -> None:
+    result = paused(server, orch)
+    server.add(reply("Deleted."))
+    done = orch.resume_sync(result.thread_id, decisions=[{"type": "accept", "args": None}], decided_by="ann")
+    assert done.response == "Deleted." and CALLS[-1] == ("delete_file", {"path": "/tmp/x"})
+    assert [(d["decision"], d["decided_by"]) for d in orch.approvals.decisions(result.thread_id)] == [("approve", "ann")]
+
+
 def test_a_bound_decision_for_an_earlier_pause_of_the_thread_is_refused(
     server: ScriptedServer, orch: Orchestrator
 ) -> None:

@@ -333,6 +333,20 @@ def test_tools_load_from_modules_in_the_working_directory(
     assert server.requests[0].tool_names == ["shout"]
 
 
+def test_an_error_never_shows_a_key_held_in_the_environment(
+    server: ScriptedServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A gateway's hex key (not shaped like `sk-…`) echoed by a tools module's import error."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    (tmp_path / "echo_key_7.py").write_text('import os\nraise RuntimeError("bad key " + os.environ["GATEWAY"])\n')
+    key = "0123456789abcdef0123"
+    for flags in (["--api-key-env", "GATEWAY"], []):  # named for the model, or only in the environment
+        env = {"GATEWAY": key} if flags else {"GATEWAY_TOKEN": key, "GATEWAY": key}
+        result = invoke("run", "hi", "--tools", "echo_key_7:TOOLS", "--model", "m", *flags, server=server, **env)
+        assert result.exit_code == 1 and "bad key ****" in result.output and key not in result.output
+
+
 def failing_config(tmp_path: Path, server: ScriptedServer) -> Path:
     """A graphloop.toml whose model fails at once (no retries), with the tools and the gate."""
     config = tmp_path / "graphloop.toml"

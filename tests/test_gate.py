@@ -102,6 +102,15 @@ def test_an_inbox_accept_approves_only_the_call_as_shown() -> None:
             check_decisions([{"type": "accept", "args": {"action": "delete_file", "args": other}}], [call])
 
 
+def test_inbox_responses_passed_as_decisions_are_read_as_inbox_responses() -> None:
+    call = PendingCall(id="c1", name="delete_file", args={"path": "/a"})
+    assert check_decisions({"decisions": [{"type": "accept", "args": None}]}, [call]) == [{"type": "approve"}]
+    assert check_decisions({"decisions": [{"type": "response", "args": "kept"}]}, [{**call, "allowed": ["respond"]}]) == [
+        {"type": "respond", "message": "kept"}]
+    with pytest.raises(InvalidDecisionError, match=r"names the action 'send_email': it answers another pause"):
+        check_decisions([{"type": "accept", "args": {"action": "send_email", "args": {"path": "/a"}}}], [call])
+
+
 def test_respond_needs_a_message_and_must_be_allowed() -> None:
     call = PendingCall(id="c1", name="delete_file", args={"path": "/a"}, allowed=["approve", "respond"])
     assert check_decisions({"decisions": [{"type": "respond", "message": "no"}]}, [call]) == [
@@ -118,6 +127,25 @@ def test_a_policy_without_one_call_per_pause_takes_the_contexts_and_one_that_say
     assert pinned(policy_of({"messages": [], "policy": {"one_call_per_pause": False}}), context)[
         "one_call_per_pause"] is False
     assert pinned(policy_of({"messages": []}), LoopContext.create())["one_call_per_pause"] is False
+
+
+def test_an_empty_command_is_refused_with_what_to_send(server: ScriptedServer, model: ModelConfig, db: Path) -> None:
+    orch = Orchestrator(TOOLS, confirm_required=["delete_file"], db=db, models=[model])
+    thread = pause(server, orch)
+    with open_saver(db) as saver:
+        graph = compile_graph(saver)
+        config: Any = {"configurable": {"thread_id": thread}}
+        with pytest.raises(InvalidDecisionError, match=r"Command\(\) carries no resume value.*Command\(resume="):
+            graph.invoke(Command(resume=None), config, context=orch.context)
+        assert graph.get_state(config).next == ("interrupt_for_confirm",)
+
+
+@pytest.mark.parametrize("value", ["false", 1, None])
+def test_one_call_per_pause_must_be_a_bool(value: object) -> None:
+    with pytest.raises(ConfigurationError, match=rf"one_call_per_pause={value!r} must be True or False"):
+        Orchestrator(TOOLS, one_call_per_pause=value)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="must be True or False"):
+        LoopContext.create(one_call_per_pause=value)  # type: ignore[arg-type]
 
 
 def test_a_decision_that_would_run_a_tool_the_run_may_not_use_is_refused_but_a_reject_is_not() -> None:

@@ -73,6 +73,20 @@ def test_first_request_has_system_prompt_instruction_and_last_six_session_messag
     assert [m["content"] for m in sent[1:]] == ["m2", "m3", "m4", "m5", "m6", "m7", "now"]
 
 
+def test_session_messages_may_be_langchain_messages_and_anything_else_is_named(
+    server: ScriptedServer, orch: Orchestrator
+) -> None:
+    from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+
+    server.add(reply("hi"))
+    orch.run_sync("now", session_messages=[HumanMessage("before"), AIMessage("noted")])
+    assert [(m["role"], m["content"]) for m in server.requests[0].messages[1:]] == [
+        ("user", "before"), ("assistant", "noted"), ("user", "now")]
+    for bad in ("just text", ToolMessage("x", tool_call_id="c1"), {"content": "no role"}):
+        with pytest.raises(ConfigurationError, match="session_messages item .* is not a message"):
+            orch.run_sync("now", session_messages=[bad])  # type: ignore[list-item]
+
+
 def test_resume_confirmed_runs_the_call_and_answers(server: ScriptedServer, orch: Orchestrator) -> None:
     result = paused(server, orch)
     server.add(reply("Deleted."))

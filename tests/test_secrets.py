@@ -156,6 +156,17 @@ def test_a_key_in_the_urls_fragment_or_parameters_is_refused_without_being_shown
     assert KEY not in everything_about(refused.value) and "KEY-555" not in everything_about(refused.value)
 
 
+@pytest.mark.parametrize("where", ["/{key}/v1", "/v1?k={key}"])
+def test_a_url_holding_the_models_own_key_is_refused_without_being_shown(where: str) -> None:
+    """A short or oddly shaped key is not known by its shape, but it is known as the key."""
+    key = "gw-" + "attack-123"  # built here: the traceback shows this line's source
+    with pytest.raises(ConfigurationError, match="api_url carries a secret") as refused:
+        ModelConfig.coerce({"label": "m", "api_url": "http://127.0.0.1:1" + where.format(key=key),
+                            "model_name": "m", "api_key": key})
+    assert key not in everything_about(refused.value)
+    assert ModelConfig.coerce({"label": "m", "api_url": "http://none.local/v1", "model_name": "m", "api_key": "none"})
+
+
 def cli(args: list[str], folder: Path, **env: str) -> str:
     """A real `graphloop` process in `folder`; its stdout and stderr together."""
     environment = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(Path(__file__).parent), "COLUMNS": "2000",
