@@ -26,7 +26,7 @@ from typing import TypedDict, cast
 
 from langchain_core.messages import AnyMessage, ToolMessage
 from langgraph.runtime import Runtime
-from langgraph.types import interrupt
+from langgraph.types import Send, interrupt
 
 from graphloop.checkpointers import ConfigurationError
 from graphloop.nodes.calls import RequestedCall, unanswered_calls
@@ -95,7 +95,7 @@ class BranchRouter:
 
     branches: tuple[Branch, ...]
 
-    def __call__(self, state: LoopState) -> str:
+    def __call__(self, state: LoopState) -> str | list[Send]:
         for branch in self.branches:
             if branch.condition(state):
                 return branch.name

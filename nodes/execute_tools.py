@@ -40,7 +40,7 @@ from graphloop.nodes.state import (
     policy_of,
 )
 
-__all__ = ["CHANGED", "DENIED", "NO_RECORD", "execute_tools", "run_tool"]
+__all__ = ["CHANGED", "DENIED", "NO_RECORD", "execute_tools", "run_tool", "runnable_now"]
 
 logger = logging.getLogger(__name__)
 
@@ -159,6 +159,24 @@ def _decisions_on_record(state: LoopState, ledger: Ledger | None, thread_id: str
     rows = {r["call_id"]: r for r in ledger.decisions_of(thread_id, list(given))}
     return {call_id: (cast(Decision, json.loads(rows[call_id]["payload"])), rows[call_id]["call_hash"])
             if call_id in rows else None for call_id in given}
+
+
+def runnable_now(state: LoopState, context: LoopContext) -> list[RequestedCall] | None:
+    """The turn's calls when `execute_tools` would have nothing to do: nothing waits for a
+    decision, and every call may run at once (none refused, none gated); else None.
+
+    Then the router sends them straight to their `run_tool` tasks, and the round saves a step.
+    """
+    if state.get("pending") or state.get("dismissed"):
+        return None
+    policy = policy_of(state)
+    allowed, gated, never = allowed_tools(policy, context), gated_tools(policy, context), never_tools(policy)
+    calls = unanswered_calls(state["messages"])
+    if any(c.error is not None for c in calls):  # `execute_tools` explains (and logs) it, once
+        return None
+    if any(c.name in gated or _refusal(c, allowed, never, policy, state, context) is not None for c in calls):
+        return None
+    return calls
 
 
 def execute_tools(state: LoopState, runtime: Runtime[LoopContext]) -> LoopUpdate:

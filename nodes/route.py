@@ -1,16 +1,22 @@
-"""Routers: pure functions of state that pick the next node.
+"""Routers: functions of state that pick the next node.
 
 Each router's return annotation is the list of its edges: the builder reads the node names
 from its `Literal`, and `ToolCalls` names the node its `Send`s go to. So an edge is written once.
+One router also reads the run's context: after the model, a turn whose every call may run at
+once (`runnable_now`: nothing to refuse, nothing gated) goes straight to its `run_tool` tasks,
+and the round has one step fewer; any other turn goes through `execute_tools`.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
+from langgraph.runtime import get_runtime
 from langgraph.types import Send
 
-from graphloop.nodes.calls import unanswered_calls
+from graphloop.nodes.calls import RequestedCall, unanswered_calls
+from graphloop.nodes.context import LoopContext
+from graphloop.nodes.execute_tools import runnable_now
 from graphloop.nodes.names import (
     ASK_CONFIRMATION,
     COMPACT,
@@ -30,9 +36,25 @@ AfterTools = Literal["ask_confirmation", "interrupt_for_confirm", "compact", "fi
 final answer at the round limit."""
 
 
-def route_after_model(state: LoopState) -> Literal["execute_tools", "finalize"]:
-    """Tool calls go to `execute_tools` (whatever `finish_reason` said); an answer ends."""
-    return EXECUTE_TOOLS if unanswered_calls(state["messages"]) else FINALIZE
+def route_after_model(state: LoopState) -> ToolCalls | Literal["execute_tools", "finalize"]:
+    """Tool calls (whatever `finish_reason` said) go to their `run_tool` tasks when every one
+    may run at once, else to `execute_tools`; an answer ends."""
+    if not unanswered_calls(state["messages"]):
+        return FINALIZE
+    context = _context()
+    ready = runnable_now(state, context) if context is not None else None
+    return _jobs(state, ready) if ready else EXECUTE_TOOLS
+
+
+def _context() -> LoopContext | None:
+    """The run's context; None when the router is called outside a graph (then every turn
+    takes the long way, through `execute_tools`, which needs none to decide)."""
+    try:
+        runtime: object = get_runtime(LoopContext)
+    except RuntimeError:  # outside a runnable
+        return None
+    context: object = getattr(runtime, "context", None)
+    return context if isinstance(context, LoopContext) else None
 
 
 def route_after_tools(state: LoopState) -> AfterTools:
@@ -52,8 +74,13 @@ def route_after_execute(state: LoopState) -> ToolCalls | AfterTools | Literal["_
     jobs = [c for c in unanswered_calls(state["messages"]) if c.id not in waiting]
     if not jobs:
         return "__end__" if state.get("dismissed") else route_after_tools(state)
+    return _jobs(state, jobs)
+
+
+def _jobs(state: LoopState, calls: list[RequestedCall]) -> ToolCalls:
+    """A `run_tool` task per call, with what its audit row needs."""
     policy = policy_of(state)
     return [Send(RUN_TOOL, ToolJob(id=c.id, name=c.name, args=c.args, round=state.get("rounds", 0),
                                    model=state.get("answered_by", ""), user_id=policy.get("user_id"),
                                    user_role=policy["user_role"]))
-            for c in jobs]
+            for c in calls]

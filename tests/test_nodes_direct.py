@@ -38,7 +38,7 @@ from graphloop.nodes import (
 from graphloop.nodes.abandon import DISMISSED
 from graphloop.nodes.branches import BranchRouter
 from graphloop.nodes.calls import CUT_OFF, UNPARSED
-from graphloop.nodes.execute_tools import CHANGED, DENIED, NO_RECORD
+from graphloop.nodes.execute_tools import CHANGED, DENIED, NO_RECORD, runnable_now
 from graphloop.nodes.state import apply_messages
 
 THREAD = "direct"
@@ -165,6 +165,17 @@ def test_route_after_model_sends_a_call_with_unparsable_arguments_to_execute_too
 def test_route_after_model_sends_a_cut_off_reply_to_execute_tools_to_be_answered() -> None:
     cut = turn(call("add", {UNPARSED: '{"a": 1'}, "c1"), **{CUT_OFF: "the reply was cut off"})
     assert route_after_model(loop_state(cut)) == "execute_tools"
+
+
+def test_runnable_now_gives_the_turns_calls_only_when_execute_tools_would_have_nothing_to_do() -> None:
+    context = runtime(confirm_required=["delete_file"]).context
+    plain = loop_state(turn(ADD, WEATHER), policy=policy())
+    assert [c.id for c in runnable_now(plain, context) or []] == ["c1", "c2"]
+    assert runnable_now(loop_state(turn(ADD, DELETE), policy=policy()), context) is None  # gated
+    assert runnable_now(loop_state(turn(call("rm", {}, "c9")), policy=policy()), context) is None  # unknown
+    assert runnable_now(loop_state(turn(ADD), policy=policy(confirm_deny=["add"])), context) is None  # the user's gate
+    assert runnable_now(loop_state(turn(ADD), policy=policy(), pending=[waiting(DELETE)]), context) is None
+    assert runnable_now(loop_state(turn(ADD), policy=policy(tool_list=["get_weather"])), context) is None  # the role's
 
 
 # -- route_after_tools ------------------------------------------------------------------------

@@ -252,7 +252,7 @@ def test_resume_finishes_a_step_whose_results_were_saved_before_its_checkpoint(
     with open_saver(db) as saver:
         graph = compile_graph(saver)
         graph.invoke({"messages": [HumanMessage("go")]}, config, context=orch.context,
-                     interrupt_before=["execute_tools"], durability="sync")  # 2nd pass, after run_tool
+                     interrupt_before=["run_tool"], durability="sync")  # stops after call_model
     with sqlite3.connect(db) as conn:
         [(latest,)] = conn.execute("SELECT checkpoint_id FROM checkpoints ORDER BY checkpoint_id DESC LIMIT 1")
         conn.execute("DELETE FROM checkpoints WHERE checkpoint_id = ?", (latest,))

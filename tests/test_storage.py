@@ -14,8 +14,8 @@ from graphloop.graph.testing import ScriptedServer, reply, tool_call
 from test_loop import start
 
 
-def test_each_tool_round_saves_four_checkpoints(server: ScriptedServer, context: LoopContext) -> None:
-    """compact, call_model, execute_tools, run_tool: no second pass once the calls are answered."""
+def test_a_round_whose_calls_may_all_run_saves_three_checkpoints(server: ScriptedServer, context: LoopContext) -> None:
+    """compact, call_model, run_tool: `execute_tools` has nothing to do, so it is not a step."""
     def checkpoints(tool_rounds: int, thread: str) -> int:
         server.add(*(reply(None, tool_call("add", a=n, b=1)) for n in range(tool_rounds)), reply("done"))
         graph = compile_graph(checkpointer=saver)
@@ -24,7 +24,7 @@ def test_each_tool_round_saves_four_checkpoints(server: ScriptedServer, context:
         return len(list(graph.get_state_history(config)))
 
     saver = memory_saver()
-    assert checkpoints(3, "three") - checkpoints(1, "one") == 2 * 4
+    assert checkpoints(3, "three") - checkpoints(1, "one") == 2 * 3
 
 
 def test_a_long_history_is_stored_once_not_copied_into_checkpoints(

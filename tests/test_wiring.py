@@ -24,7 +24,7 @@ from graphloop.nodes.state import LoopUpdate
 
 
 def test_each_router_states_its_edges_in_its_return_type() -> None:
-    assert edges_of(route_after_model) == ["execute_tools", "finalize"]
+    assert edges_of(route_after_model) == ["run_tool", "execute_tools", "finalize"]
     assert edges_of(route_after_tools) == ["ask_confirmation", "interrupt_for_confirm", "compact", "finalize"]
     assert edges_of(route_after_execute) == ["run_tool", *edges_of(route_after_tools), "__end__"]
     for router in (route_after_model, route_after_tools, route_after_execute):
