@@ -26,6 +26,8 @@ from typing import Any
 
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
+from graphloop.checkpointers.errors import UnusableDatabaseError
+
 __all__ = ["COMPRESSED", "CompressedSerializer", "expanded"]
 
 COMPRESSED = "msgpack+z1"
@@ -74,9 +76,15 @@ as LangGraph serialises them (2,069 bytes; sha256 461c4a68…, pinned by a test)
 
 def expanded(data: bytes) -> bytes:
     """A `COMPRESSED` row's msgpack bytes, as LangGraph would have stored them (to inspect or
-    scan a database: `sqlite-utils` shows the compressed form)."""
+    scan a database: `sqlite-utils` shows the compressed form). A damaged row (zlib checks each
+    one) raises `UnusableDatabaseError`, never returns wrong data."""
     unpacker = zlib.decompressobj(zdict=_DICTIONARY)
-    return unpacker.decompress(data) + unpacker.flush()
+    try:
+        return unpacker.decompress(data) + unpacker.flush()
+    except zlib.error as exc:
+        raise UnusableDatabaseError(
+            f"a stored checkpoint row is damaged ({exc}): the database file was changed outside "
+            "SQLite, or the disk failed; restore it from a backup, or delete the thread") from None
 
 
 class CompressedSerializer(JsonPlusSerializer):

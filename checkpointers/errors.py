@@ -81,13 +81,15 @@ class ConfigurationError(GraphloopError):
 
 class UnusableDatabaseError(ConfigurationError):
     """The database graphloop was given cannot be used: a file that is not SQLite (left as it
-    was), a folder, a missing folder (never created), a file it may not read or write.
+    was), a folder, a missing folder (never created), a file it may not read or write, a stored
+    row that is damaged.
 
     Attributes:
-        path: The database as given.
+        path: The database as given (None where the raising code did not know it: a damaged row
+            is found by the serializer, which knows no file).
     """
 
-    def __init__(self, message: str, *, path: str) -> None:
+    def __init__(self, message: str, *, path: str | None = None) -> None:
         super().__init__(message)
         self.path = path
 

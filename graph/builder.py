@@ -115,7 +115,7 @@ def edges_of(router: Callable[..., object]) -> list[str]:
 
     Example:
         >>> edges_of(route_after_model)
-        ['execute_tools', 'finalize']
+        ['run_tool', 'execute_tools', 'finalize']
     """
     found: list[str] = []
     pending: list[object] = [get_type_hints(router, include_extras=True)["return"]]

@@ -236,6 +236,10 @@ async def run_tool(job: ToolJob, runtime: Runtime[LoopContext]) -> LoopUpdate:
     told so instead.
     """
     ledger = ledger_of(runtime.context)
+    if job.get("direct") and (refusal := _gate_here(job, runtime.context)) is not None:
+        if ledger is not None:
+            await in_db_thread(ledger.record_call, call_entry(job, "refused"))
+        return _reply(job, refusal, "error")
     if ledger is not None:
         earlier = await in_db_thread(ledger.claim_call, call_entry(job, "running"))
         if earlier is not None:
@@ -247,6 +251,17 @@ async def run_tool(job: ToolJob, runtime: Runtime[LoopContext]) -> LoopUpdate:
                            duration_ms=(time.monotonic() - started) * 1000, result=outcome.text)
     follow_late(ledger, job, outcome, started)  # a sync call still running past its timeout
     return _reply(job, outcome.text, "success" if outcome.status == "success" else "error")
+
+
+def _gate_here(job: ToolJob, context: LoopContext) -> str | None:
+    """Why a call routed straight from the model's turn may not run in this process: a
+    process resuming after a crash may lack the tool, or gate it (it may add gates)."""
+    if context.tools.get(job["name"]) is None:
+        return f"Error: unknown tool {job['name']!r}. Available tools: {', '.join(context.tools.names) or 'none'}."
+    if job["name"] in context.confirm_required and job["name"] not in job.get("exempt", []):
+        return (f"Not run: {job['name']!r} now needs the user's confirmation, so it was not run. Call "
+                "it again if it is still needed, and the user will be asked.")
+    return None
 
 
 async def _claimed_before(ledger: Ledger, job: ToolJob, earlier: ToolCallEntry) -> LoopUpdate:

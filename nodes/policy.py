@@ -32,6 +32,7 @@ __all__ = [
     "check_keys",
     "check_policy",
     "decisions_for",
+    "exempt_tools",
     "gated_tools",
     "never_tools",
     "pin_gate",
@@ -141,6 +142,13 @@ def decisions_for(policy: Policy, context: LoopContext, tool: str) -> list[Decis
     if gate is not None and tool in gate["decisions"]:
         return list(gate["decisions"][tool])
     return context.decisions_for(tool)
+
+
+def exempt_tools(policy: Policy) -> frozenset[str]:
+    """Tools this run exempts from any process's `confirm_required`: its `confirm_allow` and
+    the user's remembered allows (a `confirm_deny` or remembered ask still gates them)."""
+    remembered = policy.get("remembered", {})
+    return frozenset(policy["confirm_allow"]) | {t for t, r in remembered.items() if r == "allow"}
 
 
 def never_tools(policy: Policy) -> frozenset[str]:

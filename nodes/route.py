@@ -25,6 +25,7 @@ from graphloop.nodes.names import (
     INTERRUPT_FOR_CONFIRM,
     RUN_TOOL,
 )
+from graphloop.nodes.policy import exempt_tools
 from graphloop.nodes.state import LoopState, ToolJob, policy_of
 
 __all__ = ["AfterTools", "ToolCalls", "route_after_execute", "route_after_model", "route_after_tools"]
@@ -43,7 +44,7 @@ def route_after_model(state: LoopState) -> ToolCalls | Literal["execute_tools", 
         return FINALIZE
     context = _context()
     ready = runnable_now(state, context) if context is not None else None
-    return _jobs(state, ready) if ready else EXECUTE_TOOLS
+    return _jobs(state, ready, direct=True) if ready else EXECUTE_TOOLS
 
 
 def _context() -> LoopContext | None:
@@ -77,10 +78,15 @@ def route_after_execute(state: LoopState) -> ToolCalls | AfterTools | Literal["_
     return _jobs(state, jobs)
 
 
-def _jobs(state: LoopState, calls: list[RequestedCall]) -> ToolCalls:
-    """A `run_tool` task per call, with what its audit row needs."""
+def _jobs(state: LoopState, calls: list[RequestedCall], *, direct: bool = False) -> ToolCalls:
+    """A `run_tool` task per call, with what its audit row needs (`direct`: see `ToolJob`)."""
     policy = policy_of(state)
-    return [Send(RUN_TOOL, ToolJob(id=c.id, name=c.name, args=c.args, round=state.get("rounds", 0),
-                                   model=state.get("answered_by", ""), user_id=policy.get("user_id"),
-                                   user_role=policy["user_role"]))
-            for c in calls]
+    sends: ToolCalls = []
+    for c in calls:
+        job = ToolJob(id=c.id, name=c.name, args=c.args, round=state.get("rounds", 0),
+                      model=state.get("answered_by", ""), user_id=policy.get("user_id"),
+                      user_role=policy["user_role"])
+        if direct:
+            job.update(direct=True, exempt=sorted(exempt_tools(policy)))
+        sends.append(Send(RUN_TOOL, job))
+    return sends

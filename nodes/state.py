@@ -185,6 +185,12 @@ class ToolJob(TypedDict):
     """Label of the model that asked for the call."""
     user_id: NotRequired[str | None]
     user_role: NotRequired[str]
+    direct: NotRequired[bool]
+    """Sent straight from the model's turn (`runnable_now`), not through `execute_tools`: the
+    gate was checked by the process that routed it, so `run_tool` checks it again in the process
+    that runs it (a resume after a crash may add gates, or lack the tool)."""
+    exempt: NotRequired[list[str]]
+    """For a `direct` job: the tools this run exempts from `confirm_required` (`exempt_tools`)."""
 
 
 class CompactionRecord(TypedDict):

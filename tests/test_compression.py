@@ -7,6 +7,7 @@ import os
 import sqlite3
 from pathlib import Path
 
+import pytest
 from langchain_core.messages import AIMessage, ToolMessage
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
@@ -52,3 +53,12 @@ def test_a_run_stores_its_checkpoints_compressed_and_reads_them_back(
     assert kinds.get(COMPRESSED, 0) >= 4 and largest < 400
     server.add(reply("still 3"))
     assert orch.run_sync("again?", thread_id=result.thread_id).response == "still 3"
+
+
+def test_a_damaged_row_is_refused_as_damaged_not_read_as_wrong_data() -> None:
+    from graphloop.checkpointers import UnusableDatabaseError
+
+    kind, data = CompressedSerializer().dumps_typed({"note": "x" * 300, "n": list(range(50))})
+    damaged = data[:10] + bytes([data[10] ^ 0xFF]) + data[11:]
+    with pytest.raises(UnusableDatabaseError, match=r"a stored checkpoint row is damaged .*restore it from a backup"):
+        CompressedSerializer().loads_typed((kind, damaged))

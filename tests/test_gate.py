@@ -203,6 +203,26 @@ def context_for(server: ScriptedServer, **options: Any) -> LoopContext:
                               confirm_required=["delete_file"], **options)
 
 
+def test_a_call_routed_before_a_crash_waits_for_the_gate_the_resuming_process_adds(
+        server: ScriptedServer, db: Path) -> None:
+    """The first process gated nothing and stopped between the model's reply and its tools (its
+    `run_tool` tasks saved); the one that resumes gates delete_file: the call does not run."""
+    ungated = LoopContext.create(models=[server.model_config(label="primary", max_retries=0)], tools=TOOLS)
+    config: Any = {"configurable": {"thread_id": "routed"}}
+    server.add(reply(None, tool_call("add", a=1, b=1), tool_call("delete_file", path="/tmp/r")))
+    with open_saver(db) as saver:
+        compile_graph(saver).invoke({"messages": [HumanMessage("go")]}, config, context=ungated,
+                                    interrupt_before=["run_tool"], durability="sync")
+    gating = Orchestrator(TOOLS, confirm_required=["delete_file"], db=db,
+                          models=[server.model_config(label="primary", max_retries=0)])
+    server.add(reply(None, tool_call("delete_file", path="/tmp/r")), reply(QUESTION))
+    paused = gating.resume_sync("routed")
+    assert CALLS == [("add", {"a": 1, "b": 1})] and paused.checkpoint is not None
+    assert "now needs the user's confirmation" in server.requests[-2].messages[-1]["content"]
+    assert [(c["tool"], c["status"]) for c in gating.approvals.tool_calls("routed")] == [
+        ("add", "success"), ("delete_file", "refused")]
+
+
 def test_a_compiled_graph_refuses_a_second_approval_from_an_old_checkpoint(server: ScriptedServer, db: Path) -> None:
     context, config = context_for(server), {"configurable": {"thread_id": "t1"}}
     server.add(reply(None, tool_call("delete_file", path="/tmp/a")), reply(QUESTION), reply("Deleted."))
