@@ -7,7 +7,7 @@ hand-written `AsyncOpenAI` loop of the same invocation (these machines are share
 
 - hand-written `AsyncOpenAI` loop (the original's shape, no persistence), and the same loop
   posting JSON with httpx (no SDK request transform, no persistence);
-- LangGraph alone: graphloop's four steps per round doing nothing but append the round's two
+- LangGraph alone: graphloop's three steps per round doing nothing but append the round's two
   messages, on SQLite in WAL mode with `durability="sync"`: with every commit flushed
   (`synchronous=FULL`, SQLite's default), with `synchronous=NORMAL`, and with no checkpointer;
 - graphloop's Orchestrator (SQLite, the ledger: one flush per tool round);
@@ -113,7 +113,8 @@ class State(TypedDict):
 
 
 def floor(synchronous: str | None) -> Callable[[str, int, Path], Awaitable[None]]:
-    """LangGraph with graphloop's four steps per round, doing nothing but append two messages."""
+    """LangGraph with graphloop's three steps per round (a round whose calls may all run), doing
+    nothing but append two messages."""
     async def run(url: str, rounds: int, db: Path) -> None:
         def compact(state: State) -> dict[str, Any]:
             return {}
@@ -123,21 +124,16 @@ def floor(synchronous: str | None) -> Callable[[str, int, Path], Awaitable[None]
             return {"messages": [AIMessage("", tool_calls=[{"name": "fetch", "args": {"doc": n}, "id": f"c{n}"}])],
                     "rounds": n + 1}
 
-        def execute_tools(state: State) -> dict[str, Any]:
-            return {}
-
         def run_tool(state: State) -> dict[str, Any]:
             n = state["rounds"]
             return {"messages": [ToolMessage(fetch(n), tool_call_id=f"c{n - 1}")]}
 
         builder = StateGraph(State)
-        for name, node in (("compact", compact), ("call_model", call_model),
-                           ("execute_tools", execute_tools), ("run_tool", run_tool)):
+        for name, node in (("compact", compact), ("call_model", call_model), ("run_tool", run_tool)):
             builder.add_node(name, node)  # pyright: ignore[reportUnknownMemberType]
         builder.add_edge(START, "compact")
         builder.add_edge("compact", "call_model")
-        builder.add_edge("call_model", "execute_tools")
-        builder.add_edge("execute_tools", "run_tool")
+        builder.add_edge("call_model", "run_tool")
         builder.add_conditional_edges("run_tool", lambda s: "compact" if s["rounds"] < rounds else "__end__",
                                       ["compact", "__end__"])
         start = {"messages": [("user", TASK)], "rounds": 0}
@@ -192,7 +188,7 @@ async def agents_sdk_run(url: str, rounds: int, _: Path) -> None:
 SYSTEMS: dict[str, Callable[[str, int, Path], Awaitable[None]]] = {
     "hand-written `AsyncOpenAI` loop (no persistence)": hand_loop,
     "the same loop posting JSON with httpx (no SDK transform, no persistence)": httpx_loop,
-    "LangGraph alone, four steps per round doing nothing, SQLite WAL, `durability=\"sync\"`": floor("FULL"),
+    "LangGraph alone, three steps per round doing nothing, SQLite WAL, `durability=\"sync\"`": floor("FULL"),
     "the same with `PRAGMA synchronous=NORMAL`": floor("NORMAL"),
     "the same with no checkpoints at all": floor(None),
     "**graphloop** (Orchestrator, SQLite, ledger)": graphloop_run,
