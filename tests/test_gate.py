@@ -223,6 +223,22 @@ def test_a_call_routed_before_a_crash_waits_for_the_gate_the_resuming_process_ad
         ("add", "success"), ("delete_file", "refused")]
 
 
+def test_a_call_routed_before_a_crash_to_a_tool_the_resuming_process_lacks_is_an_unknown_tool(
+        server: ScriptedServer, db: Path) -> None:
+    model = server.model_config(label="primary", max_retries=0)
+    config: Any = {"configurable": {"thread_id": "lacking"}}
+    server.add(reply(None, tool_call("get_weather", city="Oslo")))
+    with open_saver(db) as saver:
+        compile_graph(saver).invoke({"messages": [HumanMessage("go")]}, config,
+                                    context=LoopContext.create(models=[model], tools=TOOLS),
+                                    interrupt_before=["run_tool"], durability="sync")
+    lacking = Orchestrator([t for t in TOOLS if getattr(t, "__name__", "") != "get_weather"], db=db, models=[model])
+    server.add(reply("No weather tool here."))
+    assert lacking.resume_sync("lacking").response == "No weather tool here."
+    assert "Error: unknown tool 'get_weather'" in server.requests[-1].messages[-1]["content"]
+    assert [(c["tool"], c["status"]) for c in lacking.approvals.tool_calls("lacking")] == [("get_weather", "refused")]
+
+
 def test_a_compiled_graph_refuses_a_second_approval_from_an_old_checkpoint(server: ScriptedServer, db: Path) -> None:
     context, config = context_for(server), {"configurable": {"thread_id": "t1"}}
     server.add(reply(None, tool_call("delete_file", path="/tmp/a")), reply(QUESTION), reply("Deleted."))
