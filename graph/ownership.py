@@ -83,6 +83,14 @@ def check_writable(saved: CheckpointTuple | None, thread_id: object, saver: Base
             "open_async_saver")
 
 
+def _check_saved(saved: CheckpointTuple | None, thread_id: object, saver: BaseCheckpointSaver[str],
+                 writing: bool) -> None:
+    """What `_check` and `_acheck` ask of the checkpoint they read: ours, and writable here."""
+    check_owned(saved, thread_id)
+    if writing:
+        check_writable(saved, thread_id, saver)
+
+
 def _check_command(input: object) -> None:
     """Refuse a `Command` that carries nothing (`Command(resume=None)`): LangGraph fails on it
     deep inside with an error that says nothing of what to send."""
@@ -149,18 +157,14 @@ class OwnedGraph(CompiledStateGraph[LoopState, LoopContext, LoopState, LoopState
         if saver is not None:
             with _readable(thread_id, saver):
                 saved = saver.get_tuple(merged)
-            check_owned(saved, thread_id)
-            if writing:
-                check_writable(saved, thread_id, saver)
+            _check_saved(saved, thread_id, saver, writing)
 
     async def _acheck(self, config: RunnableConfig | None, *, writing: bool = False) -> None:
         merged, thread_id, saver = self._saver(config)
         if saver is not None:
             with _readable(thread_id, saver):
                 saved = await saver.aget_tuple(merged)
-            check_owned(saved, thread_id)
-            if writing:
-                check_writable(saved, thread_id, saver)
+            _check_saved(saved, thread_id, saver, writing)
 
     # langgraph's overloads state these loosely; the parameters are passed on unchanged
     def stream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Any]:  # pyright: ignore[reportIncompatibleMethodOverride]

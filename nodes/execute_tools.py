@@ -61,6 +61,10 @@ def _streak(call: RequestedCall, messages: Sequence[AnyMessage]) -> int:
     return same
 
 
+def _unknown_tool(name: str, available: Sequence[str]) -> str:
+    return f"Error: unknown tool {name!r}. Available tools: {', '.join(available) or 'none'}."
+
+
 def _refusal(
     call: RequestedCall, allowed: Sequence[str], never: frozenset[str], policy: Policy, state: LoopState,
     context: LoopContext,
@@ -69,7 +73,7 @@ def _refusal(
     available = ", ".join(allowed) or "none"
     tool = context.tools.get(call.name)
     if tool is None:
-        return f"Error: unknown tool {call.name!r}. Available tools: {available}."
+        return _unknown_tool(call.name, allowed)
     if call.name not in allowed:
         return (f"Error: tool {call.name!r} is not available to role {policy['user_role']!r} "
                 f"in this run. Available tools: {available}.")
@@ -257,7 +261,7 @@ def _gate_here(job: ToolJob, context: LoopContext) -> str | None:
     """Why a call routed straight from the model's turn may not run in this process: a
     process resuming after a crash may lack the tool, or gate it (it may add gates)."""
     if context.tools.get(job["name"]) is None:
-        return f"Error: unknown tool {job['name']!r}. Available tools: {', '.join(context.tools.names) or 'none'}."
+        return _unknown_tool(job["name"], context.tools.names)
     if job["name"] in context.confirm_required and job["name"] not in job.get("exempt", []):
         return (f"Not run: {job['name']!r} now needs the user's confirmation, so it was not run. Call "
                 "it again if it is still needed, and the user will be asked.")

@@ -57,13 +57,13 @@ def _role_tools(policy: Policy, context: LoopContext) -> tuple[str, ...]:
 def _context_gated(policy: Policy, context: LoopContext) -> frozenset[str]:
     """`confirm_required`, then the user's remembered rules, then the run's own lists.
 
-    (required − remembered allow) ∪ remembered ask, − confirm_allow, ∪ confirm_deny; without
-    remembered rules this is the original loop's (required − allow) ∪ deny.
+    (required − exempt) ∪ (remembered ask − confirm_allow) ∪ confirm_deny, where exempt is
+    `exempt_tools` (confirm_allow and remembered allows); without remembered rules this is the
+    original loop's (required − allow) ∪ deny.
     """
     remembered = policy.get("remembered", {})
-    gated = context.confirm_required - {t for t, r in remembered.items() if r == "allow"}
-    gated |= {t for t, r in remembered.items() if r == "ask"}
-    return (gated - set(policy["confirm_allow"])) | set(policy["confirm_deny"])
+    asked = {t for t, r in remembered.items() if r == "ask"} - set(policy["confirm_allow"])
+    return (context.confirm_required - exempt_tools(policy)) | asked | set(policy["confirm_deny"])
 
 
 def pin_gate(policy: Policy, context: LoopContext) -> Gate:

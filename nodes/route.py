@@ -81,12 +81,13 @@ def route_after_execute(state: LoopState) -> ToolCalls | AfterTools | Literal["_
 def _jobs(state: LoopState, calls: list[RequestedCall], *, direct: bool = False) -> ToolCalls:
     """A `run_tool` task per call, with what its audit row needs (`direct`: see `ToolJob`)."""
     policy = policy_of(state)
+    exempt = sorted(exempt_tools(policy)) if direct else []
     sends: ToolCalls = []
     for c in calls:
         job = ToolJob(id=c.id, name=c.name, args=c.args, round=state.get("rounds", 0),
                       model=state.get("answered_by", ""), user_id=policy.get("user_id"),
                       user_role=policy["user_role"])
         if direct:
-            job.update(direct=True, exempt=sorted(exempt_tools(policy)))
+            job.update(direct=True, exempt=exempt)
         sends.append(Send(RUN_TOOL, job))
     return sends

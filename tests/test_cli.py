@@ -321,25 +321,25 @@ def test_reading_commands_never_create_a_database(server: ScriptedServer, tmp_pa
     assert not db.parent.exists()
 
 
-def test_tools_load_from_modules_in_the_working_directory(
-    server: ScriptedServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def work_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """`tmp_path` as the working directory, not on `sys.path`: the CLI must find modules there itself."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
-    (tmp_path / "cwd_tools_12.py").write_text('def shout(text: str) -> str:\n    """Shout."""\n    return text.upper()\n')
+    return tmp_path
+
+
+def test_tools_load_from_modules_in_the_working_directory(server: ScriptedServer, work_dir: Path) -> None:
+    (work_dir / "cwd_tools_12.py").write_text('def shout(text: str) -> str:\n    """Shout."""\n    return text.upper()\n')
     server.add(reply("ok"))
     result = invoke("run", "hi", "--tools", "cwd_tools_12:shout", "--model", "m", server=server)
     assert result.exit_code == 0, result.output
     assert server.requests[0].tool_names == ["shout"]
 
 
-def test_an_error_never_shows_a_key_held_in_the_environment(
-    server: ScriptedServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_an_error_never_shows_a_key_held_in_the_environment(server: ScriptedServer, work_dir: Path) -> None:
     """A gateway's hex key (not shaped like `sk-…`) echoed by a tools module's import error."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
-    (tmp_path / "echo_key_7.py").write_text('import os\nraise RuntimeError("bad key " + os.environ["GATEWAY"])\n')
+    (work_dir / "echo_key_7.py").write_text('import os\nraise RuntimeError("bad key " + os.environ["GATEWAY"])\n')
     key = "0123456789abcdef0123"
     for flags in (["--api-key-env", "GATEWAY"], []):  # named for the model, or only in the environment
         env = {"GATEWAY": key} if flags else {"GATEWAY_TOKEN": key, "GATEWAY": key}
