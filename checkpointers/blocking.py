@@ -53,6 +53,13 @@ class ThreadPool:
                 self._executor = ThreadPoolExecutor(self.size, thread_name_prefix=self.name)
             return self._executor
 
+    def shutdown(self) -> None:
+        """Wait for the work given to the threads, and let them end; the next use makes new ones."""
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True)
+
     def _forget(self) -> None:
         self._lock = threading.Lock()
         self._executor = None

@@ -20,11 +20,9 @@ from contextlib import AbstractContextManager, asynccontextmanager, contextmanag
 from os import PathLike
 from typing import Any
 
-import aiosqlite
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.sqlite import SqliteSaver
-from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from graphloop.checkpointers.blocking import in_db_thread
 from graphloop.checkpointers.compression import CompressedSerializer
@@ -33,6 +31,7 @@ from graphloop.checkpointers.ledger import Ledger, is_postgres_url
 from graphloop.checkpointers.ledger_sqlite import SqliteLedger
 from graphloop.checkpointers.redact import redact
 from graphloop.checkpointers.sqlite_files import opening, writable_sqlite_path
+from graphloop.checkpointers.threaded import OnItsThread
 
 __all__ = [
     "DbLike",
@@ -148,13 +147,9 @@ def _stock_name(saver: BaseCheckpointSaver[str]) -> str:
     return next(c.__name__ for c in type(saver).__mro__ if not c.__name__.startswith("_"))
 
 
-class _SqliteSaver(_ShortVersions, SqliteSaver):
-    """langgraph's SQLite saver, with short versions (and compressed rows: opened with
-    `CompressedSerializer`)."""
-
-
-class _AsyncSqliteSaver(_ShortVersions, AsyncSqliteSaver):
-    """langgraph's async SQLite saver, with short versions and compressed rows."""
+class _SqliteSaver(_ShortVersions, OnItsThread, SqliteSaver):
+    """langgraph's SQLite saver, with short versions, compressed rows (opened with
+    `CompressedSerializer`), and async methods that run the sync ones on its own thread."""
 
 
 def memory_saver() -> InMemorySaver:
@@ -244,16 +239,24 @@ def open_saver(db: DbLike) -> Generator[BaseCheckpointSaver[str], None, None]:
                 attach_ledger(saver, ledger)
                 yield saver
             return
-        conn = sqlite3.connect(_sqlite_path(db), check_same_thread=False, timeout=_BUSY_TIMEOUT_S)
-        try:
-            saver = _SqliteSaver(conn, serde=CompressedSerializer())
-            with opening(db):  # now, not at the first checkpoint: a read-only file is named here
-                saver.setup()
-            conn.execute(_UNFLUSHED_SQLITE)
+        with _sqlite_saver(db) as saver:
             attach_ledger(saver, ledger)
             yield saver
-        finally:
-            conn.close()
+
+
+@contextmanager
+def _sqlite_saver(db: str | PathLike[str]) -> Generator[_SqliteSaver, None, None]:
+    """graphloop's SQLite saver on a file, set up; for sync and async use alike."""
+    conn = sqlite3.connect(_sqlite_path(db), check_same_thread=False, timeout=_BUSY_TIMEOUT_S)
+    saver = _SqliteSaver(conn, serde=CompressedSerializer())
+    try:
+        with opening(db):  # now, not at the first checkpoint: a read-only file is named here
+            saver.setup()
+        conn.execute(_UNFLUSHED_SQLITE)
+        yield saver
+    finally:
+        saver.close()  # its thread's calls done first
+        conn.close()
 
 
 @asynccontextmanager
@@ -263,7 +266,7 @@ async def open_async_saver(db: DbLike) -> AsyncGenerator[BaseCheckpointSaver[str
     if isinstance(db, BaseCheckpointSaver):
         # SqliteSaver's async methods only raise; a bare subclass may not have them at all.
         sync_only = type(db).aget_tuple is BaseCheckpointSaver.aget_tuple  # pyright: ignore[reportUnknownMemberType]
-        if isinstance(db, SqliteSaver) or sync_only:
+        if (isinstance(db, SqliteSaver) and not isinstance(db, OnItsThread)) or sync_only:
             raise ConfigurationError(
                 f"db={_stock_name(db)} has no async methods; pass a SQLite path or a "
                 "PostgreSQL URL, or an async-capable saver such as AsyncSqliteSaver, "
@@ -281,13 +284,13 @@ async def open_async_saver(db: DbLike) -> AsyncGenerator[BaseCheckpointSaver[str
                 attach_ledger(saver, ledger)
                 yield saver
             return
-        async with aiosqlite.connect(_sqlite_path(db), timeout=_BUSY_TIMEOUT_S) as conn:
-            saver = _AsyncSqliteSaver(conn, serde=CompressedSerializer())
-            with opening(db):  # now: `prune` on a new file finds the tables, a read-only one is named
-                await saver.setup()
-            await conn.execute(_UNFLUSHED_SQLITE)
+        opened_saver = _sqlite_saver(db)
+        saver = await in_db_thread(opened_saver.__enter__)
+        try:
             attach_ledger(saver, ledger)
             yield saver
+        finally:
+            await in_db_thread(opened_saver.__exit__, None, None, None)
     finally:
         await in_db_thread(opened.__exit__, None, None, None)
 

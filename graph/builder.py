@@ -21,6 +21,7 @@ from langgraph.runtime import Runtime, get_runtime
 
 from graphloop.checkpointers import LedgerWarning, ledger_for
 from graphloop.graph.driven import driven
+from graphloop.graph.inline import on_the_loop
 from graphloop.graph.ownership import OwnedGraph, owned_graph
 from graphloop.nodes import (
     ASK_CONFIRMATION,
@@ -84,7 +85,7 @@ def build_graph(branches: Sequence[Branch] = ()) -> StateGraph[LoopState, LoopCo
     builder = StateGraph(LoopState, context_schema=LoopContext)
     # add_node's overloads are partly untyped in langgraph; the nodes themselves are typed.
     add_node: Callable[[str, Any], object] = builder.add_node  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
-    add_node(COMPACT, compact)
+    add_node(COMPACT, on_the_loop(compact, name=COMPACT, trace=False))  # reads the state only
     add_node(CALL_MODEL, _sync_and_async(call_model))
     add_node(EXECUTE_TOOLS, execute_tools)
     add_node(RUN_TOOL, _sync_and_async(run_tool))
@@ -97,12 +98,15 @@ def build_graph(branches: Sequence[Branch] = ()) -> StateGraph[LoopState, LoopCo
     for branch in branches:
         add_node(branch.name, cast(Any, branch.node))  # langgraph's node protocols want parameter names a Callable type cannot state
         builder.add_edge(branch.name, END if branch.then == END else branch.then)
-    builder.add_conditional_edges(CALL_MODEL, BranchRouter(tuple(branches)),
+    # routers read the state only: run in place, not on a worker thread (`on_the_loop`)
+    builder.add_conditional_edges(CALL_MODEL, on_the_loop(BranchRouter(tuple(branches)), name="BranchRouter", trace=True),
                                   [*edges_of(route_after_model), *(b.name for b in branches)])
-    builder.add_conditional_edges(EXECUTE_TOOLS, route_after_execute, edges_of(route_after_execute))
+    builder.add_conditional_edges(EXECUTE_TOOLS, on_the_loop(route_after_execute, name=None, trace=True),
+                                  edges_of(route_after_execute))
     # once the turn's calls are answered, straight on: a second pass of execute_tools would
     # find nothing to do and cost a checkpoint per round
-    builder.add_conditional_edges(RUN_TOOL, route_after_tools, edges_of(route_after_tools))
+    builder.add_conditional_edges(RUN_TOOL, on_the_loop(route_after_tools, name=None, trace=True),
+                                  edges_of(route_after_tools))
     builder.add_edge(ASK_CONFIRMATION, INTERRUPT_FOR_CONFIRM)
     builder.add_edge(INTERRUPT_FOR_CONFIRM, EXECUTE_TOOLS)
     builder.set_finish_point(FINALIZE)

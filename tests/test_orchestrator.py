@@ -14,6 +14,7 @@ import pytest
 from graphloop.graph import (
     ConfigurationError,
     InvalidDecisionError,
+    LoopContext,
     ModelConfig,
     ModelUnavailableError,
     NotPausedError,
@@ -21,6 +22,7 @@ from graphloop.graph import (
     OrchestratorResult,
     ThreadPausedError,
     UnknownThreadError,
+    compile_graph,
 )
 from graphloop.graph.testing import ScriptedServer, error, reply, tool_call
 
@@ -216,13 +218,34 @@ def test_sync_wrapper_works_inside_a_running_event_loop(server: ScriptedServer, 
 
 
 def test_a_sync_only_saver_is_refused_with_what_to_pass_instead(model: ModelConfig, sqlite_db: Path) -> None:
-    db = sqlite_db
-    from graphloop.graph import open_saver
+    import sqlite3
 
-    with open_saver(db) as saver:
-        orch = Orchestrator(TOOLS, db=saver, models=[model])
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    with sqlite3.connect(sqlite_db, check_same_thread=False) as conn:
+        orch = Orchestrator(TOOLS, db=SqliteSaver(conn), models=[model])
         with pytest.raises(ConfigurationError, match=r"db=SqliteSaver has no async methods"):
             orch.run_sync("hi")
+
+
+def test_a_saver_from_open_saver_also_serves_async_runs(
+    server: ScriptedServer, model: ModelConfig, sqlite_db: Path
+) -> None:
+    """graphloop's SQLite saver runs its async methods on its own thread, so the saver a sync
+    `open_saver` gives serves the Orchestrator and a compiled graph's `ainvoke` alike."""
+    from graphloop.graph import open_saver
+
+    with open_saver(sqlite_db) as saver:
+        server.add(reply(None, tool_call("read_file", path="a.txt")), reply("Read it."))
+        assert Orchestrator(TOOLS, db=saver, models=[model]).run_sync("read a.txt").response == "Read it."
+        server.add(reply("Hello."))
+        graph = compile_graph(checkpointer=saver)
+        config: Any = {"configurable": {"thread_id": "t2"}}
+        done = asyncio.run(graph.ainvoke({"messages": [("user", "hi")]}, config,
+                                         context=LoopContext.create(models=[model], tools=TOOLS)))
+        assert done["messages"][-1].content == "Hello."
+    with open_saver(sqlite_db) as saver:  # what the saver's thread wrote is on disk
+        assert compile_graph(checkpointer=saver).get_state(config).values["messages"][-1].content == "Hello."
 
 
 def test_an_in_memory_saver_serves_run_and_resume(server: ScriptedServer, model: ModelConfig) -> None:
@@ -266,3 +289,11 @@ def test_resume_finishes_a_step_whose_results_were_saved_before_its_checkpoint(
     assert done.response == "4, and Oslo is sunny"
     assert [r["result"] for r in done.tool_calls] == ["4", "Oslo: sunny"]
     assert sorted(CALLS, key=lambda c: c[0]) == [("add", {"a": 2, "b": 2}), ("get_weather", {"city": "Oslo"})]  # each once, not run again (run in parallel: any order)
+
+
+def test_the_savers_thread_ends_with_its_runs(server: ScriptedServer, model: ModelConfig, sqlite_db: Path) -> None:
+    import threading
+
+    server.add(reply(None, tool_call("read_file", path="a.txt")), reply("Read it."))
+    assert Orchestrator(TOOLS, db=sqlite_db, models=[model]).run_sync("read a.txt").response == "Read it."
+    assert [t.name for t in threading.enumerate() if t.name.startswith("graphloop-saver")] == []
