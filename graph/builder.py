@@ -85,7 +85,7 @@ def build_graph(branches: Sequence[Branch] = ()) -> StateGraph[LoopState, LoopCo
     builder = StateGraph(LoopState, context_schema=LoopContext)
     # add_node's overloads are partly untyped in langgraph; the nodes themselves are typed.
     add_node: Callable[[str, Any], object] = builder.add_node  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
-    add_node(COMPACT, on_the_loop(compact, name=COMPACT, trace=False))  # reads the state only
+    add_node(COMPACT, compact)
     add_node(CALL_MODEL, _sync_and_async(call_model))
     add_node(EXECUTE_TOOLS, execute_tools)
     add_node(RUN_TOOL, _sync_and_async(run_tool))

@@ -16,7 +16,6 @@ from collections.abc import Callable, Generator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal, ParamSpec, TypeVar
-from uuid import uuid4
 
 import typer
 from langchain_core.messages import AIMessage, AnyMessage, ToolMessage
@@ -42,7 +41,7 @@ from graphloop.graph.builder import compile_graph
 from graphloop.graph.demo import run_demo
 from graphloop.graph.drawing import draw, draw_png
 from graphloop.graph.following import follow
-from graphloop.graph.options import ResumeOptions
+from graphloop.graph.options import ResumeOptions, new_thread_id
 from graphloop.graph.orchestrator import Orchestrator
 from graphloop.graph.results import (
     OrchestratorResult,
@@ -201,7 +200,7 @@ def run(
     """Run a task with live output; answer the confirmation gate here, or leave it pending."""
     flags = _flags(config, model, tools, confirm, db, base_url, api_key_env)
     orch = _orchestrator(flags)
-    thread_id = thread or uuid4().hex  # chosen here, so a failed run can name it
+    thread_id = thread or new_thread_id()  # chosen here, so a failed run can name it
     with _resumable(thread_id, flags):
         result = asyncio.run(follow(
             orch.stream(task, system_prompt=system, thread_id=thread_id, user_id=user, wait=wait), console))

@@ -18,7 +18,6 @@ from dataclasses import replace
 from datetime import timedelta
 from functools import partial
 from typing import Any, Unpack, cast
-from uuid import uuid4
 
 from langchain_core.messages import (
     AnyMessage,
@@ -45,12 +44,14 @@ from graphloop.graph.options import (
     RunOptions,
     check_options,
     names_of,
+    new_thread_id,
     session_message,
     thread_id_of,
 )
 from graphloop.graph.results import (
     AWAITING,
     Finished,
+    ModelReply,
     OrchestratorResult,
     Paused,
     PendingConfirmation,
@@ -198,7 +199,7 @@ class Orchestrator:
         """
         check_options(options, RunOptions, "run")
         given = options.get("thread_id")
-        thread_id = uuid4().hex if given is None else thread_id_of(given)
+        thread_id = new_thread_id() if given is None else thread_id_of(given)
         policy = self._policy(options)
         begin = partial(self._new_task, thread_id, task, policy, options)
         async for event in self._drive(thread_id, options, tokens, begin, policy):
@@ -265,9 +266,11 @@ class Orchestrator:
             # durability="sync": each step is written before the next starts, so a killed process
             # resumes where it was; what must survive a power cut is flushed by the ledger
             # (`graphloop.checkpointers.ledger`: a call's claim, before the call runs)
+            answered_by = str(snapshot.values.get("answered_by", ""))
             async for mode, chunk in graph.astream(start, config, context=context, durability="sync",  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]  # langgraph's astream is partly untyped
                                                    stream_mode=modes):
-                for event in event_of(str(mode), chunk):  # pyright: ignore[reportUnknownArgumentType]
+                for event in event_of(str(mode), chunk, answered_by):  # pyright: ignore[reportUnknownArgumentType]
+                    answered_by = event.model if isinstance(event, ModelReply) else answered_by
                     yield event
             snapshot = await graph.aget_state(config)
             if context.ledger is not None:  # every result is in the checkpoint now: the ledger's copies can go

@@ -170,8 +170,12 @@ class Finished:
 RunEvent = Token | ModelReply | ToolResult | Compacted | Update | Paused | Finished
 
 
-def event_of(mode: str, chunk: Any) -> list[RunEvent]:
-    """The progress events for one item of `astream(stream_mode=["messages", "updates"])`."""
+def event_of(mode: str, chunk: Any, answered_by: str = "") -> list[RunEvent]:
+    """The progress events for one item of `astream(stream_mode=["messages", "updates"])`.
+
+    `answered_by` is the thread's latest before this item: `call_model` writes the label only
+    when the model changes, so a reply without one came from the same model.
+    """
     if mode == "messages":
         message, meta = chunk
         if isinstance(message, AIMessageChunk) and message.text:
@@ -185,7 +189,7 @@ def event_of(mode: str, chunk: Any) -> list[RunEvent]:
         if node == COMPACT and "compaction" in values:
             events.append(Compacted(values["compaction"]))
         elif node == CALL_MODEL:
-            events.append(ModelReply(values["messages"][-1], values.get("answered_by", "")))
+            events.append(ModelReply(values["messages"][-1], values.get("answered_by", answered_by)))
         elif node == RUN_TOOL or any(isinstance(m, ToolMessage) for m in values.get("messages", [])):
             events += [ToolResult(m.name or "", m.tool_call_id, m.text, m.status)
                        for m in values.get("messages", []) if isinstance(m, ToolMessage)]

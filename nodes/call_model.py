@@ -71,4 +71,7 @@ async def call_model(state: LoopState, runtime: Runtime[LoopContext]) -> LoopUpd
     if model.text_tool_calls:  # a call written as text, by a model known to do so
         reply = calls_from_text(reply, allowed_tools(policy, context))
     reply = normalize_reply(reply, history, context.tools.names)
-    return update | LoopUpdate(messages=[reply], rounds=rounds, answered_by=model.label)
+    update |= LoopUpdate(messages=[reply], rounds=rounds)
+    if model.label != state.get("answered_by"):  # written when it changes: a row fewer a round
+        update["answered_by"] = model.label
+    return update

@@ -38,8 +38,8 @@ KEY_OUTCOMES = [
 ]
 """What the examples must show (and so, by the comment rule above, print)."""
 
-NEW_ID = re.compile(r"\b[0-9a-f]{32}\b")
-"""A thread id made for a new run (`uuid4().hex`): the one output allowed to differ between runs."""
+NEW_ID = re.compile(r"\b[0-9a-f]{20}\b")
+"""A thread id made for a new run (`new_thread_id()`): the one output allowed to differ between runs."""
 
 FENCE = re.compile(r"^```([^\n`]*)\n(.*?)^```$", flags=re.S | re.M)
 

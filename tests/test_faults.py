@@ -247,3 +247,27 @@ def test_requests_after_a_malformed_call_carry_only_valid_json(server: ScriptedS
         for message in request.messages:
             for call in message.get("tool_calls", []):
                 assert isinstance(json.loads(call["function"]["arguments"]), dict)
+
+
+def test_each_reply_names_its_model_though_the_label_is_stored_only_when_it_changes(
+    server: ScriptedServer, backup: ScriptedServer, tmp_path: Any
+) -> None:
+    import sqlite3
+
+    from graphloop.graph import ModelReply, Orchestrator, open_saver
+
+    server.add(reply(None, tool_call("add", a=1, b=2)), reply(None, tool_call("add", a=2, b=3)), error(404))
+    backup.add(reply("5, from the backup"))
+    context = chain(server, backup, retries=0)
+    orch = Orchestrator(TOOLS, db=tmp_path / "g.db", models=list(context.models))
+    async def collect() -> list[Any]:
+        return [event async for event in orch.stream("add twice", tokens=False)]
+
+    events = asyncio.run(collect())
+    assert [e.model for e in events if isinstance(e, ModelReply)] == ["primary", "primary", "backup"]
+    with sqlite3.connect(tmp_path / "g.db") as conn:
+        stored = conn.execute("SELECT count(*) FROM writes WHERE channel = 'answered_by'").fetchone()[0]
+    assert stored == 2  # "primary" once, then "backup"
+    with open_saver(tmp_path / "g.db") as saver:
+        values = compile_graph(checkpointer=saver).get_state({"configurable": {"thread_id": events[-1].result.thread_id}}).values
+    assert values["answered_by"] == "backup"

@@ -297,3 +297,12 @@ def test_the_savers_thread_ends_with_its_runs(server: ScriptedServer, model: Mod
     server.add(reply(None, tool_call("read_file", path="a.txt")), reply("Read it."))
     assert Orchestrator(TOOLS, db=sqlite_db, models=[model]).run_sync("read a.txt").response == "Read it."
     assert [t.name for t in threading.enumerate() if t.name.startswith("graphloop-saver")] == []
+
+
+def test_a_new_thread_gets_a_short_random_id(server: ScriptedServer, model: ModelConfig, sqlite_db: Path) -> None:
+    import re
+
+    server.add(reply("one"), reply("two"))
+    orch = Orchestrator(TOOLS, db=sqlite_db, models=[model])
+    first, second = orch.run_sync("a").thread_id, orch.run_sync("b").thread_id
+    assert re.fullmatch(r"[0-9a-f]{20}", first) and re.fullmatch(r"[0-9a-f]{20}", second) and first != second

@@ -47,3 +47,62 @@ def test_a_long_history_is_stored_once_not_copied_into_checkpoints(
         largest, history = conn.execute("SELECT max(length(checkpoint)), (SELECT sum(length(value)) FROM writes "
                                         "WHERE channel = 'messages') FROM checkpoints").fetchone()
     assert history > 130_000 and largest < 4_000
+
+
+def _layout(conn: sqlite3.Connection) -> dict[str, Any]:
+    """Each checkpoint table's columns (name, type, not null, default, key position) and whether
+    it has rowids."""
+    def has_rowid(table: str) -> bool:
+        try:
+            conn.execute(f"SELECT rowid FROM {table} LIMIT 1").fetchall()
+        except sqlite3.OperationalError:
+            return False
+        return True
+
+    return {table: ([row[1:] for row in conn.execute(f"PRAGMA table_info({table})")], has_rowid(table))
+            for table in ("checkpoints", "writes")}
+
+
+def test_a_new_file_keeps_langgraphs_columns_and_keys_with_checkpoints_stored_without_rowids(tmp_path: Path) -> None:
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    stock = sqlite3.connect(tmp_path / "stock.db", check_same_thread=False)
+    SqliteSaver(stock).setup()
+    with open_saver(tmp_path / "ours.db"):
+        pass
+    ours = sqlite3.connect(tmp_path / "ours.db")
+    theirs, mine = _layout(stock), _layout(ours)
+    assert {t: columns for t, (columns, _) in mine.items()} == {t: columns for t, (columns, _) in theirs.items()}
+    assert (mine["checkpoints"][1], mine["writes"][1], theirs["checkpoints"][1]) == (False, True, True)
+    assert ours.execute("PRAGMA page_size").fetchone()[0] == 8192
+    stock.close()
+    ours.close()
+
+
+def test_a_file_made_before_keeps_its_tables_and_pages(tmp_path: Path) -> None:
+    import shutil
+
+    db = shutil.copy(Path(__file__).parent / "fixtures" / "paused-0.4.0.db", tmp_path / "old.db")
+    with sqlite3.connect(db) as conn:
+        before = (_layout(conn), conn.execute("PRAGMA page_size").fetchone()[0])
+    with open_saver(db):
+        pass
+    with sqlite3.connect(db) as conn:
+        assert (_layout(conn), conn.execute("PRAGMA page_size").fetchone()[0]) == before
+    assert before[0]["checkpoints"][1] is True and before[1] == 4096
+
+
+def test_a_stock_saver_reads_a_new_files_checkpoints(
+    server: ScriptedServer, context: LoopContext, tmp_path: Path
+) -> None:
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    from graphloop.checkpointers.compression import CompressedSerializer
+
+    server.add(reply(None, tool_call("add", a=1, b=2)), reply("3"))
+    config: Any = {"configurable": {"thread_id": "t"}}
+    with open_saver(tmp_path / "g.db") as saver:
+        compile_graph(saver).invoke(start("add"), config, context=context)
+    with sqlite3.connect(tmp_path / "g.db", check_same_thread=False) as conn:
+        latest = SqliteSaver(conn, serde=CompressedSerializer()).get_tuple(config)
+    assert latest is not None and latest.checkpoint["channel_values"]["rounds"] == 2
