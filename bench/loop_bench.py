@@ -13,12 +13,18 @@ machines are shared and noisy). Measured:
   hand-written loop on `AsyncOpenAI`);
 - resuming one paused thread in a database holding 10,000 threads, against one holding one.
 
-Run: python bench/loop_bench.py  (about five minutes)
+First, when the `bench` extra is installed, `bench/peers_bench.py`'s two tables: graphloop per
+round beside LangGraph doing nothing (with and without flushes, and without checkpoints), the
+httpx loop, LangChain's `create_agent`, pydantic-ai and the OpenAI Agents SDK, interleaved; and
+50 threads at once.
+
+Run: pip install -e '.[bench]' && python bench/loop_bench.py  (about eight minutes)
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import platform
 import random
@@ -226,11 +232,27 @@ def resume_among_many(tmp: Path) -> list[str]:
             f"| {THREADS_IN_DB:,} threads | {among * 1000:.0f} ms | {among / alone:.2f}× |"]
 
 
+PEERS = ("langchain", "pydantic_ai", "agents")
+"""What `bench/peers_bench.py` runs beside graphloop: the `bench` extra."""
+
+
+def beside_peers(tmp: Path) -> list[str]:
+    """`bench/peers_bench.py`'s tables (graphloop beside LangGraph's floor, `create_agent`,
+    pydantic-ai and the Agents SDK), when the `bench` extra is installed."""
+    missing = [name for name in PEERS if importlib.util.find_spec(name) is None]
+    if missing:
+        return ["## Beside its peers", "",
+                f"Not run: {', '.join(missing)} not installed (pip install -e '.[bench]')."]
+    import peers_bench
+
+    return ["## Beside its peers", "", *asyncio.run(peers_bench.tables(tmp))]
+
+
 def main() -> None:
     print(f"# graphloop benchmarks, {date.today()}, {platform.machine()} {platform.system()}, "
           f"Python {sys.version.split()[0]}, {RESULT_CHARS} character tool results\n")
     with tempfile.TemporaryDirectory() as tmp:
-        for section in (per_round, concurrent, resume_among_many):
+        for section in (beside_peers, per_round, concurrent, resume_among_many):
             print("\n".join(section(Path(tmp))), end="\n\n", flush=True)
 
 

@@ -185,13 +185,17 @@ async def agents_sdk_run(url: str, rounds: int, _: Path) -> None:
     await Runner.run(agent, TASK, max_turns=rounds + 5)
 
 
+HAND = "hand-written `AsyncOpenAI` loop (no persistence)"
+HTTPX = "the same loop posting JSON with httpx (no SDK transform, no persistence)"
+BARE_FLOOR = "the same with no checkpoints at all"
+GRAPHLOOP = "**graphloop** (Orchestrator, SQLite, ledger)"
 SYSTEMS: dict[str, Callable[[str, int, Path], Awaitable[None]]] = {
-    "hand-written `AsyncOpenAI` loop (no persistence)": hand_loop,
-    "the same loop posting JSON with httpx (no SDK transform, no persistence)": httpx_loop,
+    HAND: hand_loop,
+    HTTPX: httpx_loop,
     "LangGraph alone, three steps per round doing nothing, SQLite WAL, `durability=\"sync\"`": floor("FULL"),
     "the same with `PRAGMA synchronous=NORMAL`": floor("NORMAL"),
-    "the same with no checkpoints at all": floor(None),
-    "**graphloop** (Orchestrator, SQLite, ledger)": graphloop_run,
+    BARE_FLOOR: floor(None),
+    GRAPHLOOP: graphloop_run,
     "LangChain `create_agent` + SQLite saver": create_agent_run,
     "pydantic-ai agent (in memory)": pydantic_ai_run,
     "OpenAI Agents SDK (in memory)": agents_sdk_run,
@@ -207,12 +211,15 @@ async def per_round(tmp: Path) -> list[str]:
                 await system(server.url, ROUNDS, tmp / f"r{attempt}-{n}.db")
                 if attempt:
                     times[name].append((time.perf_counter() - started) / ROUNDS * 1000)
-    base = statistics.median(times[next(iter(SYSTEMS))])
+    ms = {name: statistics.median(measured) for name, measured in times.items()}
+    base = ms[HAND]
     lines = ["| loop | ms per round | ratio to the hand-written loop |", "|---|---|---|"]
-    for name, measured in times.items():
-        ms = statistics.median(measured)
-        lines.append(f"| {name} | {ms:.1f} | {ms / base:.2f} |")
-    return [f"## Per round, {ROUNDS} rounds (medians of 3)", *lines]
+    lines += [f"| {name} | {value:.1f} | {value / base:.2f} |" for name, value in ms.items()]
+    floor_and_httpx = ms[BARE_FLOOR] + ms[HTTPX]
+    return [f"## Per round, {ROUNDS} rounds (medians of 3)", *lines, "",
+            f"graphloop per round: {ms[GRAPHLOOP] / floor_and_httpx:.2f}× the no-checkpoint floor plus the "
+            f"httpx loop ({floor_and_httpx:.1f} ms; issue 16's target: at most 1.3×), "
+            f"{ms[GRAPHLOOP] / base:.2f}× the hand-written loop (target: at most 0.6×)"]
 
 
 async def threads(tmp: Path) -> list[str]:
@@ -232,7 +239,13 @@ async def threads(tmp: Path) -> list[str]:
     base = statistics.median(rates["hand-written async loop"])
     lines = ["| system | rounds per second | ratio |", "|---|---|---|"]
     lines += [f"| {name} | {statistics.median(r):.0f} | {statistics.median(r) / base:.2f} |" for name, r in rates.items()]
-    return [f"## {THREADS} threads at once, {THREAD_ROUNDS} rounds each (medians of 3)", *lines]
+    return [f"## {THREADS} threads at once, {THREAD_ROUNDS} rounds each (medians of 3)", *lines, "",
+            "issue 16's target: graphloop at least 0.7× the hand-written async loop"]
+
+
+async def tables(tmp: Path) -> list[str]:
+    """Both tables, with the versions measured: what `bench/loop_bench.py` prints first."""
+    return [versions(), "", *await per_round(tmp), "", *await threads(tmp)]
 
 
 def versions() -> str:
@@ -242,10 +255,9 @@ def versions() -> str:
 
 async def main() -> None:
     print(f"# graphloop beside its peers, {date.today()}, {platform.machine()} {platform.system()}, "
-          f"Python {sys.version.split()[0]}\n\n{versions()}\n")
+          f"Python {sys.version.split()[0]}\n")
     with tempfile.TemporaryDirectory() as tmp:
-        for section in (per_round, threads):
-            print("\n".join(await section(Path(tmp))), end="\n\n", flush=True)
+        print("\n".join(await tables(Path(tmp))), flush=True)
 
 
 if __name__ == "__main__":

@@ -45,8 +45,11 @@ class OnItsThread(BaseCheckpointSaver[str]):
     """
 
     _pool: ThreadPool | None = None
+    _closed = False
 
     async def _hop(self, func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        if self._closed:  # no new thread for a closed connection: its own error, at once
+            return func(*args, **kwargs)
         if self._pool is None:
             self._pool = ThreadPool("graphloop-saver", 1)
         call = functools.partial(func, *args, **kwargs)
@@ -55,6 +58,7 @@ class OnItsThread(BaseCheckpointSaver[str]):
     def close(self) -> None:
         """Wait for the calls given to the saver's thread, and let it end (before the
         connection closes)."""
+        self._closed = True
         if self._pool is not None:
             self._pool.shutdown()
 

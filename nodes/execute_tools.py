@@ -244,17 +244,27 @@ async def run_tool(job: ToolJob, runtime: Runtime[LoopContext]) -> LoopUpdate:
         if ledger is not None:
             await in_db_thread(ledger.record_call, call_entry(job, "refused"))
         return _reply(job, refusal, "error")
+    late: ToolCallEntry | None = None
     if ledger is not None:
-        earlier = await in_db_thread(ledger.claim_call, call_entry(job, "running"))
+        earlier, late = await in_db_thread(_claim, ledger, job)
         if earlier is not None:
             return await _claimed_before(ledger, job, earlier)
     started = time.monotonic()
-    outcome = await run_call(job, runtime.context, ledger)
+    outcome = await run_call(job, runtime.context, late)
     if ledger is not None:
         await in_db_thread(ledger.finish_call, current_thread(), job["id"], outcome.status,
                            duration_ms=(time.monotonic() - started) * 1000, result=outcome.text)
     follow_late(ledger, job, outcome, started)  # a sync call still running past its timeout
     return _reply(job, outcome.text, "success" if outcome.status == "success" else "error")
+
+
+def _claim(ledger: Ledger, job: ToolJob) -> tuple[ToolCallEntry | None, ToolCallEntry | None]:
+    """Claim the call (flushed), then look for a `late` twin of it, in one trip to the database
+    thread: the earlier claim if there is one, else None and the twin if there is one."""
+    earlier = ledger.claim_call(call_entry(job, "running"))
+    if earlier is not None:
+        return earlier, None
+    return None, ledger.late_twin(current_thread(), job["name"], job["args"])
 
 
 def _gate_here(job: ToolJob, context: LoopContext) -> str | None:

@@ -30,7 +30,14 @@ from typing import Any
 from langchain_core.messages import ToolCall, ToolMessage
 from langchain_core.tools import BaseTool
 
-from graphloop.checkpointers import CallStatus, Ledger, ThreadPool, as_another_caller, call_hash, in_db_thread
+from graphloop.checkpointers import (
+    CallStatus,
+    Ledger,
+    ThreadPool,
+    ToolCallEntry,
+    as_another_caller,
+    call_hash,
+)
 from graphloop.nodes.audit import run_settings
 from graphloop.nodes.context import LoopContext
 from graphloop.nodes.state import ToolJob
@@ -68,10 +75,11 @@ _late: dict[tuple[str, str], _Late] = {}
 _late_lock = threading.Lock()
 
 
-async def run_call(job: ToolJob, context: LoopContext, ledger: Ledger | None) -> Outcome:
-    """Run `job` once, unless the same call of this thread is `late`; never raises but for a
-    `KeyboardInterrupt` or a cancelled run."""
-    twin = await _answer_for_twin(job, ledger)
+async def run_call(job: ToolJob, context: LoopContext, late_in_ledger: ToolCallEntry | None = None) -> Outcome:
+    """Run `job` once, unless the same call of this thread is `late` (in this process, or
+    `late_in_ledger`: what `Ledger.late_twin` found when the call was claimed); never raises but
+    for a `KeyboardInterrupt` or a cancelled run."""
+    twin = _answer_for_twin(job, late_in_ledger)
     if twin is not None:
         return twin
     tool = context.tools.get(job["name"])
@@ -180,16 +188,15 @@ def _key(thread_id: str, job: ToolJob) -> tuple[str, str]:
     return thread_id, call_hash(job["name"], job["args"])
 
 
-async def _answer_for_twin(job: ToolJob, ledger: Ledger | None) -> Outcome | None:
+def _answer_for_twin(job: ToolJob, found: ToolCallEntry | None) -> Outcome | None:
     """The answer for a call identical to a `late` one of this thread (this process's, or
-    another's in the ledger), which is then not run; None when there is none."""
+    another's `found` in the ledger), which is then not run; None when there is none."""
     thread_id = _thread_id()
     if thread_id is None:
         return None
     late, ended = _take_late(thread_id, job)
     if late is not None:
         return _answer_from(job["name"], late, ended)
-    found = None if ledger is None else await in_db_thread(ledger.late_twin, thread_id, job["name"], job["args"])
     if found is None:
         return None
     return Outcome(f"Not run: the same call to {job['name']!r} (call {found['call_id']}, started "

@@ -5,6 +5,7 @@ without "database is locked" (SQLite in WAL mode with a busy timeout) and on Pos
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -72,7 +73,7 @@ def test_runs_at_once_share_one_session_and_the_last_to_finish_closes_it(db: Pat
                     assert second is first and same_ledger is ledger
                     raise RuntimeError("boom")  # one run failing leaves the others their session
             assert (await first.aget_state(config)).values == {}
-        with pytest.raises((ValueError, PoolClosed)):  # closed by the last run out
+        with pytest.raises((sqlite3.ProgrammingError, PoolClosed)):  # closed by the last run out
             await first.aget_state(config)
         async with shared() as (fresh, _):
             assert fresh is not first and (await fresh.aget_state(config)).values == {}
@@ -93,7 +94,7 @@ def test_runs_at_once_share_one_session_and_the_last_to_finish_closes_it(db: Pat
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        with pytest.raises((ValueError, PoolClosed)):  # a cancelled run closes its session too
+        with pytest.raises((sqlite3.ProgrammingError, PoolClosed)):  # a cancelled run closes its session too
             await held[0].aget_state(config)
 
     asyncio.run(at_once())

@@ -279,3 +279,25 @@ def test_an_async_tool_can_run_another_orchestrator_with_run_sync(
         inner_server.assert_all_used()
     assert isinstance(result, OrchestratorResult) and result.response == "the expert says 42"
     assert sent_tool_texts(server) == ["42"]
+
+
+def test_a_call_left_late_by_another_process_is_not_run_again(
+    server: ScriptedServer, model: ModelConfig, sqlite_db: Path,
+) -> None:
+    """The ledger's twin, found in the same trip to the database thread as the claim."""
+    from graphloop.graph import open_ledger
+
+    with open_ledger(sqlite_db) as ledger:  # another process's call, still running past its timeout
+        assert ledger.claim_call({
+            "thread_id": "t", "call_id": "elsewhere", "round": 1, "tool": "charge_card",
+            "args": {"card": "c1", "amount": 5}, "status": "running", "started_at": "2026-12-01T00:00:00+00:00",
+            "duration_ms": None, "model": "primary", "user_id": None, "user_role": "user", "result_chars": None}) is None
+        ledger.finish_call("t", "elsewhere", "late")
+    card = Card()
+    orch = Orchestrator([card.charge_card], db=sqlite_db, models=[model])
+    server.add(reply(None, tool_call("charge_card", card="c1", amount=5)), reply("not sure"))
+    orch.run_sync("charge c1 5", thread_id="t")
+    [answer] = sent_tool_texts(server)
+    assert answer.startswith("Not run: the same call to 'charge_card' (call elsewhere, started 2026-12-01")
+    assert card.charges == []
+    assert [c["status"] for c in orch.approvals.tool_calls("t")] == ["late", "refused"]
