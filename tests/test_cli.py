@@ -293,7 +293,7 @@ def test_thread_ids_are_printed_whole_at_80_columns(server: ScriptedServer, db: 
     ran = invoke("run", "delete", *TOOL_ARGS, "--db", str(db), "--no-input", server=server, COLUMNS="80")
     [entry] = Approvals(db).pending()
     thread = entry["thread_id"]
-    assert len(thread) == 32 and f"thread {thread}: answer it with `graphloop approve {thread} " in ran.output
+    assert len(thread) == 20 and f"thread {thread}: answer it with `graphloop approve {thread} " in ran.output
     listed = invoke("pending", "--db", str(db), server=server, COLUMNS="80")
     assert listed.exit_code == 0 and f"│ {thread} │" in listed.output
     assert max(len(line) for line in listed.output.splitlines()) <= 80

@@ -123,7 +123,7 @@ def test_the_end_of_input_at_the_gate_leaves_the_thread_waiting(terminal: Termin
     assert terminal.exit_code() == 1
     [entry] = Approvals(db).pending()
     thread = entry["thread_id"]
-    assert len(thread) == 32
+    assert len(thread) == 20
     assert f"thread {thread}: answer it with `graphloop approve {thread} --db {db} " in terminal.screen
     assert "no answer: nothing was decided" in terminal.screen
     assert Approvals(db).decisions() == [] and deleted(db) == []
