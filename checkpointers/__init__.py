@@ -34,12 +34,15 @@ from graphloop.checkpointers.ledger import (
     DecisionEntry,
     InboxEntry,
     Ledger,
+    ModelCallEntry,
     Rule,
     RuleEntry,
     ToolCallEntry,
+    UsageTotals,
     call_hash,
     is_postgres_url,
 )
+from graphloop.checkpointers.model_calls import UsageGroup
 from graphloop.checkpointers.redact import redact
 from graphloop.checkpointers.rows import now
 from graphloop.checkpointers.savers import (
@@ -77,6 +80,7 @@ __all__ = [
     "InvalidDecisionError",
     "Ledger",
     "LedgerWarning",
+    "ModelCallEntry",
     "ModelCallError",
     "ModelUnavailableError",
     "MissingToolsError",
@@ -94,6 +98,8 @@ __all__ = [
     "ToolCallEntry",
     "UnknownThreadError",
     "UnusableDatabaseError",
+    "UsageGroup",
+    "UsageTotals",
     "as_another_caller",
     "attach_ledger",
     "call_hash",

@@ -12,6 +12,8 @@ tool_calls` shows the audit; in PostgreSQL the same tables live beside langgraph
                  was asked; the first decision for a call wins, a second raises AlreadyDecidedError
     inbox        one row per thread waiting for a decision
     tool_rules   remembered per-user rules: always allow a tool, always ask, never allow
+    model_calls  one row per request to a model: tokens in and out, latency, how it ended
+                 (`graphloop.checkpointers.model_calls`)
 
 No secret is ever written: rows hold model labels, never keys.
 
@@ -50,6 +52,7 @@ from collections.abc import Mapping, Sequence, Sized
 from contextlib import AbstractContextManager
 from typing import Any, Protocol, cast
 
+from graphloop.checkpointers import model_calls
 from graphloop.checkpointers.blocking import Held
 from graphloop.checkpointers.drivers import Drivers
 from graphloop.checkpointers.encoding import dumps
@@ -59,9 +62,11 @@ from graphloop.checkpointers.rows import (
     CallStatus,
     DecisionEntry,
     InboxEntry,
+    ModelCallEntry,
     Rule,
     RuleEntry,
     ToolCallEntry,
+    UsageTotals,
     call_hash,
     now,
 )
@@ -73,9 +78,11 @@ __all__ = [
     "DecisionEntry",
     "InboxEntry",
     "Ledger",
+    "ModelCallEntry",
     "Rule",
     "RuleEntry",
     "ToolCallEntry",
+    "UsageTotals",
     "call_hash",
     "now",
 ]
@@ -216,6 +223,26 @@ class Ledger(Held, ABC):
         where, args = _where("thread_id", thread_id)
         return [_call_entry(r) for r in self._rows(
             f"SELECT {_CALL_COLUMNS} FROM tool_calls{where} ORDER BY started_at, {self.order_key}", args)]
+
+    # -- model calls ------------------------------------------------------------------------
+
+    def record_model_calls(self, entries: Sequence[ModelCallEntry]) -> None:
+        """Record requests to models (`graphloop.nodes.usage`); not flushed: a power cut may
+        lose the last ones, never a claim."""
+        with self._transaction() as tx:
+            model_calls.insert(tx, entries)
+
+    def model_calls(self, thread_id: str | None = None, run_id: str | None = None) -> list[ModelCallEntry]:
+        """Every request to a model, oldest first; of one thread (and run) when given."""
+        with self._transaction(write=False) as tx:
+            return model_calls.rows(tx, self.order_key, thread_id, run_id)
+
+    def usage(self, *, thread_id: str | None = None, run_id: str | None = None, since: str | None = None,
+              by: model_calls.UsageGroup | None = None) -> list[UsageTotals]:
+        """Model calls and tokens summed: over all rows (one sum), or per user, model or thread
+        (`by`), largest first; of one thread or run, or from `since` (an ISO time) on."""
+        with self._transaction(write=False) as tx:
+            return model_calls.totals(tx, thread_id=thread_id, run_id=run_id, since=since, by=by)
 
     # -- decisions --------------------------------------------------------------------------
 

@@ -18,6 +18,16 @@ from graphloop.checkpointers.ledger import SCHEMA_VERSION, Cursor, Ledger
 
 __all__ = ["PostgresLedger"]
 
+_MODEL_CALLS = """
+CREATE TABLE IF NOT EXISTS model_calls (
+    thread_id TEXT NOT NULL, run_id TEXT, round INTEGER, model TEXT, purpose TEXT, outcome TEXT NOT NULL,
+    input_tokens INTEGER, output_tokens INTEGER, counted INTEGER, latency_ms DOUBLE PRECISION,
+    started_at TEXT, user_id TEXT, seq BIGSERIAL PRIMARY KEY);
+CREATE INDEX IF NOT EXISTS model_calls_thread_run ON model_calls (thread_id, run_id);
+CREATE INDEX IF NOT EXISTS model_calls_started_at ON model_calls (started_at);
+"""
+"""Added after 0.4.0: made in a database whose other tables are there already."""
+
 _TABLES = """
 CREATE TABLE IF NOT EXISTS graphloop_meta (key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS tool_calls (
@@ -37,7 +47,9 @@ CREATE INDEX IF NOT EXISTS inbox_waiting_since ON inbox (waiting_since);
 CREATE TABLE IF NOT EXISTS tool_rules (
     user_id TEXT NOT NULL, tool TEXT NOT NULL, rule TEXT, granted_by TEXT, granted_at TEXT,
     PRIMARY KEY (user_id, tool));
-"""
+""" + _MODEL_CALLS
+
+
 
 
 def _create_tables(pool: ConnectionPool[Connection[dict[str, Any]]]) -> None:
@@ -51,6 +63,7 @@ def _create_tables(pool: ConnectionPool[Connection[dict[str, Any]]]) -> None:
             found = None if row is None else int(row["value"])
         Ledger.check_version(found)
         if found == SCHEMA_VERSION:
+            conn.execute(_MODEL_CALLS)  # pyright: ignore[reportArgumentType]  # a constant
             return
         conn.execute(_TABLES)  # pyright: ignore[reportArgumentType]  # a constant
         conn.execute("INSERT INTO graphloop_meta (key, value) VALUES ('schema_version', %s) "

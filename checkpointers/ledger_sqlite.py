@@ -113,19 +113,21 @@ class SqliteLedger(Ledger):
         with self._lock:
             found = self._schema_version()
             self.check_version(found)
-            if found == SCHEMA_VERSION:
+            if found == SCHEMA_VERSION and self._has_table("model_calls"):  # (0.4.0 made none)
                 return
             # one creator at a time: the write lock first (waiting up to the busy timeout), then
             # look again, since another process may have made the tables meanwhile
             with self._transaction():
                 found = self._schema_version()
                 self.check_version(found)
-                if found != SCHEMA_VERSION:
-                    self._make_tables(sqlite_utils.Database(self._conn))
+                self._make_tables(sqlite_utils.Database(self._conn))  # each only if it is missing
+
+    def _has_table(self, name: str) -> bool:
+        return self._conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                                  (name,)).fetchone() is not None
 
     def _schema_version(self) -> int | None:
-        if not self._conn.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'graphloop_meta'").fetchone():
+        if not self._has_table("graphloop_meta"):
             return None
         row = self._conn.execute("SELECT value FROM graphloop_meta WHERE key = 'schema_version'").fetchone()
         return None if row is None else int(row[0])
@@ -153,6 +155,13 @@ class SqliteLedger(Ledger):
         db.table("tool_rules").create(
             {"user_id": str, "tool": str, "rule": str, "granted_by": str, "granted_at": str},
             pk=("user_id", "tool"), if_not_exists=True)
+        db.table("model_calls").create(
+            {"thread_id": str, "run_id": str, "round": int, "model": str, "purpose": str, "outcome": str,
+             "input_tokens": int, "output_tokens": int, "counted": int, "latency_ms": float,
+             "started_at": str, "user_id": str},
+            not_null=["thread_id", "outcome"], if_not_exists=True)
+        db.table("model_calls").create_index(["thread_id", "run_id"], if_not_exists=True)
+        db.table("model_calls").create_index(["started_at"], if_not_exists=True)
         self._conn.execute(
             "INSERT OR IGNORE INTO graphloop_meta (key, value) VALUES ('schema_version', ?)",
             (str(SCHEMA_VERSION),))

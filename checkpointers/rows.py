@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Literal, NotRequired, TypedDict, get_args
 
-__all__ = ["RULES", "CallStatus", "DecisionEntry", "InboxEntry", "Rule", "RuleEntry", "ToolCallEntry",
-           "call_hash", "now"]
+__all__ = ["RULES", "CallStatus", "DecisionEntry", "InboxEntry", "ModelCallEntry", "Rule", "RuleEntry",
+           "ToolCallEntry", "UsageTotals", "call_hash", "now"]
 
 CallStatus = Literal["running", "success", "error", "timeout", "unknown", "refused", "rejected",
                      "responded", "abandoned", "late", "late_success", "late_error"]
@@ -78,6 +78,39 @@ class InboxEntry(TypedDict):
     decided: NotRequired[bool]
     """When read back: its decisions are recorded but not carried out yet (normally for
     milliseconds; for good when the deciding process stopped: a plain resume carries them out)."""
+
+
+class ModelCallEntry(TypedDict):
+    """One request to a model (see `graphloop.nodes.usage`)."""
+
+    thread_id: str
+    run_id: str
+    """The run it belongs to ("" when the graph was invoked without one)."""
+    round: int
+    model: str
+    """The model's label (never its key)."""
+    purpose: Literal["turn", "question", "final"]
+    outcome: Literal["answered", "retried", "failed", "fallback"]
+    input_tokens: int | None
+    output_tokens: int | None
+    counted: bool
+    """The server reported no usage: graphloop counted the tokens."""
+    latency_ms: float
+    started_at: str
+    user_id: str | None
+
+
+class UsageTotals(TypedDict):
+    """Model calls and tokens summed over some rows of `model_calls` (`Ledger.usage`)."""
+
+    key: str | None
+    """The user, model or thread the sum is for, when grouped; else None."""
+    model_calls: int
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+    counted_calls: int
+    """Calls whose tokens graphloop counted because the server reported none."""
 
 
 class RuleEntry(TypedDict):

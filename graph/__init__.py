@@ -18,6 +18,7 @@ from graphloop.checkpointers import (
     Ledger,
     LedgerWarning,
     MissingToolsError,
+    ModelCallEntry,
     ModelCallError,
     ModelUnavailableError,
     NotPausedError,
@@ -33,6 +34,8 @@ from graphloop.checkpointers import (
     ToolCallEntry,
     UnknownThreadError,
     UnusableDatabaseError,
+    UsageGroup,
+    UsageTotals,
     attach_ledger,
     call_hash,
     db_label,
@@ -61,6 +64,7 @@ from graphloop.graph.results import (
     Token,
     ToolResult,
     Update,
+    Usage,
 )
 from graphloop.graph.retention import PruneReport
 from graphloop.nodes import (
@@ -137,6 +141,7 @@ __all__ = [
     "LoopGraph",
     "LoopState",
     "LoopUpdate",
+    "ModelCallEntry",
     "ModelCallError",
     "ModelConfig",
     "ModelLike",
@@ -179,6 +184,9 @@ __all__ = [
     "UnknownThreadError",
     "UnusableDatabaseError",
     "Update",
+    "Usage",
+    "UsageGroup",
+    "UsageTotals",
     "ask_user",
     "attach_ledger",
     "build_graph",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Generator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from os import PathLike
 
 from graphloop.checkpointers import (
@@ -19,9 +20,12 @@ from graphloop.checkpointers import (
     DecisionEntry,
     InboxEntry,
     Ledger,
+    ModelCallEntry,
     Rule,
     RuleEntry,
     ToolCallEntry,
+    UsageGroup,
+    UsageTotals,
     open_ledger,
 )
 
@@ -85,6 +89,25 @@ class Approvals:
         """The audit of tool calls, oldest first (of one thread when given)."""
         with self._ledger() as ledger:
             return ledger.tool_calls(thread_id)
+
+    def model_calls(self, thread_id: str | None = None, run_id: str | None = None) -> list[ModelCallEntry]:
+        """Every request to a model, oldest first (of one thread, and run, when given): tokens in
+        and out, latency, how it ended (see `graphloop.nodes.usage`)."""
+        with self._ledger() as ledger:
+            return ledger.model_calls(thread_id, run_id)
+
+    def usage(self, *, since: timedelta | None = None, by: UsageGroup | None = None,
+              thread_id: str | None = None) -> list[UsageTotals]:
+        """Model calls and tokens summed (one sum, or per user, model or thread with `by`,
+        largest first), over the last `since` when given, of one thread when given.
+
+        Example:
+            >>> Approvals(":memory:").usage(since=timedelta(days=7), by="model")
+            []
+        """
+        start = None if since is None else (datetime.now(UTC) - since).isoformat(timespec="milliseconds")
+        with self._ledger() as ledger:
+            return ledger.usage(thread_id=thread_id, since=start, by=by)
 
     def decisions(self, thread_id: str | None = None) -> list[DecisionEntry]:
         """Every decision, oldest first (of one thread when given)."""

@@ -14,8 +14,9 @@ import os
 import re
 from collections.abc import Callable, Generator, Sequence
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal, ParamSpec, TypeVar
+from typing import Annotated, Any, Literal, ParamSpec, TypeVar, cast
 
 import typer
 from langchain_core.messages import AIMessage, AnyMessage, ToolMessage
@@ -321,6 +322,42 @@ def history(
         calls = "\n".join(call_text(c) for c in (m.tool_calls if isinstance(m, AIMessage) else []))
         table.add_row(str(i), m.type, m.text[:200], calls)
     console.print(table)
+    model_calls = Approvals(path).model_calls(thread)
+    if model_calls:
+        calls_table = Table("round", "model", "for", "outcome", "tokens in", "tokens out", "ms", title="model calls")
+        for c in model_calls:
+            tokens = [_tokens(c["input_tokens"], c["counted"]), _tokens(c["output_tokens"], c["counted"])]
+            calls_table.add_row(str(c["round"]), c["model"], c["purpose"], c["outcome"], *tokens, f"{c['latency_ms']:.0f}")
+        console.print(calls_table)
+
+
+def _tokens(count: int | None, counted: bool) -> str:
+    """A token count as the tables show it: `-` when unknown, `~` before a counted one."""
+    return "-" if count is None else f"{'~' if counted else ''}{count:,}"
+
+
+_BY = ("user", "model", "thread")
+
+
+@app.command()
+@_one_line_errors
+def usage(
+    since: Annotated[str | None, typer.Option("--since", help="Only the last 7d, 12h, 45m or 10s")] = None,
+    by: Annotated[str | None, typer.Option("--by", help="One row per user, model or thread")] = None,
+    config: ConfigOpt = None, db: DbOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """Show the model calls and tokens the runs used, as the servers reported them (or counted)."""
+    if by is not None and by not in _BY:
+        raise ConfigurationError(f"--by {by!r} is not one of user, model, thread")
+    rows = Approvals(existing_database(config, _db(db))).usage(since=_age(since) if since else None, by=cast(Any, by))
+    if as_json:
+        typer.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    table = Table(*([by] if by else []), "model calls", "tokens in", "tokens out", "total", "counted calls")
+    for r in rows:
+        sums = [f"{r[k]:,}" for k in ("model_calls", "input_tokens", "output_tokens", "total_tokens", "counted_calls")]
+        table.add_row(*([r["key"] or "-"] if by else []), *sums)
+    console.print(table if rows else "no model calls recorded")
 
 
 @app.command()
@@ -331,13 +368,17 @@ def prune(
     config: ConfigOpt = None, db: DbOpt = None,
 ) -> None:
     """Delete finished threads older than an age and reclaim the space (paused ones stay)."""
-    try:
-        age = parse_age(older_than)
-    except ValueError as exc:
-        raise ConfigurationError(str(exc)) from None
+    age = _age(older_than)
     # a maintenance command: a mistyped --db is an error, not a new empty database
     report = Orchestrator(db=existing_database(config, _db(db))).prune_sync(age, audit=audit)
     console.print(f"deleted {len(report.deleted)} finished thread(s); {report.kept} kept")
+
+
+def _age(text: str) -> timedelta:
+    try:
+        return parse_age(text)
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from None
 
 
 @app.command()

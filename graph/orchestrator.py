@@ -18,6 +18,7 @@ from dataclasses import replace
 from datetime import timedelta
 from functools import partial
 from typing import Any, Unpack, cast
+from uuid import uuid4
 
 from langchain_core.messages import (
     AnyMessage,
@@ -57,6 +58,7 @@ from graphloop.graph.results import (
     PendingConfirmation,
     RunEvent,
     ToolCallRecord,
+    Usage,
     event_of,
     result_of,
 )
@@ -66,6 +68,7 @@ from graphloop.graph.sessions import SharedSession
 from graphloop.graph.snapshots import VERSION, check_new_task, relist_paused
 from graphloop.nodes import (
     DEFAULT_MAX_ROUNDS,
+    RUN_KEY,
     STATE_VERSION,
     Branch,
     CompactionSettings,
@@ -258,7 +261,8 @@ class Orchestrator:
         context = self._context(options.get("model_cfg"))
         if policy is not None:
             check_policy(policy, context)
-        config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
+        run_id = uuid4().hex  # the ledger's rows of this run's model calls (`result.usage`)
+        config: RunnableConfig = {"configurable": {"thread_id": thread_id, RUN_KEY: run_id}}
         modes: list[StreamMode] = ["updates", "messages"] if tokens else ["updates"]
         async with self._session(context) as (graph, context), _held(context, thread_id, options.get("wait")):
             snapshot = await graph.aget_state(config)
@@ -273,10 +277,11 @@ class Orchestrator:
                     answered_by = event.model if isinstance(event, ModelReply) else answered_by
                     yield event
             snapshot = await graph.aget_state(config)
+            usage = None
             if context.ledger is not None:  # every result is in the checkpoint now: the ledger's copies can go
                 # flushed when the run pauses: the pause a person will answer is on disk
-                await in_db_thread(partial(context.ledger.forget_results, thread_id, flush=bool(snapshot.interrupts)))
-        result = result_of(snapshot.values, snapshot.interrupts, thread_id)
+                usage = await in_db_thread(_ended, context.ledger, thread_id, run_id, bool(snapshot.interrupts))
+        result = replace(result_of(snapshot.values, snapshot.interrupts, thread_id), usage=usage)
         if result.checkpoint is not None:
             yield Paused(result.checkpoint)
         yield Finished(result)
@@ -388,6 +393,14 @@ def _held(context: LoopContext, thread_id: str, wait: float | None) -> AbstractA
     if context.ledger is None:
         return nullcontext()
     return context.ledger.drivers.adrive(thread_id, wait or 0.0, reentrant=False)
+
+
+def _ended(ledger: Ledger, thread_id: str, run_id: str, paused: bool) -> Usage:
+    """A run's last ledger work, in one trip: its kept results go (flushed when it paused), and
+    its model calls are summed."""
+    ledger.forget_results(thread_id, flush=paused)
+    return Usage.of(ledger.usage(thread_id=thread_id, run_id=run_id),
+                    ledger.usage(thread_id=thread_id, run_id=run_id, by="model"))
 
 
 async def _result(events: AsyncGenerator[RunEvent, None]) -> OrchestratorResult:

@@ -7,12 +7,13 @@ and `Compacted` as nodes finish, any other node `Update`, then `Paused` or `Fini
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict, cast
 
 from langchain_core.messages import AIMessage, AIMessageChunk, AnyMessage, ToolMessage
 from langgraph.types import Interrupt
 
+from graphloop.checkpointers import UsageTotals
 from graphloop.nodes import (
     CALL_MODEL,
     COMPACT,
@@ -36,6 +37,7 @@ __all__ = [
     "ToolCallRecord",
     "ToolResult",
     "Update",
+    "Usage",
     "event_of",
     "result_of",
 ]
@@ -69,6 +71,31 @@ class PendingConfirmation:
 
 
 @dataclass(frozen=True)
+class Usage:
+    """The model calls of one run (or resume) and their tokens, as the ledger recorded them
+    (see `graphloop.nodes.usage`): the question and the final answer count too."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    total_tokens: int = 0
+    model_calls: int = 0
+    """Requests sent, retries and failures included."""
+    counted_calls: int = 0
+    """Calls whose tokens graphloop counted because the server reported none."""
+    by_model: Mapping[str, UsageTotals] = field(default_factory=dict[str, UsageTotals])
+    """The same sums per model label."""
+
+    @classmethod
+    def of(cls, totals: Sequence[UsageTotals], by_model: Sequence[UsageTotals]) -> Usage:
+        """From `Ledger.usage` sums: over the run, and per model."""
+        if not totals:
+            return cls()
+        whole = totals[0]
+        return cls(whole["input_tokens"], whole["output_tokens"], whole["total_tokens"], whole["model_calls"],
+                   whole["counted_calls"], {str(t["key"]): t for t in by_model})
+
+
+@dataclass(frozen=True)
 class OrchestratorResult:
     """What a run or resume returns. `checkpoint` is set only while waiting for a decision."""
 
@@ -78,6 +105,9 @@ class OrchestratorResult:
     """Label of the model that produced `response` ("graphloop" for the limit summary)."""
     checkpoint: PendingConfirmation | None
     thread_id: str
+    usage: Usage | None = None
+    """This run's model calls and tokens; None without a ledger (a saver you opened yourself
+    without `attach_ledger`)."""
 
 
 def _records(messages: Sequence[AnyMessage]) -> list[ToolCallRecord]:

@@ -146,7 +146,7 @@ def handler_for(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
             return True
 
         def _answer(self, index: int, body: dict[str, Any], scripted: ScriptedReply) -> None:
-            completion = server._completion(scripted)  # pyright: ignore[reportPrivateUsage]
+            completion = server._completion(scripted, body)  # pyright: ignore[reportPrivateUsage]
             options: dict[str, Any] = body.get("stream_options") or {}
             if body.get("stream"):
                 self._stream(completion, bool(options.get("include_usage")), scripted)
@@ -169,7 +169,7 @@ def handler_for(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
                 self.wfile.flush()
                 self.close_connection = True
                 return
-            if usage:
+            if usage and "usage" in completion:
                 events.append({k: completion[k] for k in ("id", "created", "model")}
                               | {"object": "chat.completion.chunk", "choices": [],
                                  "usage": completion["usage"]})

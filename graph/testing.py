@@ -157,6 +157,9 @@ class ScriptedServer:
             naming the first tool as text (`functions.add:`), as llama-cpp-python's
             `chatml-function-calling` format does.
         refuses_tool_choice_none: In strict mode, answer `tool_choice: "none"` with a 400.
+        reports_usage: Report each reply's `usage` (in a stream's last chunk when asked with
+            `stream_options.include_usage`), as OpenAI does; False for a server that reports
+            none. The figures are kept in `usages`.
 
     Example:
         >>> with ScriptedServer([reply("Hi")], strict=True, api_key="sk-1") as server:
@@ -166,7 +169,7 @@ class ScriptedServer:
     def __init__(self, replies: Iterable[ScriptedReply | ReplyFn] = (), *, model: str = "scripted",
                  strict: bool = False, api_key: str | None = None, streams_tools: bool = False,
                  empty_stream: EmptyStream = "no_chunk", system_breaks_tools: bool = False,
-                 refuses_tool_choice_none: bool = False) -> None:
+                 refuses_tool_choice_none: bool = False, reports_usage: bool = True) -> None:
         if empty_stream not in ("no_chunk", "empty_reply"):
             raise ValueError(f"empty_stream={empty_stream!r}: expected 'no_chunk' or 'empty_reply'")
         self.model = model
@@ -175,6 +178,10 @@ class ScriptedServer:
         self.empty_stream: EmptyStream = empty_stream
         self.system_breaks_tools = system_breaks_tools
         self.refuses_tool_choice_none = refuses_tool_choice_none
+        self.reports_usage = reports_usage
+        self.usages: list[dict[str, int]] = []
+        """The `usage` of each reply, in order (when `reports_usage`): a quarter of the request's
+        and of the reply's characters, as a real server reports its own tokenizer's counts."""
         self.api_key = api_key
         self.requests: list[RecordedRequest] = []
         self.refusals: list[Refusal] = []
@@ -300,7 +307,16 @@ class ScriptedServer:
             self._used += 1
         return item(body) if callable(item) else item
 
-    def _completion(self, scripted: ScriptedReply) -> dict[str, Any]:
+    def _usage(self, body: dict[str, Any], message: dict[str, Any]) -> dict[str, int]:
+        asked = len(json.dumps(body.get("messages", []))) + len(json.dumps(body.get("tools", [])))
+        answered = len(message.get("content") or "") + len(json.dumps(message.get("tool_calls", [])))
+        usage = {"prompt_tokens": asked // 4, "completion_tokens": answered // 4 + 1}
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        with self._lock:
+            self.usages.append(usage)
+        return usage
+
+    def _completion(self, scripted: ScriptedReply, body: dict[str, Any]) -> dict[str, Any]:
         n = next(self._ids)
         calls: list[dict[str, Any]] = []
         for i, c in enumerate(scripted.tool_calls):
@@ -316,9 +332,11 @@ class ScriptedServer:
         finish = scripted.finish_reason
         if finish == _AUTO:
             finish = "tool_calls" if calls else "stop"
-        return {
+        completion: dict[str, Any] = {
             "id": f"chatcmpl-{n}", "object": "chat.completion", "created": int(time.time()),
             "model": self.model,
             "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-            "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
         }
+        if self.reports_usage:
+            completion["usage"] = self._usage(body, message)
+        return completion

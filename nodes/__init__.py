@@ -68,6 +68,7 @@ from graphloop.nodes.state import (
 from graphloop.nodes.tally import TallyCache, TallyKey, TokenTally
 from graphloop.nodes.tokens import TokenCounter, count_tokens
 from graphloop.nodes.toolbox import ToolBox, ToolLike
+from graphloop.nodes.usage import RUN_KEY, ModelCall
 from graphloop.nodes.view import state_view
 
 __all__ = [
@@ -80,6 +81,7 @@ __all__ = [
     "INTERRUPT_FOR_CONFIRM",
     "LEDGER_KEY",
     "NODE_NAMES",
+    "RUN_KEY",
     "RUN_TOOL",
     "STATE_VERSION",
     "ActionRequest",
@@ -100,6 +102,7 @@ __all__ = [
     "LoopState",
     "LoopUpdate",
     "ModelConfig",
+    "ModelCall",
     "ModelLike",
     "NodeName",
     "PendingCall",

@@ -8,6 +8,7 @@ import re
 from langgraph.runtime import Runtime
 
 from graphloop.checkpointers import ContextOverflowError
+from graphloop.nodes.audit import ledger_of
 from graphloop.nodes.calls import normalize_reply, whole_calls
 from graphloop.nodes.chat import with_unique_id
 from graphloop.nodes.compaction import compacted_view, fitted_view
@@ -16,6 +17,7 @@ from graphloop.nodes.fallback import call_models
 from graphloop.nodes.policy import allowed_tools, tool_schemas
 from graphloop.nodes.state import LoopState, LoopUpdate, policy_of
 from graphloop.nodes.text_calls import calls_from_text
+from graphloop.nodes.usage import ended, recorded
 
 __all__ = ["OVERFLOW_SHRINK", "call_model", "tighter_budget"]
 
@@ -58,14 +60,16 @@ async def call_model(state: LoopState, runtime: Runtime[LoopContext]) -> LoopUpd
     logger.info("round %d / %d model=%s %d tokens", rounds, policy["max_rounds"], model.label,
                 record["tokens_after"] if record else -1)
     update: LoopUpdate = {}
-    try:
-        reply, model = await call_models(context.models, compacted_view(state, context), tools)
-    except ContextOverflowError as exc:
-        budget = tighter_budget(record["budget"] if record else context.budget_tokens, str(exc), context)
-        logger.warning("%s; compacting to %d tokens and retrying once", exc, budget)
-        update, view = fitted_view(state, context, budget=budget)
-        same = [m for m in context.models if m.label == exc.label] or [model]
-        reply, model = await call_models(same, view, tools)
+    async with recorded(ledger_of(context), state, "turn"):
+        try:
+            reply, model = await call_models(context.models, compacted_view(state, context), tools)
+        except ContextOverflowError as exc:
+            ended("retried")
+            budget = tighter_budget(record["budget"] if record else context.budget_tokens, str(exc), context)
+            logger.warning("%s; compacting to %d tokens and retrying once", exc, budget)
+            update, view = fitted_view(state, context, budget=budget)
+            same = [m for m in context.models if m.label == exc.label] or [model]
+            reply, model = await call_models(same, view, tools)
     history = state["messages"]
     reply = whole_calls(with_unique_id(reply, history))  # a call cut off mid-stream does not run
     if model.text_tool_calls:  # a call written as text, by a model known to do so

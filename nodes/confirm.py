@@ -51,6 +51,7 @@ from graphloop.nodes.state import (
     policy_of,
 )
 from graphloop.nodes.toolbox import ToolBox
+from graphloop.nodes.usage import recorded
 
 __all__ = [
     "ActionRequest",
@@ -136,7 +137,8 @@ async def ask_confirmation(state: LoopState, runtime: Runtime[LoopContext]) -> L
     try:
         update, view = fitted_view(state, context, placeholders)
         # not streamed: the question is shown once, in the pause's review card
-        reply, _ = await call_models(context.models, view, tools, stream=False, tool_choice="none")
+        async with recorded(ledger_of(context), state, "question"):
+            reply, _ = await call_models(context.models, view, tools, stream=False, tool_choice="none")
     except (ModelCallError, ContextBudgetError) as exc:
         logger.warning("could not get a confirmation question from the model: %s", exc)
         return {"question": default_question(pending)}

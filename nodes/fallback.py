@@ -27,6 +27,7 @@ from graphloop.checkpointers import (
 from graphloop.nodes.calls import STREAMED
 from graphloop.nodes.chat import call_chat_model
 from graphloop.nodes.models import ModelConfig, ToolChoice
+from graphloop.nodes.usage import ended
 from graphloop.nodes.wire import learn
 
 __all__ = ["call_models", "is_empty", "retryable"]
@@ -78,6 +79,7 @@ async def _one_model(
         except ModelCallError as error:
             if not retryable(error) or attempt >= model.max_retries:
                 raise
+            ended("retried")
             wait = _delay(model, attempt, error)
             logger.warning("%s; retry %d of %d in %.2f s", error, attempt + 1, model.max_retries, wait)
             await asyncio.sleep(wait)
@@ -89,10 +91,12 @@ async def _one_model(
             return reply
         nothing_streamed = nothing_streamed or (reply is not None and STREAMED in reply.response_metadata)
         if asked_again:
+            ended("failed")  # noted as answered: an empty reply is no answer
             raise EmptyReplyError(
                 f"model {model.label!r} sent an empty reply (no text, no tool calls) twice",
                 label=model.label)
         logger.warning("model %r sent an empty or cut-off reply; asking once more, without streaming", model.label)
+        ended("retried")
         asked_again = True
 
 
@@ -123,6 +127,8 @@ async def call_models(
             if error.status is not None and error.status != 404 and not retryable(error):
                 raise
             failures.append((model.label, error))
+            if model is not models[-1]:
+                ended("fallback")
             logger.warning("model %r failed, trying the next one: %s", model.label, error)
     raise ModelUnavailableError(
         f"every model failed ({len(failures)}); the thread can be resumed from its last "

@@ -9,6 +9,7 @@ from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMes
 from langgraph.runtime import Runtime
 
 from graphloop.checkpointers import ContextBudgetError, ModelCallError
+from graphloop.nodes.audit import ledger_of
 from graphloop.nodes.calls import is_answer, this_run
 from graphloop.nodes.chat import with_unique_id
 from graphloop.nodes.compaction import fitted_view
@@ -16,6 +17,7 @@ from graphloop.nodes.context import LoopContext
 from graphloop.nodes.fallback import call_models
 from graphloop.nodes.policy import tool_schemas
 from graphloop.nodes.state import LoopState, LoopUpdate, policy_of
+from graphloop.nodes.usage import recorded
 
 __all__ = ["LIMIT_NOTE", "finalize", "limit_summary"]
 
@@ -52,11 +54,13 @@ async def finalize(state: LoopState, runtime: Runtime[LoopContext]) -> LoopUpdat
             context = runtime.context
             update, view = fitted_view(state, context, [HumanMessage(LIMIT_NOTE)])
             tools = tool_schemas(policy, context)  # listed, with tool_choice "none"
-            reply, model = await call_models(context.models, view, tools, tool_choice="none")
+            async with recorded(ledger_of(context), state, "final"):
+                reply, model = await call_models(context.models, view, tools, tool_choice="none")
         except (ModelCallError, ContextBudgetError) as exc:
             logger.warning("final answer at the round limit failed: %s", exc)
         else:
             if reply.text.strip():  # its text only: a call made despite "none" is not kept
-                answer = AIMessage(reply.text, id=reply.id, response_metadata=reply.response_metadata)
+                answer = AIMessage(reply.text, id=reply.id, response_metadata=reply.response_metadata,
+                                   usage_metadata=reply.usage_metadata)
                 return update | LoopUpdate(messages=[with_unique_id(answer, messages)], answered_by=model.label)
     return LoopUpdate(messages=[AIMessage(limit_summary(messages, limit))], answered_by="graphloop")

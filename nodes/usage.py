@@ -1,0 +1,150 @@
+"""What each model call used: tokens in and out, how long it took, and how it ended.
+
+Every request graphloop sends to a model is one `ModelCall`: the round's reply, a retry, a
+fallback, the confirmation question, the final answer. Its tokens are what the server
+reported (`usage` in the reply; in the last chunk of a stream, which graphloop asks for with
+`stream_options.include_usage`), or, when a server reports none, graphloop's own exact count
+of the request and the reply (`counted`). The reply carries them as LangChain's
+`usage_metadata`, and `response_metadata["usage"]` says `"reported"` or `"counted"`.
+
+A node sends its requests inside `recording()`, then `save_calls` writes them to the ledger's
+`model_calls` table in one trip, beside the tool-call audit.
+
+Example:
+    >>> with recording() as calls:
+    ...     note(ModelCall("primary", "answered", 120, 8, counted=False, latency_ms=310.0))
+    >>> [(c.model, c.input_tokens + c.output_tokens) for c in calls]
+    [('primary', 128)]
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Generator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager, suppress
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.messages.ai import UsageMetadata
+
+from graphloop.checkpointers import Ledger, ModelCallEntry, in_db_thread, now
+from graphloop.nodes.audit import current_thread, current_user, run_settings
+from graphloop.nodes.state import LoopState, policy_of
+from graphloop.nodes.tokens import counter_for
+
+__all__ = ["RUN_KEY", "ModelCall", "Outcome", "Purpose", "current_run", "ended", "measured", "note", "recorded",
+           "recording", "save_calls"]
+
+Outcome = Literal["answered", "retried", "failed", "fallback"]
+"""How a request ended: its reply was used; it failed (or was empty) and the same model was
+asked again; it failed and the chain stopped; it failed and the next model was asked."""
+
+Purpose = Literal["turn", "question", "final"]
+"""What the request was for: a round of the loop, the confirmation question, the final answer."""
+
+RUN_KEY = "__graphloop_run"
+"""The `configurable` key naming the run a call belongs to (the Orchestrator sets it; a served
+graph's `run_id` is used when it is absent). Its `__` keeps it out of checkpoint metadata."""
+
+
+@dataclass
+class ModelCall:
+    """One request to one model."""
+
+    model: str
+    """The model's label (never its key)."""
+    outcome: Outcome
+    input_tokens: int | None
+    """None when the request failed before a reply."""
+    output_tokens: int | None
+    counted: bool
+    """True when graphloop counted the tokens because the server reported none."""
+    latency_ms: float
+
+
+_recording: ContextVar[list[ModelCall] | None] = ContextVar("graphloop_model_calls", default=None)
+
+
+@contextmanager
+def recording() -> Generator[list[ModelCall], None, None]:
+    """Collect the `ModelCall`s made inside the block (in this task), in order."""
+    calls: list[ModelCall] = []
+    token = _recording.set(calls)
+    try:
+        yield calls
+    finally:
+        _recording.reset(token)
+
+
+def note(call: ModelCall) -> ModelCall:
+    """Add `call` to the block `recording` now, if any; return it (its outcome may change)."""
+    calls = _recording.get()
+    if calls is not None:
+        calls.append(call)
+    return call
+
+
+def ended(outcome: Outcome) -> None:
+    """Say how the latest call noted in this block ended, once the chain decided what to do
+    about it (it was noted `failed`, or `answered` with an empty reply)."""
+    calls = _recording.get()
+    if calls:
+        calls[-1].outcome = outcome
+
+
+def measured(reply: AIMessage, messages: Sequence[BaseMessage], tools: Sequence[Mapping[str, Any]],
+             model_name: str) -> tuple[AIMessage, int, int, bool]:
+    """`reply` with `usage_metadata` set, its input and output tokens, and whether they were
+    counted: the server's figures when it reported any, else graphloop's count of the request
+    (messages and tool schemas) and of the reply."""
+    reported = reply.usage_metadata
+    if reported and (reported.get("input_tokens") or reported.get("output_tokens")):
+        marked = reply.model_copy(update={"response_metadata": {**reply.response_metadata, "usage": "reported"}})
+        return marked, int(reported.get("input_tokens") or 0), int(reported.get("output_tokens") or 0), False
+    counter = counter_for(model_name)
+    tokens_in, tokens_out = counter.request(messages, tools), counter.message(reply)
+    usage = UsageMetadata(input_tokens=tokens_in, output_tokens=tokens_out, total_tokens=tokens_in + tokens_out)
+    counted = reply.model_copy(update={"usage_metadata": usage,
+                                       "response_metadata": {**reply.response_metadata, "usage": "counted"}})
+    return counted, tokens_in, tokens_out, True
+
+
+def current_run() -> str:
+    """The run the calls belong to: graphloop's run key, else a served run's `run_id`, else ""."""
+    settings = run_settings()
+    return str(settings.get(RUN_KEY) or settings.get("run_id") or "")
+
+
+async def save_calls(ledger: Ledger | None, calls: Sequence[ModelCall], state: LoopState, purpose: Purpose) -> None:
+    """Write `calls` to the ledger's `model_calls` table, in one trip to the database thread,
+    with the thread, the run, the round and the user of `state`."""
+    if ledger is None or not calls:
+        return
+    thread_id, run_id, at = current_thread(), current_run(), now()
+    user_id = policy_of(state).get("user_id") or current_user()
+    loop_round = state.get("rounds", 0) + (purpose == "turn")  # a turn's call makes the next round
+    rows = [ModelCallEntry(thread_id=thread_id, run_id=run_id, round=loop_round, model=c.model, purpose=purpose,
+                           outcome=c.outcome, input_tokens=c.input_tokens, output_tokens=c.output_tokens,
+                           counted=c.counted, latency_ms=round_ms(c.latency_ms), started_at=at, user_id=user_id)
+            for c in calls]
+    await in_db_thread(ledger.record_model_calls, rows)
+
+
+@asynccontextmanager
+async def recorded(ledger: Ledger | None, state: LoopState, purpose: Purpose) -> AsyncGenerator[None, None]:
+    """Record the model calls made inside the block, then save them (`save_calls`): also when
+    the block fails, unless saving fails too (the block's error is the one raised)."""
+    with recording() as calls:
+        try:
+            yield
+        except Exception:
+            with suppress(Exception):
+                await save_calls(ledger, calls, state, purpose)
+            raise
+        await save_calls(ledger, calls, state, purpose)
+
+
+def round_ms(latency_ms: float) -> float:
+    """Milliseconds to a tenth: what a person reads, and no noise in the table."""
+    return float(f"{latency_ms:.1f}")
