@@ -98,8 +98,10 @@ def build_graph(branches: Sequence[Branch] = ()) -> StateGraph[LoopState, LoopCo
     for branch in branches:
         add_node(branch.name, cast(Any, branch.node))  # langgraph's node protocols want parameter names a Callable type cannot state
         builder.add_edge(branch.name, END if branch.then == END else branch.then)
-    # routers read the state only: run in place, not on a worker thread (`on_the_loop`)
-    builder.add_conditional_edges(CALL_MODEL, on_the_loop(BranchRouter(tuple(branches)), name="BranchRouter", trace=True),
+    # graphloop's routers read the state only: run in place, not on a worker thread
+    # (`on_the_loop`); a developer's branch conditions may block, so they keep LangGraph's thread
+    router = BranchRouter(tuple(branches))
+    builder.add_conditional_edges(CALL_MODEL, router if branches else on_the_loop(router, name="BranchRouter", trace=True),
                                   [*edges_of(route_after_model), *(b.name for b in branches)])
     builder.add_conditional_edges(EXECUTE_TOOLS, on_the_loop(route_after_execute, name=None, trace=True),
                                   edges_of(route_after_execute))

@@ -156,7 +156,8 @@ def _orchestrator(flags: Flags) -> Orchestrator:
     settings = flags.settings()
     return Orchestrator(list(settings.tools), confirm_required=settings.confirm_required,
                         allowed_decisions=settings.allowed_decisions, db=settings.db,
-                        models=list(settings.models), one_call_per_pause=settings.one_call_per_pause)
+                        models=list(settings.models), one_call_per_pause=settings.one_call_per_pause,
+                        limits=settings.limits)
 
 
 def _answer_with(thread_id: str, flags: Flags) -> str:

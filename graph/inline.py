@@ -4,7 +4,9 @@ Given a plain function, LangGraph's async path runs it with `run_in_executor`: a
 thread and back for each router and each synchronous node, four to five a round, which cost
 more than the functions themselves (they only read the state). `on_the_loop` gives LangGraph
 the same function with an async twin that calls it in place. Only functions that neither block
-nor wait belong here: graphloop's routers. Its sync nodes keep their thread: they may write the
+nor wait belong here: graphloop's routers. A developer's branch conditions keep LangGraph's
+thread (they may block: a lookup, a moderation call), so with branches registered the router
+after `call_model` does too. graphloop's sync nodes keep their thread: they may write the
 ledger (`compact` does when it settles a pause that new input left), and measured in place,
 `compact` saved nothing a round could show.
 

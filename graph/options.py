@@ -11,7 +11,7 @@ from typing import Any, TypedDict, cast
 from langchain_core.messages import BaseMessage
 
 from graphloop.checkpointers import ConfigurationError
-from graphloop.nodes import Decision, ModelLike
+from graphloop.nodes import Decision, ModelLike, UsageLimits
 
 __all__ = ["ResumeOptions", "RunOptions", "check_options", "names_of", "new_thread_id", "session_message", "thread_id_of"]
 
@@ -31,6 +31,8 @@ class RunOptions(TypedDict, total=False):
     user_id: str | None
     wait: float
     """Seconds to wait for the thread while another run has it (0: `ThreadBusyError` at once)."""
+    limits: UsageLimits
+    """What this run may spend on model calls, over the Orchestrator's own `limits`."""
 
 
 class ResumeOptions(TypedDict, total=False):

@@ -68,6 +68,7 @@ from graphloop.graph.sessions import SharedSession
 from graphloop.graph.snapshots import VERSION, check_new_task, relist_paused
 from graphloop.nodes import (
     DEFAULT_MAX_ROUNDS,
+    NOTHING_SPENT,
     RUN_KEY,
     STATE_VERSION,
     Branch,
@@ -79,6 +80,8 @@ from graphloop.nodes import (
     Policy,
     RoleTools,
     ToolLike,
+    UsageLimits,
+    check_limits,
     check_policy,
     run_sync,
 )
@@ -131,6 +134,10 @@ class Orchestrator:
             is cancelled then; a sync tool's thread cannot be stopped, so the model is told its
             outcome is unknown and the same call is not run again while it may still run
             (see `graphloop.nodes.invoke`).
+        limits: What each run may spend on model calls (`UsageLimits`: `model_calls`,
+            `input_tokens`, `output_tokens`, `total_tokens`); `run(limits=...)` adds to or
+            overrides them. A run at a limit ends as at the round limit (see
+            `graphloop.nodes.limits`), and its result's `stopped_by` names the limit.
 
     With a SQLite `db`, graphloop's own tables live in the same file: each tool call is
     claimed there before it runs (so it runs at most once), every call and decision is
@@ -154,6 +161,7 @@ class Orchestrator:
         branches: Sequence[Branch] = (),
         tool_timeout: float = 60.0,
         tool_timeouts: Mapping[str, float] | None = None,
+        limits: UsageLimits | None = None,
     ) -> None:
         if max_rounds < 1:
             raise ConfigurationError(f"max_rounds must be at least 1, got {max_rounds!r}")
@@ -164,6 +172,7 @@ class Orchestrator:
         self.ask_model_to_confirm = ask_model_to_confirm
         self.tool_instruction = tool_instruction
         self.one_call_per_pause = one_call_per_pause
+        self.limits = _checked_limits(limits)
         self.branches = tuple(branches)
         # compiled once (a bad branch fails here); each session copies it onto its saver
         self._shared = SharedSession(db, compile_graph(branches=self.branches))
@@ -301,12 +310,15 @@ class Orchestrator:
             recent = list(options.get("session_messages") or ())[-SESSION_MESSAGES_KEPT:]
             messages += convert_to_messages([session_message(m) for m in recent])
         messages.append(HumanMessage(task))
-        return LoopState(messages=cast(list[AnyMessage], messages), rounds=0, policy=policy,
-                         pending=[], question="")
+        start = LoopState(messages=cast(list[AnyMessage], messages), rounds=0, policy=policy,
+                          pending=[], question="", stopped_by=None)
+        if policy.get("limits"):
+            start["spent"] = NOTHING_SPENT
+        return start
 
     def _policy(self, options: RunOptions) -> Policy:
         tool_list = options.get("tool_list")
-        return Policy(
+        policy = Policy(
             user_role=options.get("user_role", "user"),
             tool_list=names_of(tool_list) if tool_list is not None else None,
             confirm_allow=names_of(options.get("confirm_allow") or (), sort=True),
@@ -320,6 +332,10 @@ class Orchestrator:
             state_version=STATE_VERSION,
             graphloop_version=VERSION,
         )
+        limits: UsageLimits = {**(self.limits or {}), **(_checked_limits(options.get("limits")) or {})}
+        if limits:  # a run without limits keeps no `spent`
+            policy["limits"] = limits
+        return policy
 
     def _context(self, model_cfg: ModelLike | Iterable[ModelLike] | None) -> LoopContext:
         context = self.context if model_cfg is None else self.context.with_models(model_cfg)
@@ -393,6 +409,15 @@ def _held(context: LoopContext, thread_id: str, wait: float | None) -> AbstractA
     if context.ledger is None:
         return nullcontext()
     return context.ledger.drivers.adrive(thread_id, wait or 0.0, reentrant=False)
+
+
+def _checked_limits(limits: UsageLimits | None) -> UsageLimits | None:
+    """`limits` as given to the Orchestrator or a run, refused (`ConfigurationError`) unless
+    each is a known limit and a whole number, 1 or more."""
+    wrong = check_limits(limits) if limits is not None else []
+    if wrong:
+        raise ConfigurationError(f"limits have wrong values: {'; '.join(wrong)}")
+    return limits
 
 
 def _ended(ledger: Ledger, thread_id: str, run_id: str, paused: bool) -> Usage:

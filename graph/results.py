@@ -20,6 +20,7 @@ from graphloop.nodes import (
     RUN_TOOL,
     CompactionRecord,
     HITLRequest,
+    StopReason,
     requested_calls,
     this_run,
 )
@@ -108,6 +109,9 @@ class OrchestratorResult:
     usage: Usage | None = None
     """This run's model calls and tokens; None without a ledger (a saver you opened yourself
     without `attach_ledger`)."""
+    stopped_by: StopReason | None = None
+    """The limit the run ended at (`"rounds"`, or one of its `UsageLimits`); None when the
+    model answered in time, or while paused."""
 
 
 def _records(messages: Sequence[AnyMessage]) -> list[ToolCallRecord]:
@@ -138,7 +142,7 @@ def result_of(values: Mapping[str, Any], interrupts: Sequence[Interrupt], thread
     response = checkpoint.question if checkpoint else (messages[-1].text if messages else "")
     return OrchestratorResult(response=response, tool_calls=_records(messages),
                               backend=values.get("answered_by", ""), checkpoint=checkpoint,
-                              thread_id=thread_id)
+                              thread_id=thread_id, stopped_by=None if checkpoint else values.get("stopped_by"))
 
 
 @dataclass(frozen=True)
@@ -218,7 +222,7 @@ def event_of(mode: str, chunk: Any, answered_by: str = "") -> list[RunEvent]:
         values = cast(Mapping[str, Any], values or {})
         if node == COMPACT and "compaction" in values:
             events.append(Compacted(values["compaction"]))
-        elif node == CALL_MODEL:
+        elif node == CALL_MODEL and values.get("messages"):  # none when a limit stopped the round
             events.append(ModelReply(values["messages"][-1], values.get("answered_by", answered_by)))
         elif node == RUN_TOOL or any(isinstance(m, ToolMessage) for m in values.get("messages", [])):
             events += [ToolResult(m.name or "", m.tool_call_id, m.text, m.status)

@@ -57,7 +57,7 @@ def server_context() -> LoopContext:
     return LoopContext.create(models=settings.models, tools=settings.tools,
                               confirm_required=settings.confirm_required,
                               allowed_decisions=settings.allowed_decisions, ledger=ledger,
-                              one_call_per_pause=settings.one_call_per_pause)
+                              one_call_per_pause=settings.one_call_per_pause, limits=settings.limits)
 
 
 def _context(context: object) -> LoopContext:

@@ -8,6 +8,9 @@
 
     one_call_per_pause = true              # optional: pause once per gated call (Agent Inbox)
 
+    [limits]                               # optional, per run: model_calls, input_tokens,
+    total_tokens = 200000                  # output_tokens, total_tokens (graphloop.nodes.limits)
+
     [allowed_decisions]                    # optional, per gated tool (default: approve, edit, reject)
     send_email = ["approve", "reject", "respond"]
 
@@ -42,7 +45,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from graphloop.checkpointers import ConfigurationError, db_label, is_postgres_url
-from graphloop.nodes import DecisionType, ModelConfig, ToolLike
+from graphloop.nodes import DecisionType, ModelConfig, ToolLike, UsageLimits, check_limits
 
 __all__ = ["CONFIG_FILE", "Database", "Flags", "Settings", "as_database", "database_path", "existing_database",
            "load_settings", "load_tools"]
@@ -68,6 +71,8 @@ class Settings:
     """Per gated tool, the decisions a person may make (`[allowed_decisions]` in the file)."""
     one_call_per_pause: bool = False
     """Pause once per gated call rather than once per turn (Agent Inbox shows one at a time)."""
+    limits: UsageLimits | None = None
+    """What each run may spend on model calls (`[limits]` in the file)."""
     db: Database = Path("graphloop.db")
 
 
@@ -215,6 +220,7 @@ def load_settings(config: Path | None = None, *, model: str | None = None, tools
         confirm_required=tuple(dict.fromkeys([*data.get("confirm_required", []), *confirm])),
         allowed_decisions=data.get("allowed_decisions"),
         one_call_per_pause=data.get("one_call_per_pause", False),
+        limits=data.get("limits"),
         db=db or _db_of(data),
     )
 
@@ -264,6 +270,7 @@ _SHAPES: dict[str, tuple[type, str]] = {
     "models": (list, "[[models]] tables, one per model"),
     "allowed_decisions": (dict, '[allowed_decisions] with send_email = ["approve", "reject"]'),
     "one_call_per_pause": (bool, "true or false: one_call_per_pause = true"),
+    "limits": (dict, "[limits] with whole numbers: total_tokens = 200000"),
 }
 
 
@@ -272,6 +279,9 @@ def _check_shape(path: Path, data: Mapping[str, Any]) -> None:
     for key, (kind, form) in _SHAPES.items():
         if key in data and not isinstance(data[key], kind):
             raise ConfigurationError(f"{path}: {key} = {data[key]!r} should be {form}")
+    wrong = check_limits(data.get("limits", {}))
+    if wrong:
+        raise ConfigurationError(f"{path}: [limits] has wrong values: {'; '.join(wrong)}")
     models = data.get("models", [])
     if any(not isinstance(entry, dict) for entry in models):
         raise ConfigurationError(f"{path}: models should be [[models]] tables, one per model")

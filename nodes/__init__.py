@@ -40,6 +40,7 @@ from graphloop.nodes.names import (  # isort: skip  # the node names, as one lis
     ASK_CONFIRMATION, CALL_MODEL, COMPACT, EXECUTE_TOOLS, FINALIZE, INTERRUPT_FOR_CONFIRM, NODE_NAMES, RUN_TOOL,
     NodeName,
 )
+from graphloop.nodes.limits import NOTHING_SPENT, check_limits
 from graphloop.nodes.policy import allowed_tools, check_policy
 from graphloop.nodes.replies import exact_text
 from graphloop.nodes.route import (
@@ -62,7 +63,10 @@ from graphloop.nodes.state import (
     LoopUpdate,
     PendingCall,
     Policy,
+    Spent,
+    StopReason,
     ToolJob,
+    UsageLimits,
     policy_of,
 )
 from graphloop.nodes.tally import TallyCache, TallyKey, TokenTally
@@ -81,6 +85,7 @@ __all__ = [
     "INTERRUPT_FOR_CONFIRM",
     "LEDGER_KEY",
     "NODE_NAMES",
+    "NOTHING_SPENT",
     "RUN_KEY",
     "RUN_TOOL",
     "STATE_VERSION",
@@ -101,8 +106,8 @@ __all__ = [
     "LoopContext",
     "LoopState",
     "LoopUpdate",
-    "ModelConfig",
     "ModelCall",
+    "ModelConfig",
     "ModelLike",
     "NodeName",
     "PendingCall",
@@ -110,6 +115,8 @@ __all__ = [
     "RequestedCall",
     "ReviewConfig",
     "RoleTools",
+    "Spent",
+    "StopReason",
     "TallyCache",
     "TallyKey",
     "TokenCounter",
@@ -119,12 +126,14 @@ __all__ = [
     "ToolChoice",
     "ToolJob",
     "ToolLike",
+    "UsageLimits",
     "allowed_tools",
     "ask_confirmation",
     "ask_user",
     "call_model",
     "check_branches",
     "check_decisions",
+    "check_limits",
     "check_policy",
     "clarify",
     "compact",

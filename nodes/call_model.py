@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 
+from langchain_core.messages import HumanMessage
 from langgraph.runtime import Runtime
 
 from graphloop.checkpointers import ContextOverflowError
@@ -14,8 +15,10 @@ from graphloop.nodes.chat import with_unique_id
 from graphloop.nodes.compaction import compacted_view, fitted_view
 from graphloop.nodes.context import LoopContext
 from graphloop.nodes.fallback import call_models
+from graphloop.nodes.finalize import LIMIT_NOTE
+from graphloop.nodes.limits import over_limit, spent_update
 from graphloop.nodes.policy import allowed_tools, tool_schemas
-from graphloop.nodes.state import LoopState, LoopUpdate, policy_of
+from graphloop.nodes.state import LoopState, LoopUpdate, StopReason, policy_of
 from graphloop.nodes.text_calls import calls_from_text
 from graphloop.nodes.usage import ended, recorded
 
@@ -44,6 +47,18 @@ def tighter_budget(failed: int, error: str, context: LoopContext) -> int:
     return budget
 
 
+def _stop_before(state: LoopState, context: LoopContext) -> StopReason | None:
+    """The run's limit this round's request would pass, keeping room for a final answer after
+    it when the run answers at its limit (`graphloop.nodes.limits`); None without limits."""
+    policy = policy_of(state)
+    if not policy.get("limits"):
+        return None
+    record = state.get("compaction")
+    request = record["tokens_after"] if record else 0
+    final = request + context.counter.message(HumanMessage(LIMIT_NOTE)) if policy["respond_with_final"] else None
+    return over_limit(state, request, then=final)
+
+
 async def call_model(state: LoopState, runtime: Runtime[LoopContext]) -> LoopUpdate:
     """Send the compacted view and the run's tool schemas; append the model's reply.
 
@@ -59,8 +74,10 @@ async def call_model(state: LoopState, runtime: Runtime[LoopContext]) -> LoopUpd
     record = state.get("compaction")
     logger.info("round %d / %d model=%s %d tokens", rounds, policy["max_rounds"], model.label,
                 record["tokens_after"] if record else -1)
+    if (reason := _stop_before(state, context)) is not None:
+        return {"stopped_by": reason}  # no reply: the route goes to `finalize`
     update: LoopUpdate = {}
-    async with recorded(ledger_of(context), state, "turn"):
+    async with recorded(ledger_of(context), state, "turn") as calls:
         try:
             reply, model = await call_models(context.models, compacted_view(state, context), tools)
         except ContextOverflowError as exc:
@@ -75,7 +92,7 @@ async def call_model(state: LoopState, runtime: Runtime[LoopContext]) -> LoopUpd
     if model.text_tool_calls:  # a call written as text, by a model known to do so
         reply = calls_from_text(reply, allowed_tools(policy, context))
     reply = normalize_reply(reply, history, context.tools.names)
-    update |= LoopUpdate(messages=[reply], rounds=rounds)
+    update |= LoopUpdate(messages=[reply], rounds=rounds) | spent_update(state, calls)
     if model.label != state.get("answered_by"):  # written when it changes: a row fewer a round
         update["answered_by"] = model.label
     return update

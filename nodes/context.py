@@ -17,8 +17,9 @@ from dataclasses import dataclass, field, replace
 from typing import Literal, cast
 
 from graphloop.checkpointers import ConfigurationError, Ledger
+from graphloop.nodes.limits import check_limits
 from graphloop.nodes.models import ModelConfig, ModelLike, model_chain
-from graphloop.nodes.state import DECISION_TYPES, DEFAULT_DECISIONS, DecisionType
+from graphloop.nodes.state import DECISION_TYPES, DEFAULT_DECISIONS, DecisionType, UsageLimits
 from graphloop.nodes.tally import TallyCache
 from graphloop.nodes.tokens import TokenCounter, counter_for
 from graphloop.nodes.toolbox import ToolBox, ToolLike
@@ -87,6 +88,9 @@ class LoopContext:
     `respond` to let the person answer in the tool's place)."""
     one_call_per_pause: bool = False
     """Pause once per gated call, for runs whose policy does not say (the served graph's)."""
+    limits: UsageLimits | None = None
+    """What a run may spend on model calls, for runs whose policy does not say (the served
+    graph's; see `graphloop.nodes.limits`)."""
     ledger: Ledger | None = None
     """Where tool calls are claimed (at most once) and audited, decisions recorded and paused
     threads listed. Without one, none of that is recorded."""
@@ -109,6 +113,7 @@ class LoopContext:
         allowed_decisions: Mapping[str, Iterable[DecisionType]] | None = None,
         ledger: Ledger | None = None,
         one_call_per_pause: bool = False,
+        limits: UsageLimits | None = None,
     ) -> LoopContext:
         """Check and normalise the settings; every mistake is a `ConfigurationError`.
 
@@ -120,6 +125,8 @@ class LoopContext:
         """
         if not isinstance(cast(object, one_call_per_pause), bool):  # typed bool, but "false" is true
             raise ConfigurationError(f"one_call_per_pause={one_call_per_pause!r} must be True or False")
+        if limits is not None and (wrong := check_limits(limits)):
+            raise ConfigurationError(f"limits have wrong values: {'; '.join(wrong)}")
         box = tools if isinstance(tools, ToolBox) else ToolBox(tools)
         chain = model_chain(models)
         gated = frozenset(confirm_required)
@@ -147,7 +154,7 @@ class LoopContext:
         return cls(models=chain, tools=box, confirm_required=gated, roles=role_sets,
                    compaction=settings, tool_timeout=tool_timeout, tool_timeouts=timeouts,
                    repeat_limit=repeat_limit, allowed_decisions=_decision_sets(box, allowed_decisions),
-                   ledger=ledger, one_call_per_pause=one_call_per_pause)
+                   ledger=ledger, one_call_per_pause=one_call_per_pause, limits=limits or None)
 
     def with_models(self, models: ModelLike | Iterable[ModelLike]) -> LoopContext:
         """This context with another model chain (primary first)."""

@@ -246,7 +246,7 @@ async def run_tool(job: ToolJob, runtime: Runtime[LoopContext]) -> LoopUpdate:
         return _reply(job, refusal, "error")
     late: ToolCallEntry | None = None
     if ledger is not None:
-        earlier, late = await in_db_thread(_claim, ledger, job)
+        earlier, late = await in_db_thread(_claim, ledger, job, call_entry(job, "running"))
         if earlier is not None:
             return await _claimed_before(ledger, job, earlier)
     started = time.monotonic()
@@ -258,10 +258,10 @@ async def run_tool(job: ToolJob, runtime: Runtime[LoopContext]) -> LoopUpdate:
     return _reply(job, outcome.text, "success" if outcome.status == "success" else "error")
 
 
-def _claim(ledger: Ledger, job: ToolJob) -> tuple[ToolCallEntry | None, ToolCallEntry | None]:
+def _claim(ledger: Ledger, job: ToolJob, entry: ToolCallEntry) -> tuple[ToolCallEntry | None, ToolCallEntry | None]:
     """Claim the call (flushed), then look for a `late` twin of it, in one trip to the database
     thread: the earlier claim if there is one, else None and the twin if there is one."""
-    earlier = ledger.claim_call(call_entry(job, "running"))
+    earlier = ledger.claim_call(entry)
     if earlier is not None:
         return earlier, None
     return None, ledger.late_twin(current_thread(), job["name"], job["args"])

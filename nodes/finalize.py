@@ -15,6 +15,7 @@ from graphloop.nodes.chat import with_unique_id
 from graphloop.nodes.compaction import fitted_view
 from graphloop.nodes.context import LoopContext
 from graphloop.nodes.fallback import call_models
+from graphloop.nodes.limits import over_limit, stop_text
 from graphloop.nodes.policy import tool_schemas
 from graphloop.nodes.state import LoopState, LoopUpdate, policy_of
 from graphloop.nodes.usage import recorded
@@ -30,37 +31,39 @@ LIMIT_NOTE = (
 """Sent (not stored) with the final request, so the model knows it must answer now."""
 
 
-def limit_summary(messages: Sequence[AnyMessage], max_rounds: int) -> str:
-    """The original loop's answer at the limit: what each tool of this run returned."""
+def limit_summary(messages: Sequence[AnyMessage], max_rounds: int, limit: str | None = None) -> str:
+    """The original loop's answer at the limit: what each tool of this run returned (`limit`
+    names another limit than the rounds, `stop_text`'s wording)."""
     gathered = "\n\n".join(
         f"**{m.name}**: {m.text[:500]}" for m in this_run(messages) if isinstance(m, ToolMessage)
     )
-    return (
-        f"Reached the tool iteration limit ({max_rounds} rounds). "
-        f"Here is what was gathered:\n\n{gathered}"
-    )
+    return f"Reached {limit or f'the tool iteration limit ({max_rounds} rounds)'}. Here is what was gathered:\n\n{gathered}"
 
 
 async def finalize(state: LoopState, runtime: Runtime[LoopContext]) -> LoopUpdate:
-    """Pass an answer through; at the round limit, ask for one without tools, or summarise."""
+    """Pass an answer through; at the round limit (or a `UsageLimits` one), ask for one without
+    tools if that request fits the run's limits, or summarise."""
     messages = state["messages"]
     if messages and is_answer(messages[-1]):
         return {}
     policy = policy_of(state)
-    limit = policy["max_rounds"]
-    logger.warning("hit the round limit (%d)", limit)
+    reason = state.get("stopped_by") or "rounds"
+    logger.warning("hit the %s limit", reason)
+    limit = stop_text(reason, policy.get("limits", {}), policy["max_rounds"])
     if policy["respond_with_final"]:
         try:
             context = runtime.context
             update, view = fitted_view(state, context, [HumanMessage(LIMIT_NOTE)])
             tools = tool_schemas(policy, context)  # listed, with tool_choice "none"
-            async with recorded(ledger_of(context), state, "final"):
-                reply, model = await call_models(context.models, view, tools, tool_choice="none")
+            if over_limit(state, context.counter.request(view, tools)) is None:
+                async with recorded(ledger_of(context), state, "final"):
+                    reply, model = await call_models(context.models, view, tools, tool_choice="none")
+                if reply.text.strip():  # its text only: a call made despite "none" is not kept
+                    answer = AIMessage(reply.text, id=reply.id, response_metadata=reply.response_metadata,
+                                       usage_metadata=reply.usage_metadata)
+                    return update | LoopUpdate(messages=[with_unique_id(answer, messages)], answered_by=model.label,
+                                               stopped_by=reason)
         except (ModelCallError, ContextBudgetError) as exc:
-            logger.warning("final answer at the round limit failed: %s", exc)
-        else:
-            if reply.text.strip():  # its text only: a call made despite "none" is not kept
-                answer = AIMessage(reply.text, id=reply.id, response_metadata=reply.response_metadata,
-                                   usage_metadata=reply.usage_metadata)
-                return update | LoopUpdate(messages=[with_unique_id(answer, messages)], answered_by=model.label)
-    return LoopUpdate(messages=[AIMessage(limit_summary(messages, limit))], answered_by="graphloop")
+            logger.warning("final answer at the %s limit failed: %s", reason, exc)
+    summary = AIMessage(limit_summary(messages, policy["max_rounds"], None if reason == "rounds" else limit))
+    return LoopUpdate(messages=[summary], answered_by="graphloop", stopped_by=reason)

@@ -25,6 +25,7 @@ from typing import Any, cast
 
 from graphloop.checkpointers import ConfigurationError
 from graphloop.nodes.context import LoopContext
+from graphloop.nodes.limits import check_limits
 from graphloop.nodes.state import DecisionType, Gate, Policy, policy_of
 
 __all__ = [
@@ -75,11 +76,15 @@ def pin_gate(policy: Policy, context: LoopContext) -> Gate:
 
 def pinned(policy: Policy, context: LoopContext) -> Policy:
     """`policy` with its gate: the one it carries, else one pinned from `context` now (with
-    the context's `one_call_per_pause` where the policy does not say)."""
+    the context's `one_call_per_pause` and `limits` where the policy does not say)."""
     if "gate" in policy:
         return policy
     pauses = policy.get("one_call_per_pause", context.one_call_per_pause)
-    return {**policy, "one_call_per_pause": pauses, "gate": pin_gate(policy, context)}
+    whole: Policy = {**policy, "one_call_per_pause": pauses, "gate": pin_gate(policy, context)}
+    limits = policy.get("limits", context.limits)
+    if limits:
+        whole["limits"] = limits
+    return whole
 
 
 def check_keys(policy: Mapping[str, object]) -> None:
@@ -101,6 +106,8 @@ def _check_types(policy: Policy) -> None:
     rounds = given["max_rounds"]
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
         wrong.append(f"max_rounds={rounds!r} (a whole number, 1 or more)")
+    if "limits" in given:
+        wrong += check_limits(given["limits"])
     for key in ("tool_list", "confirm_allow", "confirm_deny"):
         value = given[key]
         if (value is None and key == "tool_list") or _is_names(value):

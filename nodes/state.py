@@ -35,7 +35,10 @@ __all__ = [
     "LoopUpdate",
     "PendingCall",
     "Policy",
+    "Spent",
+    "StopReason",
     "ToolJob",
+    "UsageLimits",
     "apply_messages",
     "policy_of",
 ]
@@ -75,6 +78,29 @@ class Gate(TypedDict):
     """Per gated tool, the decisions a person may make."""
 
 
+class UsageLimits(TypedDict, total=False):
+    """What one run may spend on its model calls (`graphloop.nodes.limits`); each a whole
+    number, 1 or more. Like `max_rounds`, they count from the task's start, across its pauses."""
+
+    model_calls: int
+    """Requests to models: retries, the question and the final answer included."""
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+
+
+StopReason = Literal["rounds", "model_calls", "input_tokens", "output_tokens", "total_tokens"]
+"""Why a run ended at a limit: `max_rounds`, or one of its `UsageLimits`."""
+
+
+class Spent(TypedDict):
+    """What a run with `UsageLimits` has spent so far (kept only when it has limits)."""
+
+    model_calls: int
+    input_tokens: int
+    output_tokens: int
+
+
 class Policy(TypedDict):
     """What a run may do, fixed when it starts so a resume needs only the thread id."""
 
@@ -98,6 +124,8 @@ class Policy(TypedDict):
     """The user's remembered rules (tool → allow/ask/never) as they were when the run started."""
     one_call_per_pause: NotRequired[bool]
     """Pause once per gated call instead of once per turn (review UIs showing one action)."""
+    limits: NotRequired[UsageLimits]
+    """What the run may spend on model calls; none when absent (`graphloop.nodes.limits`)."""
     state_version: NotRequired[int]
     """`STATE_VERSION` of the graphloop that started the run (absent: 1)."""
     graphloop_version: NotRequired[str]
@@ -233,6 +261,10 @@ class LoopState(TypedDict, total=False):
     dismissed: bool
     """The person dismissed the latest pause: its calls were answered as not run and the run
     ended there. Cleared when the next run starts."""
+    spent: Spent
+    """Model calls and tokens of the task so far, kept when its policy has `limits`."""
+    stopped_by: StopReason | None
+    """The limit the task's run ended at, if any (None when it answered in time)."""
 
 
 class LoopUpdate(TypedDict, total=False):
@@ -249,3 +281,5 @@ class LoopUpdate(TypedDict, total=False):
     compacted: list[CompactionEvent]
     answered_by: str
     dismissed: bool
+    spent: Spent
+    stopped_by: StopReason | None

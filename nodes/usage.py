@@ -12,7 +12,7 @@ A node sends its requests inside `recording()`, then `save_calls` writes them to
 
 Example:
     >>> with recording() as calls:
-    ...     note(ModelCall("primary", "answered", 120, 8, counted=False, latency_ms=310.0))
+    ...     _ = note(ModelCall("primary", "answered", 120, 8, counted=False, latency_ms=310.0))
     >>> [(c.model, c.input_tokens + c.output_tokens) for c in calls]
     [('primary', 128)]
 """
@@ -132,12 +132,14 @@ async def save_calls(ledger: Ledger | None, calls: Sequence[ModelCall], state: L
 
 
 @asynccontextmanager
-async def recorded(ledger: Ledger | None, state: LoopState, purpose: Purpose) -> AsyncGenerator[None, None]:
-    """Record the model calls made inside the block, then save them (`save_calls`): also when
-    the block fails, unless saving fails too (the block's error is the one raised)."""
+async def recorded(ledger: Ledger | None, state: LoopState,
+                   purpose: Purpose) -> AsyncGenerator[list[ModelCall], None]:
+    """Record the model calls made inside the block (yielded, as they are made), then save
+    them (`save_calls`): also when the block fails, unless saving fails too (the block's error
+    is the one raised)."""
     with recording() as calls:
         try:
-            yield
+            yield calls
         except Exception:
             with suppress(Exception):
                 await save_calls(ledger, calls, state, purpose)

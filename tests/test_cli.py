@@ -131,9 +131,14 @@ def test_history_shows_the_thread_as_a_table(server: ScriptedServer, db: Path) -
     thread = gated(server, db)
     result = invoke("history", thread, "--db", str(db), server=server)
     assert result.exit_code == 0, result.output
-    rows = [line for line in result.output.splitlines() if re.match(r"^│ \d", line)]
+    messages, calls = result.output.split("model calls")
+    rows = [line for line in messages.splitlines() if re.match(r"^│ \d", line)]
     assert [row.split("│")[2].strip() for row in rows] == ["system", "human", "ai", "tool"]
     assert 'add({"a": 1, "b": 2})' in result.output
+    # the strict server streams nothing with tools (as llama-cpp-python): the turn is asked again
+    # without streaming, then the model phrases the confirmation question
+    assert [[cell.strip() for cell in line.split("│")[3:5]] for line in calls.splitlines()
+            if re.match(r"^│ \d", line)] == [["turn", "retried"], ["turn", "answered"], ["question", "answered"]]
 
 
 def test_errors_are_one_line_and_debug_shows_the_traceback(server: ScriptedServer, db: Path) -> None:

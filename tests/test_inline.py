@@ -43,9 +43,11 @@ def test_without_langgraphs_class_the_function_is_given_as_it_is(monkeypatch: py
     assert on_the_loop(route, name=None, trace=True) is route
 
 
-def test_a_branch_condition_runs_on_the_event_loop_in_an_async_run(
+def test_a_branch_condition_runs_on_a_worker_thread_so_one_that_blocks_stalls_no_other_run(
     server: ScriptedServer, context: LoopContext
 ) -> None:
+    """A developer's condition may block (a lookup): it keeps LangGraph's worker thread, while
+    graphloop's own routers run on the event loop."""
     threads: list[int] = []
 
     def condition(state: LoopState) -> bool:
@@ -61,4 +63,14 @@ def test_a_branch_condition_runs_on_the_event_loop_in_an_async_run(
 
     out, loop_thread = asyncio.run(run())
     assert out["messages"][-1].content == "2 replies so far; stopping here."
-    assert threads == [loop_thread, loop_thread]  # after each of the two replies
+    assert len(threads) == 2 and loop_thread not in threads  # after each of the two replies
+
+
+def test_without_branches_the_router_after_the_model_runs_on_the_event_loop() -> None:
+    router = compile_graph().builder.branches["call_model"]
+    [spec] = router.values()
+    assert spec.path.afunc is not None and "run_in_executor" not in repr(spec.path.afunc)
+    with_branch = compile_graph(branches=[Branch(name="b", condition=lambda s: False, node=_count_replies,
+                                                 then="__end__")]).builder.branches["call_model"]
+    [plain] = with_branch.values()
+    assert plain.path.afunc is not None and "run_in_executor" in repr(plain.path.afunc)

@@ -47,9 +47,14 @@ def wait_until_up(url: str, process: subprocess.Popen[bytes], log: Path) -> None
 
 @pytest.fixture
 def dev_server(server: ScriptedServer, tmp_path: Path) -> Iterator[str]:
+    yield from serving(server, tmp_path)
+
+
+def serving(server: ScriptedServer, tmp_path: Path, settings: str = "") -> Iterator[str]:
+    """`langgraph dev` on a free port, with a graphloop.toml for `server` (plus `settings`)."""
     (tmp_path / "graphloop.toml").write_text(
-        'tools = ["conftest:TOOLS"]\nconfirm_required = ["delete_file"]\n\n'
-        f'[[models]]\nlabel = "primary"\napi_url = "{server.url}"\nmodel_name = "scripted"\n'
+        f'tools = ["conftest:TOOLS"]\nconfirm_required = ["delete_file"]\ndb = "{tmp_path / "served.db"}"\n'
+        f'{settings}\n[[models]]\nlabel = "primary"\napi_url = "{server.url}"\nmodel_name = "scripted"\n'
         'max_retries = 0\n')
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent),
@@ -96,3 +101,22 @@ def resume_through(client: Any) -> None:
     assert tools == ["5", "deleted /tmp/x"]
     assert done["messages"][-1]["content"] == "Deleted /tmp/x; 2 + 3 = 5."
     assert client.threads.get_state(thread)["next"] == []
+
+
+def test_the_served_graph_keeps_the_files_limits_and_records_each_call(server: ScriptedServer, tmp_path: Path) -> None:
+    from graphloop.graph import open_ledger
+
+    server.add(reply(None, tool_call("add", a=1, b=1)), reply("Two, as far as I got."))
+    for url in serving(server, tmp_path, "\n[limits]\nmodel_calls = 2\n"):
+        with get_sync_client(url=url) as client:
+            thread = client.threads.create()["thread_id"]
+            run = client.runs.create(thread, "graphloop", input={"messages": [{"role": "user", "content": "add a lot"}]})
+            client.runs.join(thread, run["run_id"])
+            values: Any = client.threads.get_state(thread)["values"]
+    assert values["stopped_by"] == "model_calls" and values["messages"][-1]["content"] == "Two, as far as I got."
+    assert server.requests[-1].body["tool_choice"] == "none"  # the second call was the final answer
+    with open_ledger(tmp_path / "served.db") as ledger:
+        calls = ledger.model_calls(thread)
+    assert [(c["purpose"], c["run_id"]) for c in calls] == [("turn", run["run_id"]), ("final", run["run_id"])]
+    assert [(c["input_tokens"], c["output_tokens"]) for c in calls] == [
+        (u["prompt_tokens"], u["completion_tokens"]) for u in server.usages]

@@ -1,0 +1,104 @@
+"""What a run may spend: at most N model calls, N tokens in, out or in all (`UsageLimits`).
+
+A limit is checked before each request, with the request counted exactly (the compact step's
+count of what is sent). A round's request is sent only if it leaves room for a final answer
+after it (one more model call, and as many tokens again as this request plus the note asking
+for the answer) when the run answers at its limit (`respond_with_final`). Otherwise the run
+ends the way the round limit ends it: a final answer without tools if that request fits, else
+the summary of what the tools returned (the final request grows by what the round's tools
+returned, so it may not fit after all); `stopped_by` in the state (and the Orchestrator's
+result) names the limit. An output limit cannot be known before a reply: no request is sent
+once the replies so far have reached it. The confirmation question is asked only if it fits
+(else the default question is shown).
+
+The limits travel in the run's policy, so a resume in another process, a served graph and the
+CLI keep them; what was spent is kept in the state (`spent`) only for a run that has limits.
+
+Example:
+    >>> spent = {"model_calls": 2, "input_tokens": 600, "output_tokens": 90}
+    >>> limit_reached({"total_tokens": 1000}, spent, 300), limit_reached({"total_tokens": 1000}, spent, 300, then=320)
+    (None, 'total_tokens')
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from graphloop.nodes.state import LoopState, LoopUpdate, Spent, StopReason, UsageLimits, policy_of
+
+if TYPE_CHECKING:  # usage imports the context, which checks limits here
+    from graphloop.nodes.usage import ModelCall
+
+__all__ = ["NOTHING_SPENT", "check_limits", "limit_reached", "over_limit", "spent_after", "spent_update", "stop_text"]
+
+logger = logging.getLogger(__name__)
+
+NOTHING_SPENT = Spent(model_calls=0, input_tokens=0, output_tokens=0)
+
+_NAMES: dict[StopReason, str] = {"model_calls": "model calls", "input_tokens": "input tokens",
+                                 "output_tokens": "output tokens", "total_tokens": "tokens"}
+
+
+def check_limits(limits: object) -> list[str]:
+    """What is wrong with `limits` (a policy's), as `_check_types` words it; [] when nothing."""
+    if not isinstance(limits, Mapping):
+        return [f"limits={limits!r} (a mapping of {sorted(UsageLimits.__optional_keys__)} to whole numbers)"]
+    wrong: list[str] = []
+    for key, value in limits.items():  # pyright: ignore[reportUnknownVariableType]  # checked here
+        if key not in UsageLimits.__optional_keys__:
+            wrong.append(f"limits[{key!r}] (known limits: {sorted(UsageLimits.__optional_keys__)})")
+        elif isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            wrong.append(f"limits[{key!r}]={value!r} (a whole number, 1 or more)")
+    return wrong
+
+
+def limit_reached(limits: UsageLimits, spent: Spent, request_tokens: int, then: int | None = None) -> StopReason | None:
+    """The limit a request of `request_tokens` would pass, after `spent`, keeping room for a
+    final request of `then` tokens after it when given; None when it fits."""
+    calls = spent["model_calls"] + 1 + (then is not None)
+    tokens_in = spent["input_tokens"] + request_tokens + (then or 0)
+    checks: list[tuple[StopReason, int, int]] = [  # (limit, what it would be, its largest allowed)
+        ("model_calls", calls, limits.get("model_calls", calls)),
+        ("input_tokens", tokens_in, limits.get("input_tokens", tokens_in)),
+        ("total_tokens", tokens_in + spent["output_tokens"], limits.get("total_tokens", tokens_in + spent["output_tokens"])),
+        ("output_tokens", spent["output_tokens"] + 1, limits.get("output_tokens", spent["output_tokens"] + 1)),
+    ]
+    return next((reason for reason, would_be, allowed in checks if would_be > allowed), None)
+
+
+def over_limit(state: LoopState, request_tokens: int, then: int | None = None) -> StopReason | None:
+    """The limit of the run's policy that a request of `request_tokens` would pass (keeping
+    room for a final request of `then` tokens, when given; logged); None when it fits or the
+    run has no limits."""
+    limits = policy_of(state).get("limits")
+    if not limits:
+        return None
+    spent = state.get("spent") or NOTHING_SPENT
+    reason = limit_reached(limits, spent, request_tokens, then)
+    if reason is not None:
+        logger.warning("a request of %d tokens would pass the run's %s limit (%s spent); not sent",
+                       request_tokens, reason, dict(spent))
+    return reason
+
+
+def spent_update(state: LoopState, calls: Sequence[ModelCall]) -> LoopUpdate:
+    """The state update adding `calls` to what the run spent: only for a run with limits."""
+    if not policy_of(state).get("limits") or not calls:
+        return {}
+    return {"spent": spent_after(state.get("spent") or NOTHING_SPENT, calls)}
+
+
+def spent_after(spent: Spent, calls: Sequence[ModelCall]) -> Spent:
+    """`spent` with `calls` added (a failed call counts as a call, with no tokens)."""
+    return Spent(model_calls=spent["model_calls"] + len(calls),
+                 input_tokens=spent["input_tokens"] + sum(c.input_tokens or 0 for c in calls),
+                 output_tokens=spent["output_tokens"] + sum(c.output_tokens or 0 for c in calls))
+
+
+def stop_text(reason: StopReason, limits: UsageLimits, max_rounds: int) -> str:
+    """How the summary at a limit names it: `the tool iteration limit (10 rounds)`."""
+    if reason == "rounds":
+        return f"the tool iteration limit ({max_rounds} rounds)"
+    return f"the run's limit of {limits.get(reason, 0):,} {_NAMES[reason]}"
