@@ -9,6 +9,7 @@ Example:
 from __future__ import annotations
 
 import functools
+import inspect
 import warnings
 from collections.abc import Callable, Coroutine, Sequence
 from types import UnionType
@@ -48,6 +49,7 @@ from graphloop.nodes import (
     route_after_tools,
     run_sync,
     run_tool,
+    span,
 )
 
 __all__ = ["LoopGraph", "build_graph", "compile_graph", "edges_of"]
@@ -59,15 +61,39 @@ LoopGraph = OwnedGraph
 
 
 def _sync_and_async(node: Callable[[In, Runtime[LoopContext]], Coroutine[Any, Any, Out]]) -> RunnableLambda[In, Out]:
-    """Serve an async node to both `invoke` and `ainvoke` without a second copy of it."""
+    """Serve an async node to both `invoke` and `ainvoke` without a second copy of it (in its
+    span, see `graphloop.nodes.tracing`)."""
+    traced = _traced(node)
 
     def run(state: In) -> Out:
-        return run_sync(node(state, get_runtime(LoopContext)))
+        return run_sync(traced(state, get_runtime(LoopContext)))
 
     async def arun(state: In) -> Out:
-        return await node(state, get_runtime(LoopContext))
+        return await traced(state, get_runtime(LoopContext))
 
     return RunnableLambda(run, afunc=arun, name=node.__name__)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _traced(node: F) -> F:
+    """`node`, each call in a span named `graphloop.<node>` (`graphloop.nodes.tracing`); its
+    signature and type hints are the node's, which LangGraph reads."""
+    name = getattr(node, "__name__", type(node).__name__)
+    attributes = {"graphloop.node": name}
+    if inspect.iscoroutinefunction(node):
+        @functools.wraps(node)
+        async def traced_async(*args: Any, **kwargs: Any) -> Any:
+            with span(f"graphloop.{name}", attributes):
+                return await node(*args, **kwargs)
+        return cast(F, traced_async)
+
+    @functools.wraps(node)
+    def traced(*args: Any, **kwargs: Any) -> Any:
+        with span(f"graphloop.{name}", attributes):
+            return node(*args, **kwargs)
+    return cast(F, traced)
 
 
 def build_graph(branches: Sequence[Branch] = ()) -> StateGraph[LoopState, LoopContext, LoopState, LoopState]:
@@ -85,18 +111,18 @@ def build_graph(branches: Sequence[Branch] = ()) -> StateGraph[LoopState, LoopCo
     builder = StateGraph(LoopState, context_schema=LoopContext)
     # add_node's overloads are partly untyped in langgraph; the nodes themselves are typed.
     add_node: Callable[[str, Any], object] = builder.add_node  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
-    add_node(COMPACT, compact)
+    add_node(COMPACT, _traced(compact))
     add_node(CALL_MODEL, _sync_and_async(call_model))
-    add_node(EXECUTE_TOOLS, execute_tools)
+    add_node(EXECUTE_TOOLS, _traced(execute_tools))
     add_node(RUN_TOOL, _sync_and_async(run_tool))
     add_node(ASK_CONFIRMATION, _sync_and_async(ask_confirmation))
-    add_node(INTERRUPT_FOR_CONFIRM, interrupt_for_confirm)
+    add_node(INTERRUPT_FOR_CONFIRM, _traced(interrupt_for_confirm))
     add_node(FINALIZE, _sync_and_async(finalize))
 
     builder.add_edge(START, COMPACT)
     builder.add_edge(COMPACT, CALL_MODEL)
     for branch in branches:
-        add_node(branch.name, cast(Any, branch.node))  # langgraph's node protocols want parameter names a Callable type cannot state
+        add_node(branch.name, cast(Any, _traced(branch.node)))  # langgraph's node protocols want parameter names a Callable type cannot state
         builder.add_edge(branch.name, END if branch.then == END else branch.then)
     # graphloop's routers read the state only: run in place, not on a worker thread
     # (`on_the_loop`); a developer's branch conditions may block, so they keep LangGraph's thread

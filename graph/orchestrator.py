@@ -12,8 +12,8 @@ Example:
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager, nullcontext
 from dataclasses import replace
 from datetime import timedelta
 from functools import partial
@@ -79,11 +79,14 @@ from graphloop.nodes import (
     ModelLike,
     Policy,
     RoleTools,
+    SpanLike,
     ToolLike,
     UsageLimits,
     check_limits,
     check_policy,
+    detached_span,
     run_sync,
+    step_in,
 )
 
 __all__ = [
@@ -276,21 +279,21 @@ class Orchestrator:
         async with self._session(context) as (graph, context), _held(context, thread_id, options.get("wait")):
             snapshot = await graph.aget_state(config)
             start = await begin(snapshot, context)
-            # durability="sync": each step is written before the next starts, so a killed process
-            # resumes where it was; what must survive a power cut is flushed by the ledger
-            # (`graphloop.checkpointers.ledger`: a call's claim, before the call runs)
-            answered_by = str(snapshot.values.get("answered_by", ""))
-            async for mode, chunk in graph.astream(start, config, context=context, durability="sync",  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]  # langgraph's astream is partly untyped
-                                                   stream_mode=modes):
-                for event in event_of(str(mode), chunk, answered_by):  # pyright: ignore[reportUnknownArgumentType]
-                    answered_by = event.model if isinstance(event, ModelReply) else answered_by
+            with detached_span("invoke_agent graphloop", _run_attributes(thread_id, run_id, options)) as traced:
+                answered_by = str(snapshot.values.get("answered_by", ""))
+                async for event in _events(graph.astream(  # pyright: ignore[reportUnknownMemberType, reportUnknownArgumentType]  # langgraph's astream is partly untyped
+                        # durability="sync": each step is written before the next starts, so a killed
+                        # process resumes where it was; what must survive a power cut is flushed by
+                        # the ledger (`graphloop.checkpointers.ledger`: a call's claim, before it runs)
+                        start, config, context=context, durability="sync", stream_mode=modes), answered_by, traced):
                     yield event
-            snapshot = await graph.aget_state(config)
-            usage = None
-            if context.ledger is not None:  # every result is in the checkpoint now: the ledger's copies can go
-                # flushed when the run pauses: the pause a person will answer is on disk
-                usage = await in_db_thread(_ended, context.ledger, thread_id, run_id, bool(snapshot.interrupts))
-        result = replace(result_of(snapshot.values, snapshot.interrupts, thread_id), usage=usage)
+                snapshot = await graph.aget_state(config)
+                usage = None
+                if context.ledger is not None:  # every result is in the checkpoint now: the ledger's copies can go
+                    # flushed when the run pauses: the pause a person will answer is on disk
+                    usage = await in_db_thread(_ended, context.ledger, thread_id, run_id, bool(snapshot.interrupts))
+                result = replace(result_of(snapshot.values, snapshot.interrupts, thread_id), usage=usage)
+                _describe(traced, result)
         if result.checkpoint is not None:
             yield Paused(result.checkpoint)
         yield Finished(result)
@@ -418,6 +421,48 @@ def _checked_limits(limits: UsageLimits | None) -> UsageLimits | None:
     if wrong:
         raise ConfigurationError(f"limits have wrong values: {'; '.join(wrong)}")
     return limits
+
+
+async def _events(stream: AsyncIterator[tuple[str, Any]], answered_by: str, traced: SpanLike) -> AsyncGenerator[RunEvent, None]:
+    """The graph's stream as events. Each step runs with the run's span current, so the spans
+    of its nodes, model calls and tool calls are the run's children; never while an event is
+    with the caller (an async generator's steps may run in the caller's contexts)."""
+    async with aclosing(cast(AsyncGenerator[tuple[str, Any], None], stream)) as steps:
+        while True:
+            with step_in(traced):
+                try:
+                    mode, chunk = await anext(steps)
+                except StopAsyncIteration:
+                    return
+            for event in event_of(str(mode), chunk, answered_by):
+                answered_by = event.model if isinstance(event, ModelReply) else answered_by
+                yield event
+
+
+def _run_attributes(thread_id: str, run_id: str, options: RunOptions | ResumeOptions) -> dict[str, Any]:
+    """The run span's attributes as it starts: what it is, and for a resume the decisions."""
+    decided: list[str] = []
+    if (decisions := options.get("decisions")) is not None:
+        decided = [str(cast(Mapping[str, Any], d).get("type")) for d in decisions]
+    elif (confirmed := options.get("confirmed")) is not None:
+        decided = ["approve" if confirmed else "reject"]
+    elif options.get("answer") is not None:
+        decided = ["answer"]
+    return {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "graphloop",
+            "graphloop.thread_id": thread_id, "graphloop.run_id": run_id, **(
+                {"graphloop.decisions": decided} if decided else {})}
+
+
+def _describe(traced: SpanLike, result: OrchestratorResult) -> None:
+    """The run span's attributes as it ends: paused or not, the limit it stopped at, its usage."""
+    traced.set_attribute("graphloop.paused", result.checkpoint is not None)
+    if result.checkpoint is not None:
+        traced.set_attribute("graphloop.interrupt_id", result.checkpoint.interrupt_id)
+    if result.stopped_by is not None:
+        traced.set_attribute("graphloop.stopped_by", result.stopped_by)
+    if result.usage is not None:
+        traced.set_attribute("gen_ai.usage.input_tokens", result.usage.input_tokens)
+        traced.set_attribute("gen_ai.usage.output_tokens", result.usage.output_tokens)
 
 
 def _ended(ledger: Ledger, thread_id: str, run_id: str, paused: bool) -> Usage:

@@ -72,6 +72,7 @@ from graphloop.nodes.state import (
 from graphloop.nodes.tally import TallyCache, TallyKey, TokenTally
 from graphloop.nodes.tokens import TokenCounter, count_tokens
 from graphloop.nodes.toolbox import ToolBox, ToolLike
+from graphloop.nodes.tracing import SpanLike, detached_span, span, step_in
 from graphloop.nodes.usage import RUN_KEY, ModelCall
 from graphloop.nodes.view import state_view
 
@@ -115,6 +116,7 @@ __all__ = [
     "RequestedCall",
     "ReviewConfig",
     "RoleTools",
+    "SpanLike",
     "Spent",
     "StopReason",
     "TallyCache",
@@ -139,6 +141,7 @@ __all__ = [
     "compact",
     "count_tokens",
     "decision_entries",
+    "detached_span",
     "dismiss_pause",
     "exact_text",
     "execute_tools",
@@ -156,7 +159,9 @@ __all__ = [
     "run_sync",
     "run_tool",
     "shown_calls",
+    "span",
     "state_view",
+    "step_in",
     "this_run",
     "unanswered_calls",
 ]

@@ -10,7 +10,6 @@ import asyncio
 import functools
 import json
 import re
-import time
 import weakref
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -35,7 +34,7 @@ from graphloop.checkpointers import (
 from graphloop.nodes.calls import STREAMED
 from graphloop.nodes.models import ModelConfig, ToolChoice
 from graphloop.nodes.repairs import RepairedChatOpenAI
-from graphloop.nodes.usage import ModelCall, measured, note
+from graphloop.nodes.usage import measured, requested
 from graphloop.nodes.wire import Lesson, learn, learned, lesson_from, names_a_tool, sends_system, shaped
 
 __all__ = ["call_chat_model", "chat_model", "with_unique_id"]
@@ -121,35 +120,33 @@ async def call_chat_model(
         runnable = llm.bind_tools(list(tools), tool_choice=choice) if tools else llm  # pyright: ignore[reportUnknownMemberType]  # bind_tools' union is partly untyped
         known = learned(model)  # the form this request goes in
         streams = stream and model.stream and not (choice != "none" and tools and known.no_stream_with_tools)
-        call = note(ModelCall(model.label, "failed", None, None, counted=False, latency_ms=0.0))
-        started = time.monotonic()
-        try:
-            if streams:  # when a caller shows tokens (LangGraph's messages mode)
-                reply = _finished(await runnable.ainvoke(list(messages)), model)
+        with requested(model) as call:  # noted, timed and traced (`graphloop.nodes.usage`)
+            try:
+                if streams:  # when a caller shows tokens (LangGraph's messages mode)
+                    reply = _finished(await runnable.ainvoke(list(messages)), model)
+                else:
+                    reply = await runnable.ainvoke(list(messages), {"tags": [TAG_NOSTREAM]}, stream=False)
+                reply, call.input_tokens, call.output_tokens, call.counted = measured(reply, messages, tools,
+                                                                                      model.model_name)
+                call.outcome = "answered"
+            except openai.APIStatusError as exc:
+                lesson = _lesson_in(exc, messages, choice)
+                if attempt == 0 and lesson is not None and not getattr(known, lesson):
+                    learn(model, lesson)  # or another request learned it meanwhile: asked again either way
+                    call.outcome = "retried"
+                    continue
+                error = _model_error(exc, model)
+            except (openai.APIError, httpx.TransportError, ValueError, KeyError, TypeError, IndexError,
+                    AttributeError) as exc:
+                error = _model_error(exc, model)
             else:
-                reply = await runnable.ainvoke(list(messages), {"tags": [TAG_NOSTREAM]}, stream=False)
-            reply, call.input_tokens, call.output_tokens, call.counted = measured(reply, messages, tools,
-                                                                                  model.model_name)
-            call.outcome = "answered"
-        except openai.APIStatusError as exc:
-            lesson = _lesson_in(exc, messages, choice)
-            if attempt == 0 and lesson is not None and not getattr(known, lesson):
-                learn(model, lesson)  # or another request learned it meanwhile: asked again either way
-                call.outcome = "retried"
-                continue
-            error = _model_error(exc, model)
-        except (openai.APIError, httpx.TransportError, ValueError, KeyError, TypeError, IndexError,
-                AttributeError) as exc:
-            error = _model_error(exc, model)
-        else:
-            if attempt == 0 and choice != "none" and sends_system(model, known) and _named_a_tool(
-                    reply, messages, tools):
-                learn(model, "system_in_user")  # this reply is dropped: asked again in the other form
-                call.outcome = "retried"
-                continue
-            return reply
-        finally:
-            call.latency_ms = (time.monotonic() - started) * 1000
+                if attempt == 0 and choice != "none" and sends_system(model, known) and _named_a_tool(
+                        reply, messages, tools):
+                    learn(model, "system_in_user")  # this reply is dropped: asked again in the other form
+                    call.outcome = "retried"
+                    continue
+                return reply
+            call.error = type(error).__qualname__
         raise error  # raised out here: neither its cause nor its context holds the server's text
     raise AssertionError("the loop returns or raises")
 

@@ -39,6 +39,7 @@ from graphloop.nodes.state import (
     ToolJob,
     policy_of,
 )
+from graphloop.nodes.tracing import SpanLike, capture_content, span
 
 __all__ = ["CHANGED", "DENIED", "NO_RECORD", "execute_tools", "run_tool", "runnable_now"]
 
@@ -250,12 +251,31 @@ async def run_tool(job: ToolJob, runtime: Runtime[LoopContext]) -> LoopUpdate:
         if earlier is not None:
             return await _claimed_before(ledger, job, earlier)
     started = time.monotonic()
-    outcome = await run_call(job, runtime.context, late)
+    with span(f"execute_tool {job['name']}", _tool_attributes(job)) as traced:
+        outcome = await run_call(job, runtime.context, late)
+        _traced_outcome(traced, outcome.status, outcome.text)
     if ledger is not None:
         await in_db_thread(ledger.finish_call, current_thread(), job["id"], outcome.status,
                            duration_ms=(time.monotonic() - started) * 1000, result=outcome.text)
     follow_late(ledger, job, outcome, started)  # a sync call still running past its timeout
     return _reply(job, outcome.text, "success" if outcome.status == "success" else "error")
+
+
+def _tool_attributes(job: ToolJob) -> dict[str, str]:
+    """A tool span's attributes (`graphloop.nodes.tracing`): its arguments only with capture on."""
+    attributes = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": job["name"],
+                  "gen_ai.tool.call.id": job["id"]}
+    if capture_content():
+        attributes["gen_ai.tool.call.arguments"] = json.dumps(job["args"], ensure_ascii=False, default=str)
+    return attributes
+
+
+def _traced_outcome(traced: SpanLike, status: str, text: str) -> None:
+    traced.set_attribute("graphloop.status", status)
+    if status != "success":
+        traced.set_attribute("error.type", f"tool_{status}")
+    if capture_content():
+        traced.set_attribute("gen_ai.tool.call.result", text)
 
 
 def _claim(ledger: Ledger, job: ToolJob, entry: ToolCallEntry) -> tuple[ToolCallEntry | None, ToolCallEntry | None]:

@@ -19,22 +19,26 @@ Example:
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncGenerator, Generator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.messages.ai import UsageMetadata
 
 from graphloop.checkpointers import Ledger, ModelCallEntry, in_db_thread, now
 from graphloop.nodes.audit import current_thread, current_user, run_settings
+from graphloop.nodes.models import ModelConfig
 from graphloop.nodes.state import LoopState, policy_of
 from graphloop.nodes.tokens import counter_for
+from graphloop.nodes.tracing import span
 
 __all__ = ["RUN_KEY", "ModelCall", "Outcome", "Purpose", "current_run", "ended", "measured", "note", "recorded",
-           "recording", "save_calls"]
+           "recording", "requested", "save_calls"]
 
 Outcome = Literal["answered", "retried", "failed", "fallback"]
 """How a request ended: its reply was used; it failed (or was empty) and the same model was
@@ -61,6 +65,8 @@ class ModelCall:
     counted: bool
     """True when graphloop counted the tokens because the server reported none."""
     latency_ms: float
+    error: str | None = None
+    """The type of the error it failed with (for its span), if it failed."""
 
 
 _recording: ContextVar[list[ModelCall] | None] = ContextVar("graphloop_model_calls", default=None)
@@ -83,6 +89,30 @@ def note(call: ModelCall) -> ModelCall:
     if calls is not None:
         calls.append(call)
     return call
+
+
+@contextmanager
+def requested(model: ModelConfig) -> Generator[ModelCall, None, None]:
+    """One request to `model`: noted as a `ModelCall` (`failed` until the block says how it
+    ended), timed, and traced as a `chat <model>` span (`graphloop.nodes.tracing`)."""
+    call = note(ModelCall(model.label, "failed", None, None, counted=False, latency_ms=0.0))
+    started = time.monotonic()
+    where = urlsplit(model.base_url)
+    attributes = {"gen_ai.operation.name": "chat", "gen_ai.request.model": model.model_name,
+                  "graphloop.model_label": model.label, "server.address": where.hostname or "",
+                  **({"server.port": where.port} if where.port else {})}
+    with span(f"chat {model.model_name}", attributes) as traced:
+        try:
+            yield call
+        finally:
+            call.latency_ms = (time.monotonic() - started) * 1000
+            traced.set_attribute("graphloop.outcome", call.outcome)
+            if call.input_tokens is not None and call.output_tokens is not None:
+                traced.set_attribute("gen_ai.usage.input_tokens", call.input_tokens)
+                traced.set_attribute("gen_ai.usage.output_tokens", call.output_tokens)
+                traced.set_attribute("graphloop.usage_counted", call.counted)
+            if call.error is not None:
+                traced.set_attribute("error.type", call.error)
 
 
 def ended(outcome: Outcome) -> None:
