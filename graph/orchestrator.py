@@ -12,8 +12,8 @@ Example:
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager, nullcontext
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from dataclasses import replace
 from datetime import timedelta
 from functools import partial
@@ -52,18 +52,16 @@ from graphloop.graph.options import (
 from graphloop.graph.results import (
     AWAITING,
     Finished,
-    ModelReply,
     OrchestratorResult,
     Paused,
     PendingConfirmation,
     RunEvent,
     ToolCallRecord,
-    Usage,
-    event_of,
     result_of,
 )
 from graphloop.graph.resumes import command_for
 from graphloop.graph.retention import PruneReport, prune_threads
+from graphloop.graph.runs import describe_run, run_attributes, run_ended, run_events
 from graphloop.graph.sessions import SharedSession
 from graphloop.graph.snapshots import VERSION, check_new_task, relist_paused
 from graphloop.nodes import (
@@ -79,14 +77,12 @@ from graphloop.nodes import (
     ModelLike,
     Policy,
     RoleTools,
-    SpanLike,
     ToolLike,
     UsageLimits,
-    check_limits,
     check_policy,
+    checked_limits,
     detached_span,
     run_sync,
-    step_in,
 )
 
 __all__ = [
@@ -175,7 +171,7 @@ class Orchestrator:
         self.ask_model_to_confirm = ask_model_to_confirm
         self.tool_instruction = tool_instruction
         self.one_call_per_pause = one_call_per_pause
-        self.limits = _checked_limits(limits)
+        self.limits = checked_limits(limits)
         self.branches = tuple(branches)
         # compiled once (a bad branch fails here); each session copies it onto its saver
         self._shared = SharedSession(db, compile_graph(branches=self.branches))
@@ -279,9 +275,9 @@ class Orchestrator:
         async with self._session(context) as (graph, context), _held(context, thread_id, options.get("wait")):
             snapshot = await graph.aget_state(config)
             start = await begin(snapshot, context)
-            with detached_span("invoke_agent graphloop", _run_attributes(thread_id, run_id, options)) as traced:
+            with detached_span("invoke_agent graphloop", run_attributes(thread_id, run_id, options)) as traced:
                 answered_by = str(snapshot.values.get("answered_by", ""))
-                async for event in _events(graph.astream(  # pyright: ignore[reportUnknownMemberType, reportUnknownArgumentType]  # langgraph's astream is partly untyped
+                async for event in run_events(graph.astream(  # pyright: ignore[reportUnknownMemberType, reportUnknownArgumentType]  # langgraph's astream is partly untyped
                         # durability="sync": each step is written before the next starts, so a killed
                         # process resumes where it was; what must survive a power cut is flushed by
                         # the ledger (`graphloop.checkpointers.ledger`: a call's claim, before it runs)
@@ -291,9 +287,9 @@ class Orchestrator:
                 usage = None
                 if context.ledger is not None:  # every result is in the checkpoint now: the ledger's copies can go
                     # flushed when the run pauses: the pause a person will answer is on disk
-                    usage = await in_db_thread(_ended, context.ledger, thread_id, run_id, bool(snapshot.interrupts))
+                    usage = await in_db_thread(run_ended, context.ledger, thread_id, run_id, bool(snapshot.interrupts))
                 result = replace(result_of(snapshot.values, snapshot.interrupts, thread_id), usage=usage)
-                _describe(traced, result)
+                describe_run(traced, result)
         if result.checkpoint is not None:
             yield Paused(result.checkpoint)
         yield Finished(result)
@@ -335,7 +331,7 @@ class Orchestrator:
             state_version=STATE_VERSION,
             graphloop_version=VERSION,
         )
-        limits: UsageLimits = {**(self.limits or {}), **(_checked_limits(options.get("limits")) or {})}
+        limits: UsageLimits = {**(self.limits or {}), **(checked_limits(options.get("limits")) or {})}
         if limits:  # a run without limits keeps no `spent`
             policy["limits"] = limits
         return policy
@@ -412,65 +408,6 @@ def _held(context: LoopContext, thread_id: str, wait: float | None) -> AbstractA
     if context.ledger is None:
         return nullcontext()
     return context.ledger.drivers.adrive(thread_id, wait or 0.0, reentrant=False)
-
-
-def _checked_limits(limits: UsageLimits | None) -> UsageLimits | None:
-    """`limits` as given to the Orchestrator or a run, refused (`ConfigurationError`) unless
-    each is a known limit and a whole number, 1 or more."""
-    wrong = check_limits(limits) if limits is not None else []
-    if wrong:
-        raise ConfigurationError(f"limits have wrong values: {'; '.join(wrong)}")
-    return limits
-
-
-async def _events(stream: AsyncIterator[tuple[str, Any]], answered_by: str, traced: SpanLike) -> AsyncGenerator[RunEvent, None]:
-    """The graph's stream as events. Each step runs with the run's span current, so the spans
-    of its nodes, model calls and tool calls are the run's children; never while an event is
-    with the caller (an async generator's steps may run in the caller's contexts)."""
-    async with aclosing(cast(AsyncGenerator[tuple[str, Any], None], stream)) as steps:
-        while True:
-            with step_in(traced):
-                try:
-                    mode, chunk = await anext(steps)
-                except StopAsyncIteration:
-                    return
-            for event in event_of(str(mode), chunk, answered_by):
-                answered_by = event.model if isinstance(event, ModelReply) else answered_by
-                yield event
-
-
-def _run_attributes(thread_id: str, run_id: str, options: RunOptions | ResumeOptions) -> dict[str, Any]:
-    """The run span's attributes as it starts: what it is, and for a resume the decisions."""
-    decided: list[str] = []
-    if (decisions := options.get("decisions")) is not None:
-        decided = [str(cast(Mapping[str, Any], d).get("type")) for d in decisions]
-    elif (confirmed := options.get("confirmed")) is not None:
-        decided = ["approve" if confirmed else "reject"]
-    elif options.get("answer") is not None:
-        decided = ["answer"]
-    return {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "graphloop",
-            "graphloop.thread_id": thread_id, "graphloop.run_id": run_id, **(
-                {"graphloop.decisions": decided} if decided else {})}
-
-
-def _describe(traced: SpanLike, result: OrchestratorResult) -> None:
-    """The run span's attributes as it ends: paused or not, the limit it stopped at, its usage."""
-    traced.set_attribute("graphloop.paused", result.checkpoint is not None)
-    if result.checkpoint is not None:
-        traced.set_attribute("graphloop.interrupt_id", result.checkpoint.interrupt_id)
-    if result.stopped_by is not None:
-        traced.set_attribute("graphloop.stopped_by", result.stopped_by)
-    if result.usage is not None:
-        traced.set_attribute("gen_ai.usage.input_tokens", result.usage.input_tokens)
-        traced.set_attribute("gen_ai.usage.output_tokens", result.usage.output_tokens)
-
-
-def _ended(ledger: Ledger, thread_id: str, run_id: str, paused: bool) -> Usage:
-    """A run's last ledger work, in one trip: its kept results go (flushed when it paused), and
-    its model calls are summed."""
-    ledger.forget_results(thread_id, flush=paused)
-    return Usage.of(ledger.usage(thread_id=thread_id, run_id=run_id),
-                    ledger.usage(thread_id=thread_id, run_id=run_id, by="model"))
 
 
 async def _result(events: AsyncGenerator[RunEvent, None]) -> OrchestratorResult:

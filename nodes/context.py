@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal, cast
 
 from graphloop.checkpointers import ConfigurationError, Ledger
-from graphloop.nodes.limits import check_limits
+from graphloop.nodes.limits import checked_limits
 from graphloop.nodes.models import ModelConfig, ModelLike, model_chain
 from graphloop.nodes.state import DECISION_TYPES, DEFAULT_DECISIONS, DecisionType, UsageLimits
 from graphloop.nodes.tally import TallyCache
@@ -125,8 +125,6 @@ class LoopContext:
         """
         if not isinstance(cast(object, one_call_per_pause), bool):  # typed bool, but "false" is true
             raise ConfigurationError(f"one_call_per_pause={one_call_per_pause!r} must be True or False")
-        if limits is not None and (wrong := check_limits(limits)):
-            raise ConfigurationError(f"limits have wrong values: {'; '.join(wrong)}")
         box = tools if isinstance(tools, ToolBox) else ToolBox(tools)
         chain = model_chain(models)
         gated = frozenset(confirm_required)
@@ -154,7 +152,7 @@ class LoopContext:
         return cls(models=chain, tools=box, confirm_required=gated, roles=role_sets,
                    compaction=settings, tool_timeout=tool_timeout, tool_timeouts=timeouts,
                    repeat_limit=repeat_limit, allowed_decisions=_decision_sets(box, allowed_decisions),
-                   ledger=ledger, one_call_per_pause=one_call_per_pause, limits=limits or None)
+                   ledger=ledger, one_call_per_pause=one_call_per_pause, limits=checked_limits(limits) or None)
 
     def with_models(self, models: ModelLike | Iterable[ModelLike]) -> LoopContext:
         """This context with another model chain (primary first)."""

@@ -26,12 +26,13 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from graphloop.checkpointers import ConfigurationError
 from graphloop.nodes.state import LoopState, LoopUpdate, Spent, StopReason, UsageLimits, policy_of
 
 if TYPE_CHECKING:  # usage imports the context, which checks limits here
     from graphloop.nodes.usage import ModelCall
 
-__all__ = ["NOTHING_SPENT", "check_limits", "limit_reached", "over_limit", "spent_after", "spent_update", "stop_text"]
+__all__ = ["NOTHING_SPENT", "check_limits", "checked_limits", "limit_reached", "over_limit", "spent_after", "spent_update", "stop_text"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +53,15 @@ def check_limits(limits: object) -> list[str]:
         elif isinstance(value, bool) or not isinstance(value, int) or value < 1:
             wrong.append(f"limits[{key!r}]={value!r} (a whole number, 1 or more)")
     return wrong
+
+
+def checked_limits(limits: UsageLimits | None) -> UsageLimits | None:
+    """`limits` as given to the Orchestrator, a run or a context: `ConfigurationError` unless
+    each is a known limit and a whole number, 1 or more."""
+    wrong = check_limits(limits) if limits is not None else []
+    if wrong:
+        raise ConfigurationError(f"limits have wrong values: {'; '.join(wrong)}")
+    return limits
 
 
 def limit_reached(limits: UsageLimits, spent: Spent, request_tokens: int, then: int | None = None) -> StopReason | None:
