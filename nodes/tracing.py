@@ -62,6 +62,19 @@ _NO_SPAN = _NoSpan()
 _VERSION = version("graphloop")
 
 
+_tracer_of: list[tuple[object, Any]] = []
+"""The global provider last seen and its tracer (an SDK provider makes a new tracer per
+`get_tracer`, which cost more than the span)."""
+
+
+def _tracer() -> Any:
+    assert trace is not None
+    provider = trace.get_tracer_provider()
+    if not _tracer_of or _tracer_of[0][0] is not provider:
+        _tracer_of[:] = [(provider, provider.get_tracer("graphloop", _VERSION))]
+    return _tracer_of[0][1]
+
+
 def capture_content() -> bool:
     """Whether spans may hold tool arguments and results (`CAPTURE_CONTENT` is true)."""
     return os.environ.get(CAPTURE_CONTENT, "").strip().lower() in ("1", "true", "yes")
@@ -89,8 +102,7 @@ def span(name: str, attributes: Mapping[str, Attribute] | None = None) -> Genera
     if trace is None:
         yield _NO_SPAN
         return
-    tracer = trace.get_tracer("graphloop", _VERSION)
-    with tracer.start_as_current_span(name, attributes=dict(attributes or {}), record_exception=False,
+    with _tracer().start_as_current_span(name, attributes=dict(attributes or {}), record_exception=False,
                                       set_status_on_exception=False) as current:
         try:
             yield current
@@ -109,7 +121,7 @@ def detached_span(name: str, attributes: Mapping[str, Attribute] | None = None) 
     if trace is None:
         yield _NO_SPAN
         return
-    started = trace.get_tracer("graphloop", _VERSION).start_span(name, attributes=dict(attributes or {}))
+    started = _tracer().start_span(name, attributes=dict(attributes or {}))
     try:
         yield started
     except BaseException as exc:
