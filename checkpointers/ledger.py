@@ -340,9 +340,10 @@ class Ledger(Held, ABC):
             "SELECT DISTINCT thread_id FROM checkpoints ORDER BY thread_id")]
 
     def forget_thread(self, thread_id: str, *, audit: bool) -> None:
-        """Remove what the ledger holds for a deleted thread; its audit rows too if `audit`."""
+        """Remove what the ledger holds for a deleted thread; its audit rows (tool calls,
+        decisions, model calls) too if `audit`."""
         with self._transaction() as tx:
-            for table in ("tool_results", "inbox", *(("tool_calls", "decisions") if audit else ())):
+            for table in ("tool_results", "inbox", *(("tool_calls", "decisions", "model_calls") if audit else ())):
                 tx.run(f"DELETE FROM {table} WHERE thread_id = ?", (thread_id,))
 
     @abstractmethod

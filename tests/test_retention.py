@@ -59,8 +59,9 @@ def test_prune_with_audit_removes_the_audit_rows_too(
     orch = Orchestrator(TOOLS, db=db, models=[model])
     server.add(reply(None, tool_call("add", a=1, b=2)), reply("3"))
     orch.run_sync("finished")
+    assert len(orch.approvals.model_calls()) == 2
     assert orch.prune_sync(timedelta(0), audit=True).kept == 0
-    assert orch.approvals.tool_calls() == []
+    assert orch.approvals.tool_calls() == [] and orch.approvals.model_calls() == []
 
 
 def test_prune_gives_the_space_back_to_the_sqlite_file(
