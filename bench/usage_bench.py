@@ -1,7 +1,7 @@
 """What recording usage and tracing cost per round, as ratios to the same run without them.
 
 One process, the scripted server on loopback, 50 rounds of one tool call with a 2,000-character
-result, interleaved, medians of 7 runs after a warm-up:
+result, interleaved (each taking each place in the order in turn), medians of 9 runs after a warm-up:
 
 - **without usage**: graphloop with the ledger's `model_calls` rows switched off (the baseline);
 - **with usage** (graphloop as it ships): each model call measured, noted and written to the
@@ -38,7 +38,7 @@ from graphloop.graph import ModelConfig, Orchestrator
 from graphloop.graph.testing import ScriptedReply, ScriptedServer, reply, tool_call
 
 ROUNDS = 50
-RUNS = 7
+RUNS = 9
 TEXT = string.ascii_letters + string.digits + " " * 10
 
 
@@ -92,7 +92,8 @@ async def measure(tmp: Path) -> dict[str, list[float]]:
     times: dict[str, list[float]] = {mode: [] for mode in modes}
     with ScriptedServer([researcher(ROUNDS)] * ((RUNS + 1) * len(modes) * (ROUNDS + 2))) as server:
         for attempt in range(RUNS + 1):
-            for n, mode in enumerate(modes):
+            turn = attempt % len(modes)  # each mode takes each place in the order in turn
+            for n, mode in enumerate(modes[turn:] + modes[:turn]):
                 usage.save_calls = _not_saved if mode == "without usage" else _saving  # pyright: ignore[reportAttributeAccessIssue]
                 tracing.on = mode == "with usage and tracing"
                 took = await one_run(server.url, tmp / f"{attempt}-{n}.db")

@@ -21,7 +21,7 @@ __all__ = ["PostgresLedger"]
 _MODEL_CALLS = """
 CREATE TABLE IF NOT EXISTS model_calls (
     thread_id TEXT NOT NULL, run_id TEXT, round INTEGER, model TEXT, purpose TEXT, outcome TEXT NOT NULL,
-    input_tokens INTEGER, output_tokens INTEGER, counted INTEGER, latency_ms DOUBLE PRECISION,
+    input_tokens BIGINT, output_tokens BIGINT, counted INTEGER, latency_ms DOUBLE PRECISION,
     started_at TEXT, user_id TEXT, seq BIGSERIAL PRIMARY KEY);
 CREATE INDEX IF NOT EXISTS model_calls_thread_run ON model_calls (thread_id, run_id);
 CREATE INDEX IF NOT EXISTS model_calls_started_at ON model_calls (started_at);

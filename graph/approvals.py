@@ -105,7 +105,9 @@ class Approvals:
             >>> Approvals(":memory:").usage(since=timedelta(days=7), by="model")
             []
         """
-        start = None if since is None else (datetime.now(UTC) - since).isoformat(timespec="milliseconds")
+        if by is not None and by not in ("user", "model", "thread"):
+            raise ConfigurationError(f"by={by!r} is not one of 'user', 'model', 'thread'")
+        start = None if since is None else _start_of(since)
         with self._ledger() as ledger:
             return ledger.usage(thread_id=thread_id, since=start, by=by)
 
@@ -113,3 +115,14 @@ class Approvals:
         """Every decision, oldest first (of one thread when given)."""
         with self._ledger() as ledger:
             return ledger.decisions(thread_id)
+
+
+def _start_of(since: object) -> str:
+    """The time `since` ago, as the tables store times; `ConfigurationError` for anything but a
+    duration from zero to the year 1."""
+    if not isinstance(since, timedelta) or since < timedelta(0):
+        raise ConfigurationError(f"since={since!r} is not a duration of zero or more (a timedelta)")
+    try:
+        return (datetime.now(UTC) - since).isoformat(timespec="milliseconds")
+    except OverflowError:
+        raise ConfigurationError(f"since={since!r} reaches back before the year 1") from None

@@ -16,11 +16,11 @@ from graphloop.nodes.compaction import compacted_view, fitted_view
 from graphloop.nodes.context import LoopContext
 from graphloop.nodes.fallback import call_models
 from graphloop.nodes.finalize import LIMIT_NOTE
-from graphloop.nodes.limits import over_limit, spent_update
+from graphloop.nodes.limits import LimitReached, budget, spent_update
 from graphloop.nodes.policy import allowed_tools, tool_schemas
-from graphloop.nodes.state import LoopState, LoopUpdate, StopReason, policy_of
+from graphloop.nodes.state import LoopState, LoopUpdate, policy_of
 from graphloop.nodes.text_calls import calls_from_text
-from graphloop.nodes.usage import ended, recorded
+from graphloop.nodes.usage import Budget, ModelCall, ended, recorded
 
 __all__ = ["OVERFLOW_SHRINK", "call_model", "tighter_budget"]
 
@@ -47,16 +47,13 @@ def tighter_budget(failed: int, error: str, context: LoopContext) -> int:
     return budget
 
 
-def _stop_before(state: LoopState, context: LoopContext) -> StopReason | None:
-    """The run's limit this round's request would pass, keeping room for a final answer after
-    it when the run answers at its limit (`graphloop.nodes.limits`); None without limits."""
-    policy = policy_of(state)
-    if not policy.get("limits"):
+def _budget(state: LoopState, context: LoopContext) -> Budget | None:
+    """The round's budget: its requests must leave room for a final answer after them when
+    the run answers at its limit (`graphloop.nodes.limits`); None without limits."""
+    if not policy_of(state).get("limits"):
         return None
-    record = state.get("compaction")
-    request = record["tokens_after"] if record else 0
-    final = request + context.counter.message(HumanMessage(LIMIT_NOTE)) if policy["respond_with_final"] else None
-    return over_limit(state, request, then=final)
+    note = context.counter.message(HumanMessage(LIMIT_NOTE)) if policy_of(state)["respond_with_final"] else None
+    return budget(state, final_note=note)
 
 
 async def call_model(state: LoopState, runtime: Runtime[LoopContext]) -> LoopUpdate:
@@ -74,19 +71,21 @@ async def call_model(state: LoopState, runtime: Runtime[LoopContext]) -> LoopUpd
     record = state.get("compaction")
     logger.info("round %d / %d model=%s %d tokens", rounds, policy["max_rounds"], model.label,
                 record["tokens_after"] if record else -1)
-    if (reason := _stop_before(state, context)) is not None:
-        return {"stopped_by": reason}  # no reply: the route goes to `finalize`
     update: LoopUpdate = {}
-    async with recorded(ledger_of(context), state, "turn") as calls:
-        try:
-            reply, model = await call_models(context.models, compacted_view(state, context), tools)
-        except ContextOverflowError as exc:
-            ended("retried")
-            budget = tighter_budget(record["budget"] if record else context.budget_tokens, str(exc), context)
-            logger.warning("%s; compacting to %d tokens and retrying once", exc, budget)
-            update, view = fitted_view(state, context, budget=budget)
-            same = [m for m in context.models if m.label == exc.label] or [model]
-            reply, model = await call_models(same, view, tools)
+    calls: list[ModelCall] = []
+    try:
+        async with recorded(ledger_of(context), state, "turn", _budget(state, context)) as calls:
+            try:
+                reply, model = await call_models(context.models, compacted_view(state, context), tools)
+            except ContextOverflowError as exc:
+                ended("retried")
+                tokens = tighter_budget(record["budget"] if record else context.budget_tokens, str(exc), context)
+                logger.warning("%s; compacting to %d tokens and retrying once", exc, tokens)
+                update, view = fitted_view(state, context, budget=tokens)
+                same = [m for m in context.models if m.label == exc.label] or [model]
+                reply, model = await call_models(same, view, tools)
+    except LimitReached as stop:  # no reply: the route goes to `finalize`
+        return {"stopped_by": stop.reason, **spent_update(state, calls)}
     history = state["messages"]
     reply = whole_calls(with_unique_id(reply, history))  # a call cut off mid-stream does not run
     if model.text_tool_calls:  # a call written as text, by a model known to do so

@@ -34,6 +34,7 @@ from graphloop.checkpointers import (
 from graphloop.nodes.calls import STREAMED
 from graphloop.nodes.models import ModelConfig, ToolChoice
 from graphloop.nodes.repairs import RepairedChatOpenAI
+from graphloop.nodes.tokens import counter_for
 from graphloop.nodes.usage import measured, requested
 from graphloop.nodes.wire import Lesson, learn, learned, lesson_from, names_a_tool, sends_system, shaped
 
@@ -120,7 +121,8 @@ async def call_chat_model(
         runnable = llm.bind_tools(list(tools), tool_choice=choice) if tools else llm  # pyright: ignore[reportUnknownMemberType]  # bind_tools' union is partly untyped
         known = learned(model)  # the form this request goes in
         streams = stream and model.stream and not (choice != "none" and tools and known.no_stream_with_tools)
-        with requested(model) as call:  # noted, timed and traced (`graphloop.nodes.usage`)
+        count = functools.partial(counter_for(model.model_name).request, messages, tools)
+        with requested(model, count) as call:  # checked, noted, timed, traced (`graphloop.nodes.usage`)
             try:
                 if streams:  # when a caller shows tokens (LangGraph's messages mode)
                     reply = _finished(await runnable.ainvoke(list(messages)), model)

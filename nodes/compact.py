@@ -3,18 +3,23 @@
 Before compaction (see `graphloop.nodes.compaction`) it settles what the run starts from: a
 turn left paused by new input is answered (`graphloop.nodes.abandon`), the run's gate is
 pinned in its policy (`graphloop.nodes.policy`), and a dismissal of the previous run is cleared.
+New input (a user's message last) starts a new task: its round count, what it spent and the
+limit it stopped at start over (the Orchestrator's input does this itself; a compiled or
+served graph gets only the message).
 """
 
 from __future__ import annotations
 
 from typing import cast
 
+from langchain_core.messages import HumanMessage
 from langgraph.runtime import Runtime
 
 from graphloop.nodes.abandon import settle_history
 from graphloop.nodes.audit import ledger_of
 from graphloop.nodes.compaction import plan_compaction
 from graphloop.nodes.context import LoopContext
+from graphloop.nodes.limits import NOTHING_SPENT
 from graphloop.nodes.policy import check_keys, check_policy, pinned
 from graphloop.nodes.state import LoopState, LoopUpdate, apply_messages, policy_of
 
@@ -33,7 +38,24 @@ def compact(state: LoopState, runtime: Runtime[LoopContext]) -> LoopUpdate:
         update["policy"] = policy
     if state.get("dismissed"):
         update["dismissed"] = False
+    update |= _new_task(state)
     planned = cast(LoopState, {**state, **update})
     if "messages" in update:  # plan on the history as it will be
         planned["messages"] = apply_messages(state["messages"], update["messages"])
     return {**update, **plan_compaction(planned, runtime.context)}
+
+
+def _new_task(state: LoopState) -> LoopUpdate:
+    """The counters a new task starts from, when the newest message is the user's and the
+    thread's counters are not at their start already (so an ordinary round writes nothing)."""
+    messages = state["messages"]
+    if not messages or not isinstance(messages[-1], HumanMessage):
+        return {}
+    update: LoopUpdate = {}
+    if state.get("rounds"):
+        update["rounds"] = 0
+    if state.get("stopped_by") is not None:
+        update["stopped_by"] = None
+    if state.get("spent", NOTHING_SPENT) != NOTHING_SPENT:
+        update["spent"] = NOTHING_SPENT
+    return update

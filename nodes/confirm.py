@@ -37,7 +37,7 @@ from graphloop.nodes.audit import (
 from graphloop.nodes.compaction import fitted_view
 from graphloop.nodes.context import LoopContext
 from graphloop.nodes.fallback import call_models
-from graphloop.nodes.limits import over_limit, spent_update
+from graphloop.nodes.limits import LimitReached, budget, spent_update
 from graphloop.nodes.policy import allowed_tools, tool_schemas
 from graphloop.nodes.state import (
     DECISION_TYPES,
@@ -52,7 +52,7 @@ from graphloop.nodes.state import (
     policy_of,
 )
 from graphloop.nodes.toolbox import ToolBox
-from graphloop.nodes.usage import recorded
+from graphloop.nodes.usage import ModelCall, recorded
 
 __all__ = [
     "ActionRequest",
@@ -135,16 +135,16 @@ async def ask_confirmation(state: LoopState, runtime: Runtime[LoopContext]) -> L
     context = runtime.context
     # the round's tools, with tool_choice "none": the request's prefix stays the round's
     tools = tool_schemas(policy_of(state), context)
+    calls: list[ModelCall] = []
     try:
         update, view = fitted_view(state, context, placeholders)
-        if over_limit(state, context.counter.request(view, tools)) is not None:
-            return {"question": default_question(pending)}  # the run may not spend more on asking
-        # not streamed: the question is shown once, in the pause's review card
-        async with recorded(ledger_of(context), state, "question") as calls:
+        # not streamed: the question is shown once, in the pause's review card; it asks only
+        # if it leaves room for a final answer (`graphloop.nodes.limits`)
+        async with recorded(ledger_of(context), state, "question", budget(state, final_note=0)) as calls:
             reply, _ = await call_models(context.models, view, tools, stream=False, tool_choice="none")
-    except (ModelCallError, ContextBudgetError) as exc:
+    except (ModelCallError, ContextBudgetError, LimitReached) as exc:
         logger.warning("could not get a confirmation question from the model: %s", exc)
-        return {"question": default_question(pending)}
+        return {**spent_update(state, calls), "question": default_question(pending)}
     return {**update, **spent_update(state, calls), "question": reply.text.strip() or default_question(pending)}
 
 

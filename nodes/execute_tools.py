@@ -39,7 +39,7 @@ from graphloop.nodes.state import (
     ToolJob,
     policy_of,
 )
-from graphloop.nodes.tracing import SpanLike, capture_content, span
+from graphloop.nodes.tracing import SpanLike, capture_content, captured, failed, span
 
 __all__ = ["CHANGED", "DENIED", "NO_RECORD", "execute_tools", "run_tool", "runnable_now"]
 
@@ -266,16 +266,16 @@ def _tool_attributes(job: ToolJob) -> dict[str, str]:
     attributes = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": job["name"],
                   "gen_ai.tool.call.id": job["id"]}
     if capture_content():
-        attributes["gen_ai.tool.call.arguments"] = json.dumps(job["args"], ensure_ascii=False, default=str)
+        attributes["gen_ai.tool.call.arguments"] = captured(json.dumps(job["args"], ensure_ascii=False, default=str))
     return attributes
 
 
 def _traced_outcome(traced: SpanLike, status: str, text: str) -> None:
     traced.set_attribute("graphloop.status", status)
     if status != "success":
-        traced.set_attribute("error.type", f"tool_{status}")
+        failed(traced, f"tool_{status}")
     if capture_content():
-        traced.set_attribute("gen_ai.tool.call.result", text)
+        traced.set_attribute("gen_ai.tool.call.result", captured(text))
 
 
 def _claim(ledger: Ledger, job: ToolJob, entry: ToolCallEntry) -> tuple[ToolCallEntry | None, ToolCallEntry | None]:

@@ -15,10 +15,10 @@ from graphloop.nodes.chat import with_unique_id
 from graphloop.nodes.compaction import fitted_view
 from graphloop.nodes.context import LoopContext
 from graphloop.nodes.fallback import call_models
-from graphloop.nodes.limits import over_limit, stop_text
+from graphloop.nodes.limits import LimitReached, budget, spent_update, stop_text
 from graphloop.nodes.policy import tool_schemas
 from graphloop.nodes.state import LoopState, LoopUpdate, policy_of
-from graphloop.nodes.usage import recorded
+from graphloop.nodes.usage import ModelCall, recorded
 
 __all__ = ["LIMIT_NOTE", "finalize", "limit_summary"]
 
@@ -50,20 +50,20 @@ async def finalize(state: LoopState, runtime: Runtime[LoopContext]) -> LoopUpdat
     reason = state.get("stopped_by") or "rounds"
     logger.warning("hit the %s limit", reason)
     limit = stop_text(reason, policy.get("limits", {}), policy["max_rounds"])
+    calls: list[ModelCall] = []
     if policy["respond_with_final"]:
         try:
             context = runtime.context
             update, view = fitted_view(state, context, [HumanMessage(LIMIT_NOTE)])
             tools = tool_schemas(policy, context)  # listed, with tool_choice "none"
-            if over_limit(state, context.counter.request(view, tools)) is None:
-                async with recorded(ledger_of(context), state, "final"):
-                    reply, model = await call_models(context.models, view, tools, tool_choice="none")
-                if reply.text.strip():  # its text only: a call made despite "none" is not kept
-                    answer = AIMessage(reply.text, id=reply.id, response_metadata=reply.response_metadata,
-                                       usage_metadata=reply.usage_metadata)
-                    return update | LoopUpdate(messages=[with_unique_id(answer, messages)], answered_by=model.label,
-                                               stopped_by=reason)
-        except (ModelCallError, ContextBudgetError) as exc:
+            async with recorded(ledger_of(context), state, "final", budget(state)) as calls:
+                reply, model = await call_models(context.models, view, tools, tool_choice="none")
+            if reply.text.strip():  # its text only: a call made despite "none" is not kept
+                answer = AIMessage(reply.text, id=reply.id, response_metadata=reply.response_metadata,
+                                   usage_metadata=reply.usage_metadata)
+                return update | spent_update(state, calls) | LoopUpdate(
+                    messages=[with_unique_id(answer, messages)], answered_by=model.label, stopped_by=reason)
+        except (ModelCallError, ContextBudgetError, LimitReached) as exc:
             logger.warning("final answer at the %s limit failed: %s", reason, exc)
     summary = AIMessage(limit_summary(messages, policy["max_rounds"], None if reason == "rounds" else limit))
-    return LoopUpdate(messages=[summary], answered_by="graphloop", stopped_by=reason)
+    return spent_update(state, calls) | LoopUpdate(messages=[summary], answered_by="graphloop", stopped_by=reason)

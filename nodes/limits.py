@@ -30,13 +30,16 @@ from graphloop.checkpointers import ConfigurationError
 from graphloop.nodes.state import LoopState, LoopUpdate, Spent, StopReason, UsageLimits, policy_of
 
 if TYPE_CHECKING:  # usage imports the context, which checks limits here
-    from graphloop.nodes.usage import ModelCall
+    from graphloop.nodes.usage import Budget, ModelCall
 
-__all__ = ["NOTHING_SPENT", "check_limits", "checked_limits", "limit_reached", "over_limit", "spent_after", "spent_update", "stop_text"]
+__all__ = ["NOTHING_SPENT", "LimitReached", "budget", "check_limits", "checked_limits", "limit_reached",
+           "spent_after", "spent_update", "stop_text"]
 
 logger = logging.getLogger(__name__)
 
 NOTHING_SPENT = Spent(model_calls=0, input_tokens=0, output_tokens=0)
+_LARGEST = 2**53
+"""The largest limit: a checkpoint stores whole numbers in 64 bits (and JSON clients in 53)."""
 
 _NAMES: dict[StopReason, str] = {"model_calls": "model calls", "input_tokens": "input tokens",
                                  "output_tokens": "output tokens", "total_tokens": "tokens"}
@@ -50,8 +53,8 @@ def check_limits(limits: object) -> list[str]:
     for key, value in limits.items():  # pyright: ignore[reportUnknownVariableType]  # checked here
         if key not in UsageLimits.__optional_keys__:
             wrong.append(f"limits[{key!r}] (known limits: {sorted(UsageLimits.__optional_keys__)})")
-        elif isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            wrong.append(f"limits[{key!r}]={value!r} (a whole number, 1 or more)")
+        elif isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= _LARGEST:
+            wrong.append(f"limits[{key!r}]={value!r} (a whole number from 1 to {_LARGEST:,})")
     return wrong
 
 
@@ -78,19 +81,33 @@ def limit_reached(limits: UsageLimits, spent: Spent, request_tokens: int, then: 
     return next((reason for reason, would_be, allowed in checks if would_be > allowed), None)
 
 
-def over_limit(state: LoopState, request_tokens: int, then: int | None = None) -> StopReason | None:
-    """The limit of the run's policy that a request of `request_tokens` would pass (keeping
-    room for a final request of `then` tokens, when given; logged); None when it fits or the
-    run has no limits."""
+class LimitReached(Exception):  # noqa: N818  # a signal, caught by the node, not an error
+    """A request would pass the run's `reason` limit: it was not sent."""
+
+    def __init__(self, reason: StopReason) -> None:
+        super().__init__(reason)
+        self.reason: StopReason = reason
+
+
+def budget(state: LoopState, final_note: int | None = None) -> Budget | None:
+    """The check each request of a node makes before it is sent (`graphloop.nodes.usage`),
+    after what the run spent and the node's calls so far; None for a run without limits.
+    With `final_note` (the tokens of the note asking for a final answer), a request must also
+    leave room for a final request as large as itself plus the note."""
     limits = policy_of(state).get("limits")
     if not limits:
         return None
-    spent = state.get("spent") or NOTHING_SPENT
-    reason = limit_reached(limits, spent, request_tokens, then)
-    if reason is not None:
-        logger.warning("a request of %d tokens would pass the run's %s limit (%s spent); not sent",
-                       request_tokens, reason, dict(spent))
-    return reason
+    before = state.get("spent") or NOTHING_SPENT
+
+    def check(request_tokens: int, calls: Sequence[ModelCall]) -> StopReason | None:
+        spent = spent_after(before, calls)
+        then = None if final_note is None else request_tokens + final_note
+        reason = limit_reached(limits, spent, request_tokens, then)
+        if reason is not None:
+            logger.warning("a request of %d tokens would pass the run's %s limit (%s spent); not sent",
+                           request_tokens, reason, dict(spent))
+        return reason
+    return check
 
 
 def spent_update(state: LoopState, calls: Sequence[ModelCall]) -> LoopUpdate:

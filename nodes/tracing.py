@@ -18,7 +18,8 @@ attributes follow OpenTelemetry's GenAI semantic conventions:
 
 A span never holds a key, a message's text, a tool's arguments or its result, unless content
 capture is on (`OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true`, the conventions'
-switch): then a tool span holds `gen_ai.tool.call.arguments` and `gen_ai.tool.call.result`.
+switch): then a tool span holds `gen_ai.tool.call.arguments` and `gen_ai.tool.call.result`
+(each cut to `CAPTURED_CHARS`).
 An error is recorded as its type's name only: its text may quote what a server echoed.
 
 Example:
@@ -32,12 +33,15 @@ import os
 from collections.abc import Generator, Mapping
 from contextlib import contextmanager
 from importlib.metadata import version
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-__all__ = ["CAPTURE_CONTENT", "SpanLike", "capture_content", "detached_span", "span", "step_in"]
+__all__ = ["CAPTURED_CHARS", "CAPTURE_CONTENT", "SpanLike", "capture_content", "captured", "detached_span", "failed", "span",
+           "step_in"]
 
 CAPTURE_CONTENT = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 """The environment variable that turns content capture on (`true`)."""
+CAPTURED_CHARS = 8_192
+"""The most characters of an argument list or a result a span holds."""
 
 Attribute = str | bool | int | float | list[str]
 
@@ -87,12 +91,20 @@ def _is_pause(exc: BaseException) -> bool:
     return isinstance(exc, GraphBubbleUp)
 
 
-def _failed(current: Any, exc: BaseException) -> None:
-    """`error.type` (the type's name: its text may quote what a server echoed) and the status."""
-    from opentelemetry.trace import Status, StatusCode
+def failed(current: SpanLike, error_type: str) -> None:
+    """Mark `current` failed: `error.type` (a type's or an outcome's name, never an error's
+    text, which may quote what a server echoed) and the error status."""
+    current.set_attribute("error.type", error_type)
+    if trace is not None and not isinstance(current, _NoSpan):
+        from opentelemetry.trace import Status, StatusCode
 
-    current.set_attribute("error.type", type(exc).__qualname__)
-    current.set_status(Status(StatusCode.ERROR))
+        cast(Any, current).set_status(Status(StatusCode.ERROR))
+
+
+def captured(text: str) -> str:
+    """Content for a span when capture is on, cut to `CAPTURED_CHARS` (an exporter drops a
+    batch larger than its limit: OTLP over gRPC takes 4 MB)."""
+    return text if len(text) <= CAPTURED_CHARS else text[:CAPTURED_CHARS] + f"… [{len(text):,} characters]"
 
 
 @contextmanager
@@ -110,7 +122,7 @@ def span(name: str, attributes: Mapping[str, Attribute] | None = None) -> Genera
             if _is_pause(exc):
                 current.set_attribute("graphloop.paused", True)
             else:
-                _failed(current, exc)
+                failed(current, type(exc).__qualname__)
             raise
 
 
@@ -125,7 +137,7 @@ def detached_span(name: str, attributes: Mapping[str, Attribute] | None = None) 
     try:
         yield started
     except BaseException as exc:
-        _failed(started, exc)
+        failed(started, type(exc).__qualname__)
         raise
     finally:
         started.end()

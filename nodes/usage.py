@@ -20,7 +20,7 @@ Example:
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, Generator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Generator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -32,12 +32,13 @@ from langchain_core.messages.ai import UsageMetadata
 
 from graphloop.checkpointers import Ledger, ModelCallEntry, in_db_thread, now
 from graphloop.nodes.audit import current_thread, current_user, run_settings
+from graphloop.nodes.limits import LimitReached
 from graphloop.nodes.models import ModelConfig
-from graphloop.nodes.state import LoopState, policy_of
+from graphloop.nodes.state import LoopState, StopReason, policy_of
 from graphloop.nodes.tokens import counter_for
-from graphloop.nodes.tracing import span
+from graphloop.nodes.tracing import failed, span
 
-__all__ = ["RUN_KEY", "ModelCall", "Outcome", "Purpose", "current_run", "ended", "measured", "note", "recorded",
+__all__ = ["RUN_KEY", "Budget", "ModelCall", "Outcome", "Purpose", "current_run", "ended", "measured", "note", "recorded",
            "recording", "requested", "save_calls"]
 
 Outcome = Literal["answered", "retried", "failed", "fallback"]
@@ -67,16 +68,31 @@ class ModelCall:
     latency_ms: float
     error: str | None = None
     """The type of the error it failed with (for its span), if it failed."""
+    started_at: str = ""
+    """When it was sent (`now()`)."""
 
 
-_recording: ContextVar[list[ModelCall] | None] = ContextVar("graphloop_model_calls", default=None)
+Budget = Callable[[int, Sequence[ModelCall]], StopReason | None]
+"""Given a request's tokens and the calls a node made so far, the limit it would pass
+(`graphloop.nodes.limits.budget`)."""
+
+
+@dataclass
+class _Recording:
+    calls: list[ModelCall]
+    budget: Budget | None
+
+
+_recording: ContextVar[_Recording | None] = ContextVar("graphloop_model_calls", default=None)
 
 
 @contextmanager
-def recording() -> Generator[list[ModelCall], None, None]:
-    """Collect the `ModelCall`s made inside the block (in this task), in order."""
+def recording(budget: Budget | None = None) -> Generator[list[ModelCall], None, None]:
+    """Collect the `ModelCall`s made inside the block (in this task), in order; with a
+    `budget` (`graphloop.nodes.limits`), a request that would pass it raises `LimitReached`
+    before it is sent."""
     calls: list[ModelCall] = []
-    token = _recording.set(calls)
+    token = _recording.set(_Recording(calls, budget))
     try:
         yield calls
     finally:
@@ -85,17 +101,22 @@ def recording() -> Generator[list[ModelCall], None, None]:
 
 def note(call: ModelCall) -> ModelCall:
     """Add `call` to the block `recording` now, if any; return it (its outcome may change)."""
-    calls = _recording.get()
-    if calls is not None:
-        calls.append(call)
+    current = _recording.get()
+    if current is not None:
+        current.calls.append(call)
     return call
 
 
 @contextmanager
-def requested(model: ModelConfig) -> Generator[ModelCall, None, None]:
-    """One request to `model`: noted as a `ModelCall` (`failed` until the block says how it
-    ended), timed, and traced as a `chat <model>` span (`graphloop.nodes.tracing`)."""
-    call = note(ModelCall(model.label, "failed", None, None, counted=False, latency_ms=0.0))
+def requested(model: ModelConfig, tokens: Callable[[], int]) -> Generator[ModelCall, None, None]:
+    """One request to `model`: checked against the block's budget (`tokens` counts it, only
+    then), noted as a `ModelCall` (`failed` until the block says how it ended), timed, and
+    traced as a `chat <model>` span (`graphloop.nodes.tracing`)."""
+    current = _recording.get()
+    if current is not None and current.budget is not None:
+        if (reason := current.budget(tokens(), current.calls)) is not None:
+            raise LimitReached(reason)
+    call = note(ModelCall(model.label, "failed", None, None, counted=False, latency_ms=0.0, started_at=now()))
     started = time.monotonic()
     where = urlsplit(model.base_url)
     attributes = {"gen_ai.operation.name": "chat", "gen_ai.request.model": model.model_name,
@@ -112,32 +133,45 @@ def requested(model: ModelConfig) -> Generator[ModelCall, None, None]:
                 traced.set_attribute("gen_ai.usage.output_tokens", call.output_tokens)
                 traced.set_attribute("graphloop.usage_counted", call.counted)
             if call.error is not None:
-                traced.set_attribute("error.type", call.error)
+                failed(traced, call.error)
 
 
 def ended(outcome: Outcome) -> None:
     """Say how the latest call noted in this block ended, once the chain decided what to do
     about it (it was noted `failed`, or `answered` with an empty reply)."""
-    calls = _recording.get()
-    if calls:
-        calls[-1].outcome = outcome
+    current = _recording.get()
+    if current is not None and current.calls:
+        current.calls[-1].outcome = outcome
 
 
 def measured(reply: AIMessage, messages: Sequence[BaseMessage], tools: Sequence[Mapping[str, Any]],
              model_name: str) -> tuple[AIMessage, int, int, bool]:
     """`reply` with `usage_metadata` set, its input and output tokens, and whether they were
-    counted: the server's figures when it reported any, else graphloop's count of the request
-    (messages and tool schemas) and of the reply."""
+    counted: the server's figures when they can be right (`_credible`), else graphloop's count
+    of the request (messages and tool schemas) and of the reply."""
     reported = reply.usage_metadata
-    if reported and (reported.get("input_tokens") or reported.get("output_tokens")):
+    if reported and _credible(reported.get("input_tokens"), reported.get("output_tokens")):
         marked = reply.model_copy(update={"response_metadata": {**reply.response_metadata, "usage": "reported"}})
         return marked, int(reported.get("input_tokens") or 0), int(reported.get("output_tokens") or 0), False
     counter = counter_for(model_name)
     tokens_in, tokens_out = counter.request(messages, tools), counter.message(reply)
     usage = UsageMetadata(input_tokens=tokens_in, output_tokens=tokens_out, total_tokens=tokens_in + tokens_out)
-    counted = reply.model_copy(update={"usage_metadata": usage,
-                                       "response_metadata": {**reply.response_metadata, "usage": "counted"}})
+    # the server's own figures (in `token_usage`) go: junk such as a 20-digit count could not
+    # even be stored in a checkpoint
+    metadata = {k: v for k, v in reply.response_metadata.items() if k != "token_usage"}
+    counted = reply.model_copy(update={"usage_metadata": usage, "response_metadata": {**metadata, "usage": "counted"}})
     return counted, tokens_in, tokens_out, True
+
+
+_MOST_TOKENS = 100_000_000
+"""More tokens than any request or reply could have: a figure beyond it (or below 0) is junk."""
+
+
+def _credible(tokens_in: object, tokens_out: object) -> bool:
+    """Whether a server's figures can be used: whole numbers from 0 to `_MOST_TOKENS`, not both
+    0 (a server without usage that sends zeros). Anything else is counted instead."""
+    figures = [f for f in (tokens_in or 0, tokens_out or 0) if isinstance(f, int) and 0 <= f <= _MOST_TOKENS]
+    return len(figures) == 2 and sum(figures) > 0
 
 
 def current_run() -> str:
@@ -151,23 +185,24 @@ async def save_calls(ledger: Ledger | None, calls: Sequence[ModelCall], state: L
     with the thread, the run, the round and the user of `state`."""
     if ledger is None or not calls:
         return
-    thread_id, run_id, at = current_thread(), current_run(), now()
+    thread_id, run_id = current_thread(), current_run()
     user_id = policy_of(state).get("user_id") or current_user()
     loop_round = state.get("rounds", 0) + (purpose == "turn")  # a turn's call makes the next round
     rows = [ModelCallEntry(thread_id=thread_id, run_id=run_id, round=loop_round, model=c.model, purpose=purpose,
                            outcome=c.outcome, input_tokens=c.input_tokens, output_tokens=c.output_tokens,
-                           counted=c.counted, latency_ms=round_ms(c.latency_ms), started_at=at, user_id=user_id)
+                           counted=c.counted, latency_ms=round_ms(c.latency_ms), started_at=c.started_at or now(),
+                           user_id=user_id)
             for c in calls]
     await in_db_thread(ledger.record_model_calls, rows)
 
 
 @asynccontextmanager
-async def recorded(ledger: Ledger | None, state: LoopState,
-                   purpose: Purpose) -> AsyncGenerator[list[ModelCall], None]:
-    """Record the model calls made inside the block (yielded, as they are made), then save
-    them (`save_calls`): also when the block fails, unless saving fails too (the block's error
-    is the one raised)."""
-    with recording() as calls:
+async def recorded(ledger: Ledger | None, state: LoopState, purpose: Purpose,
+                   budget: Budget | None = None) -> AsyncGenerator[list[ModelCall], None]:
+    """Record the model calls made inside the block (yielded, as they are made; each checked
+    against `budget`), then save them (`save_calls`): also when the block fails, unless saving
+    fails too (the block's error is the one raised)."""
+    with recording(budget) as calls:
         try:
             yield calls
         except Exception:

@@ -94,6 +94,7 @@ def test_limits_hold_across_a_pause_and_a_resume_in_another_orchestrator(
 
 @pytest.mark.parametrize(("limits", "named"), [
     ({"model_calls": 0}, "limits['model_calls']=0"),
+    ({"model_calls": 10**20}, "limits['model_calls']=100000000000000000000"),
     ({"tokens": 5}, "limits['tokens']"),
     ({"total_tokens": "10"}, "limits['total_tokens']='10'"),
     ({"output_tokens": True}, "limits['output_tokens']=True"),
@@ -127,6 +128,42 @@ def test_a_compiled_graph_takes_its_limits_from_the_context(server: ScriptedServ
     out = compile_graph(memory_saver()).invoke({"messages": [("user", "add a lot")]},
                                                {"configurable": {"thread_id": "t"}}, context=context)
     assert (out["stopped_by"], out["messages"][-1].content) == ("model_calls", "One sum so far.")
-    assert out["policy"]["limits"] == {"model_calls": 2} and out["spent"]["model_calls"] == 1
+    assert out["policy"]["limits"] == {"model_calls": 2} and out["spent"]["model_calls"] == 2
+    # a new message is a new task: its own two calls
+    server.add(*adds(1), reply("Another sum."))
+    again = compile_graph(memory_saver()).invoke({"messages": [*out["messages"], ("user", "more")]},
+                                                 {"configurable": {"thread_id": "t2"}}, context=context)
+    assert (again["stopped_by"], again["messages"][-1].content, again["spent"]["model_calls"]) == (
+        "model_calls", "Another sum.", 2)
     with pytest.raises(ConfigurationError, match=r"limits\['total_tokens'\]=0"):
         LoopContext.create(models=[model], tools=TOOLS, limits={"total_tokens": 0})
+
+
+def test_retries_and_fallbacks_are_checked_against_the_limit_too(sqlite_db: Path) -> None:
+    from graphloop.graph.testing import error
+
+    with ScriptedServer([error(500), error(500), error(500), reply("late")]) as first, \
+            ScriptedServer([reply("from the backup")]) as second:
+        models = [first.model_config(label="primary", max_retries=3, retry_base_delay=0.0),
+                  second.model_config(label="backup")]
+        result = Orchestrator(TOOLS, db=sqlite_db, models=models).run_sync(
+            "hi", respond_with_final=False, limits={"model_calls": 2})
+    assert (len(first.requests), len(second.requests), result.stopped_by) == (2, 0, "model_calls")
+    assert [c["outcome"] for c in Orchestrator(TOOLS, db=sqlite_db).approvals.model_calls(result.thread_id)] == [
+        "retried", "retried"]
+
+
+def test_a_failed_question_counts_against_the_limit(server: ScriptedServer, sqlite_db: Path) -> None:
+    from graphloop.graph.testing import error
+
+    model = server.model_config(label="primary", max_retries=0)
+    orch = Orchestrator(TOOLS, confirm_required=["delete_file"], db=sqlite_db, models=[model],
+                        limits={"model_calls": 3})
+    server.add(reply(None, tool_call("delete_file", path="/tmp/x")), error(500))
+    paused = orch.run_sync("delete /tmp/x")
+    assert paused.checkpoint is not None and paused.response.startswith("This action requires your explicit")
+    server.add(reply("Deleted."))
+    done = orch.resume_sync(paused.thread_id, confirmed=True)
+    # the turn, the failed question, then one call left: the final answer, not another round
+    assert (done.response, done.stopped_by) == ("Deleted.", "model_calls")
+    assert server.requests[-1].body["tool_choice"] == "none"

@@ -147,3 +147,16 @@ def test_a_failed_model_call_carries_its_error_type_not_its_text(
     assert chat.attributes is not None and chat.attributes["error.type"] == "ModelCallError"
     assert chat.attributes["graphloop.outcome"] == "failed"
     assert SECRET not in json.dumps([dict(s.attributes or {}) for s in spans.get_finished_spans()], default=list)
+
+
+def test_a_failed_tool_call_is_an_error_span_without_its_text(
+    server: ScriptedServer, spans: InMemorySpanExporter, sqlite_db: Path
+) -> None:
+    from opentelemetry.trace import StatusCode
+
+    server.add(reply(None, tool_call("fail", reason=f"disk {SECRET} full")), reply("It failed."))
+    Orchestrator(TOOLS, db=sqlite_db, models=[server.model_config(label="primary")]).run_sync("try")
+    [tool] = [s for s in spans.get_finished_spans() if s.name == "execute_tool fail"]
+    assert tool.status.status_code == StatusCode.ERROR and tool.attributes is not None
+    assert (tool.attributes["error.type"], tool.attributes["graphloop.status"]) == ("tool_error", "error")
+    assert SECRET not in json.dumps([dict(s.attributes or {}) for s in spans.get_finished_spans()], default=list)

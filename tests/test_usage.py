@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -138,3 +139,34 @@ def test_history_shows_each_model_call(server: ScriptedServer, model: ModelConfi
     assert out.exit_code == 0, out.output
     assert "model calls" in out.output and out.output.count("answered") == 2
     assert f"{reported(server)[1][0]:,}" in out.output
+
+
+@pytest.mark.parametrize("usage", [
+    {"prompt_tokens": -40000, "completion_tokens": -80, "total_tokens": -40080},
+    {"prompt_tokens": 10**20, "completion_tokens": 5, "total_tokens": 10**20 + 5},
+])
+def test_figures_that_cannot_be_right_are_counted_instead(sqlite_db: Path, usage: dict[str, int]) -> None:
+    from graphloop.graph.testing import junk
+
+    body = {"id": "x", "object": "chat.completion", "created": 0, "model": "m", "usage": usage,
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "hi"}}]}
+    with ScriptedServer([junk(body)]) as odd:
+        result = Orchestrator(TOOLS, db=sqlite_db, models=[odd.model_config(label="odd")]).run_sync("hi")
+    [call] = rows(sqlite_db, result.thread_id)
+    assert call["counted"] is True and 0 < call["input_tokens"] < 10_000 and 0 < call["output_tokens"] < 100
+
+
+def test_usage_queries_refuse_what_they_cannot_read(sqlite_db: Path) -> None:
+    from datetime import timedelta
+
+    from graphloop.graph import Approvals, ConfigurationError
+
+    with open_ledger(sqlite_db):
+        pass
+    approvals = Approvals(sqlite_db)
+    for wrong, named in (({"by": "day"}, "by='day'"), ({"since": timedelta(days=-1)}, "since=datetime.timedelta"),
+                         ({"since": "7d"}, "since='7d'"), ({"since": timedelta(days=10**6)}, "before the year 1")):
+        with pytest.raises(ConfigurationError, match=re.escape(named)):
+            approvals.usage(**wrong)
+    out = CliRunner().invoke(app, ["usage", "--since", "99999999d", "--db", str(sqlite_db)])
+    assert out.exit_code == 1 and "before the year 1" in out.output and "Traceback" not in out.output
