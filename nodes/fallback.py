@@ -129,7 +129,7 @@ async def call_models(
             failures.append((model.label, error))
             if model is not models[-1]:
                 ended("fallback")
-            logger.warning("model %r failed, trying the next one: %s", model.label, error)
+                logger.warning("model %r failed, trying the next one: %s", model.label, error)
     raise ModelUnavailableError(
         f"every model failed ({len(failures)}); the thread can be resumed from its last "
         "checkpoint once one is back. " + "; ".join(f"{label!r}: {error}" for label, error in failures),
