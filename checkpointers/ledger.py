@@ -237,6 +237,12 @@ class Ledger(Held, ABC):
         with self._transaction(write=False) as tx:
             return model_calls.rows(tx, self.order_key, thread_id, run_id)
 
+    def model_calls_after(self, thread_id: str, skip: int) -> tuple[int, int, int]:
+        """How many `model_calls` rows `thread_id` has after its first `skip`, and their tokens
+        in and out (for limits: what a failed round spent)."""
+        with self._transaction(write=False) as tx:
+            return model_calls.after(tx, self.order_key, thread_id, skip)
+
     def usage(self, *, thread_id: str | None = None, run_id: str | None = None, since: str | None = None,
               by: model_calls.UsageGroup | None = None) -> list[UsageTotals]:
         """Model calls and tokens summed: over all rows (one sum), or per user, model or thread

@@ -16,7 +16,7 @@ from graphloop.checkpointers.rows import ModelCallEntry, UsageTotals
 if TYPE_CHECKING:
     from graphloop.checkpointers.ledger import Cursor
 
-__all__ = ["COLUMNS", "GROUPS", "UsageGroup", "insert", "rows", "totals"]
+__all__ = ["COLUMNS", "GROUPS", "UsageGroup", "after", "insert", "rows", "totals"]
 
 COLUMNS = ("thread_id", "run_id", "round", "model", "purpose", "outcome", "input_tokens", "output_tokens",
            "counted", "latency_ms", "started_at", "user_id")
@@ -61,3 +61,14 @@ def totals(tx: Cursor, *, thread_id: str | None, run_id: str | None, since: str 
                         input_tokens=int(r["input_tokens"]), output_tokens=int(r["output_tokens"]),
                         total_tokens=int(r["input_tokens"]) + int(r["output_tokens"]),
                         counted_calls=int(r["counted_calls"])) for r in found if r["model_calls"]]
+
+
+def after(tx: Cursor, order_key: str, thread_id: str, skip: int) -> tuple[int, int, int]:
+    """The rows of `thread_id` after its first `skip` (in the order written): how many, and
+    their tokens in and out."""
+    found = tx.rows(
+        "SELECT count(*) AS calls, coalesce(sum(input_tokens), 0) AS tokens_in, "
+        "coalesce(sum(output_tokens), 0) AS tokens_out FROM (SELECT input_tokens, output_tokens "
+        f"FROM model_calls WHERE thread_id = ? ORDER BY {order_key} LIMIT 9223372036854775807 OFFSET ?) AS later",
+        (thread_id, skip))
+    return int(found[0]["calls"]), int(found[0]["tokens_in"]), int(found[0]["tokens_out"])

@@ -66,7 +66,6 @@ from graphloop.graph.sessions import SharedSession
 from graphloop.graph.snapshots import VERSION, check_new_task, relist_paused
 from graphloop.nodes import (
     DEFAULT_MAX_ROUNDS,
-    NOTHING_SPENT,
     RUN_KEY,
     STATE_VERSION,
     Branch,
@@ -83,6 +82,7 @@ from graphloop.nodes import (
     checked_limits,
     detached_span,
     run_sync,
+    task_start,
 )
 
 __all__ = [
@@ -311,8 +311,8 @@ class Orchestrator:
         messages.append(HumanMessage(task))
         start = LoopState(messages=cast(list[AnyMessage], messages), rounds=0, policy=policy,
                           pending=[], question="", stopped_by=None)
-        if policy.get("limits"):
-            start["spent"] = NOTHING_SPENT
+        if policy.get("limits"):  # from the thread's rows in the ledger now (`task_start`)
+            start["spent"] = await in_db_thread(task_start, context.ledger, thread_id)
         return start
 
     def _policy(self, options: RunOptions) -> Policy:

@@ -40,7 +40,7 @@ from graphloop.nodes.names import (  # isort: skip  # the node names, as one lis
     ASK_CONFIRMATION, CALL_MODEL, COMPACT, EXECUTE_TOOLS, FINALIZE, INTERRUPT_FOR_CONFIRM, NODE_NAMES, RUN_TOOL,
     NodeName,
 )
-from graphloop.nodes.limits import NOTHING_SPENT, check_limits, checked_limits
+from graphloop.nodes.limits import NOTHING_SPENT, check_limits, checked_limits, task_start
 from graphloop.nodes.policy import allowed_tools, check_policy
 from graphloop.nodes.replies import exact_text
 from graphloop.nodes.route import (
@@ -136,8 +136,8 @@ __all__ = [
     "check_branches",
     "check_decisions",
     "check_limits",
-    "checked_limits",
     "check_policy",
+    "checked_limits",
     "clarify",
     "compact",
     "count_tokens",
@@ -163,6 +163,7 @@ __all__ = [
     "span",
     "state_view",
     "step_in",
+    "task_start",
     "this_run",
     "unanswered_calls",
 ]

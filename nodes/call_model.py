@@ -20,7 +20,7 @@ from graphloop.nodes.limits import LimitReached, budget, spent_update
 from graphloop.nodes.policy import allowed_tools, tool_schemas
 from graphloop.nodes.state import LoopState, LoopUpdate, policy_of
 from graphloop.nodes.text_calls import calls_from_text
-from graphloop.nodes.usage import Budget, ModelCall, ended, recorded
+from graphloop.nodes.usage import Budget, ModelCall, ended, recorded, with_earlier_spending
 
 __all__ = ["OVERFLOW_SHRINK", "call_model", "tighter_budget"]
 
@@ -64,6 +64,7 @@ async def call_model(state: LoopState, runtime: Runtime[LoopContext]) -> LoopUpd
     the same model.
     """
     context = runtime.context
+    state = await with_earlier_spending(state, ledger_of(context))
     policy = policy_of(state)
     tools = tool_schemas(policy, context)
     model = context.primary

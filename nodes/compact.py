@@ -16,10 +16,10 @@ from langchain_core.messages import HumanMessage
 from langgraph.runtime import Runtime
 
 from graphloop.nodes.abandon import settle_history
-from graphloop.nodes.audit import ledger_of
+from graphloop.nodes.audit import current_thread, ledger_of
 from graphloop.nodes.compaction import plan_compaction
 from graphloop.nodes.context import LoopContext
-from graphloop.nodes.limits import NOTHING_SPENT
+from graphloop.nodes.limits import task_start
 from graphloop.nodes.policy import check_keys, check_policy, pinned
 from graphloop.nodes.state import LoopState, LoopUpdate, apply_messages, policy_of
 
@@ -38,14 +38,14 @@ def compact(state: LoopState, runtime: Runtime[LoopContext]) -> LoopUpdate:
         update["policy"] = policy
     if state.get("dismissed"):
         update["dismissed"] = False
-    update |= _new_task(state)
+    update |= _new_task(state, runtime.context)
     planned = cast(LoopState, {**state, **update})
     if "messages" in update:  # plan on the history as it will be
         planned["messages"] = apply_messages(state["messages"], update["messages"])
     return {**update, **plan_compaction(planned, runtime.context)}
 
 
-def _new_task(state: LoopState) -> LoopUpdate:
+def _new_task(state: LoopState, context: LoopContext) -> LoopUpdate:
     """The counters a new task starts from, when the newest message is the user's and the
     thread's counters are not at their start already (so an ordinary round writes nothing)."""
     messages = state["messages"]
@@ -56,6 +56,7 @@ def _new_task(state: LoopState) -> LoopUpdate:
         update["rounds"] = 0
     if state.get("stopped_by") is not None:
         update["stopped_by"] = None
-    if state.get("spent", NOTHING_SPENT) != NOTHING_SPENT:
-        update["spent"] = NOTHING_SPENT
+    spent = state.get("spent")
+    if spent is not None and (spent["model_calls"] or spent["input_tokens"] or spent["output_tokens"]):
+        update["spent"] = task_start(ledger_of(context), current_thread())  # (compact runs off the event loop)
     return update

@@ -52,7 +52,7 @@ from graphloop.nodes.state import (
     policy_of,
 )
 from graphloop.nodes.toolbox import ToolBox
-from graphloop.nodes.usage import ModelCall, recorded
+from graphloop.nodes.usage import ModelCall, recorded, with_earlier_spending
 
 __all__ = [
     "ActionRequest",
@@ -136,6 +136,7 @@ async def ask_confirmation(state: LoopState, runtime: Runtime[LoopContext]) -> L
     # the round's tools, with tool_choice "none": the request's prefix stays the round's
     tools = tool_schemas(policy_of(state), context)
     calls: list[ModelCall] = []
+    state = await with_earlier_spending(state, ledger_of(context))
     try:
         update, view = fitted_view(state, context, placeholders)
         # not streamed: the question is shown once, in the pause's review card; it asks only

@@ -18,7 +18,7 @@ from graphloop.nodes.fallback import call_models
 from graphloop.nodes.limits import LimitReached, budget, spent_update, stop_text
 from graphloop.nodes.policy import tool_schemas
 from graphloop.nodes.state import LoopState, LoopUpdate, policy_of
-from graphloop.nodes.usage import ModelCall, recorded
+from graphloop.nodes.usage import ModelCall, recorded, with_earlier_spending
 
 __all__ = ["LIMIT_NOTE", "finalize", "limit_summary"]
 
@@ -54,6 +54,7 @@ async def finalize(state: LoopState, runtime: Runtime[LoopContext]) -> LoopUpdat
     if policy["respond_with_final"]:
         try:
             context = runtime.context
+            state = await with_earlier_spending(state, ledger_of(context))
             update, view = fitted_view(state, context, [HumanMessage(LIMIT_NOTE)])
             tools = tool_schemas(policy, context)  # listed, with tool_choice "none"
             async with recorded(ledger_of(context), state, "final", budget(state)) as calls:

@@ -26,14 +26,15 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from graphloop.checkpointers import ConfigurationError
+from graphloop.checkpointers import ConfigurationError, Ledger
 from graphloop.nodes.state import LoopState, LoopUpdate, Spent, StopReason, UsageLimits, policy_of
 
 if TYPE_CHECKING:  # usage imports the context, which checks limits here
     from graphloop.nodes.usage import Budget, ModelCall
 
 __all__ = ["NOTHING_SPENT", "LimitReached", "budget", "check_limits", "checked_limits", "limit_reached",
-           "spent_after", "spent_update", "stop_text"]
+           "caught_up", "spent_after", "spent_update", "stop_text",
+           "task_start"]
 
 logger = logging.getLogger(__name__)
 
@@ -118,10 +119,37 @@ def spent_update(state: LoopState, calls: Sequence[ModelCall]) -> LoopUpdate:
 
 
 def spent_after(spent: Spent, calls: Sequence[ModelCall]) -> Spent:
-    """`spent` with `calls` added (a failed call counts as a call, with no tokens)."""
-    return Spent(model_calls=spent["model_calls"] + len(calls),
-                 input_tokens=spent["input_tokens"] + sum(c.input_tokens or 0 for c in calls),
-                 output_tokens=spent["output_tokens"] + sum(c.output_tokens or 0 for c in calls))
+    """`spent` with `calls` added (a failed call counts as a call, with no tokens); each is a
+    row of the ledger's too."""
+    after = Spent(model_calls=spent["model_calls"] + len(calls),
+                  input_tokens=spent["input_tokens"] + sum(c.input_tokens or 0 for c in calls),
+                  output_tokens=spent["output_tokens"] + sum(c.output_tokens or 0 for c in calls))
+    if "rows" in spent:
+        after["rows"] = spent["rows"] + len(calls)
+    return after
+
+
+def caught_up(state: LoopState, ledger: Ledger | None, thread_id: str) -> LoopState:
+    """`state` with what its task spent in requests its state does not count yet: those of a
+    round whose every model failed (the node raised, so it could not update the state; the
+    ledger has their rows). Blocking: call it off the event loop."""
+    spent = state.get("spent")
+    if ledger is None or not policy_of(state).get("limits") or spent is None or "rows" not in spent:
+        return state
+    calls, tokens_in, tokens_out = ledger.model_calls_after(thread_id, spent["rows"])
+    if not calls:
+        return state
+    logger.info("adding %d model calls of an earlier failed round to what the task spent", calls)
+    return {**state, "spent": Spent(model_calls=spent["model_calls"] + calls, input_tokens=spent["input_tokens"] + tokens_in,
+                                    output_tokens=spent["output_tokens"] + tokens_out, rows=spent["rows"] + calls)}
+
+
+def task_start(ledger: Ledger | None, thread_id: str) -> Spent:
+    """What a new task has spent: nothing, after the rows the thread has in the ledger now.
+    Blocking: call it off the event loop."""
+    if ledger is None:
+        return NOTHING_SPENT
+    return {**NOTHING_SPENT, "rows": ledger.model_calls_after(thread_id, 0)[0]}
 
 
 def stop_text(reason: StopReason, limits: UsageLimits, max_rounds: int) -> str:

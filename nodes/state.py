@@ -99,6 +99,10 @@ class Spent(TypedDict):
     model_calls: int
     input_tokens: int
     output_tokens: int
+    rows: NotRequired[int]
+    """The thread's `model_calls` rows in the ledger that this count includes, or that came
+    before the task: a row beyond them (a round whose every model failed, so its node could
+    not update the state) is added when the next request is checked."""
 
 
 class Policy(TypedDict):

@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager, suppress
@@ -32,14 +33,14 @@ from langchain_core.messages.ai import UsageMetadata
 
 from graphloop.checkpointers import Ledger, ModelCallEntry, in_db_thread, now
 from graphloop.nodes.audit import current_thread, current_user, run_settings
-from graphloop.nodes.limits import LimitReached
+from graphloop.nodes.limits import LimitReached, caught_up
 from graphloop.nodes.models import ModelConfig
 from graphloop.nodes.state import LoopState, StopReason, policy_of
 from graphloop.nodes.tokens import counter_for
 from graphloop.nodes.tracing import failed, span
 
 __all__ = ["RUN_KEY", "Budget", "ModelCall", "Outcome", "Purpose", "current_run", "ended", "measured", "note", "recorded",
-           "recording", "requested", "save_calls"]
+           "recording", "requested", "save_calls", "with_earlier_spending"]
 
 Outcome = Literal["answered", "retried", "failed", "fallback"]
 """How a request ended: its reply was used; it failed (or was empty) and the same model was
@@ -180,20 +181,22 @@ def current_run() -> str:
     return str(settings.get(RUN_KEY) or settings.get("run_id") or "")
 
 
-async def save_calls(ledger: Ledger | None, calls: Sequence[ModelCall], state: LoopState, purpose: Purpose) -> None:
-    """Write `calls` to the ledger's `model_calls` table, in one trip to the database thread,
-    with the thread, the run, the round and the user of `state`."""
-    if ledger is None or not calls:
-        return
+def _rows(calls: Sequence[ModelCall], state: LoopState, purpose: Purpose) -> list[ModelCallEntry]:
+    """The ledger rows of `calls`, with the thread, the run, the round and the user of `state`."""
     thread_id, run_id = current_thread(), current_run()
     user_id = policy_of(state).get("user_id") or current_user()
     loop_round = state.get("rounds", 0) + (purpose == "turn")  # a turn's call makes the next round
-    rows = [ModelCallEntry(thread_id=thread_id, run_id=run_id, round=loop_round, model=c.model, purpose=purpose,
+    return [ModelCallEntry(thread_id=thread_id, run_id=run_id, round=loop_round, model=c.model, purpose=purpose,
                            outcome=c.outcome, input_tokens=c.input_tokens, output_tokens=c.output_tokens,
                            counted=c.counted, latency_ms=round_ms(c.latency_ms), started_at=c.started_at or now(),
                            user_id=user_id)
             for c in calls]
-    await in_db_thread(ledger.record_model_calls, rows)
+
+
+async def save_calls(ledger: Ledger | None, calls: Sequence[ModelCall], state: LoopState, purpose: Purpose) -> None:
+    """Write `calls` to the ledger's `model_calls` table, in one trip to the database thread."""
+    if ledger is not None and calls:
+        await in_db_thread(ledger.record_model_calls, _rows(calls, state, purpose))
 
 
 @asynccontextmanager
@@ -201,15 +204,29 @@ async def recorded(ledger: Ledger | None, state: LoopState, purpose: Purpose,
                    budget: Budget | None = None) -> AsyncGenerator[list[ModelCall], None]:
     """Record the model calls made inside the block (yielded, as they are made; each checked
     against `budget`), then save them (`save_calls`): also when the block fails, unless saving
-    fails too (the block's error is the one raised)."""
+    fails too (the block's error is the one raised). A cancelled block cannot wait for the
+    database thread: its calls are written from here, at once (a short write, and rare)."""
     with recording(budget) as calls:
         try:
             yield calls
+        except asyncio.CancelledError:
+            if ledger is not None and calls:
+                with suppress(Exception):
+                    ledger.record_model_calls(_rows(calls, state, purpose))
+            raise
         except Exception:
             with suppress(Exception):
                 await save_calls(ledger, calls, state, purpose)
             raise
         await save_calls(ledger, calls, state, purpose)
+
+
+async def with_earlier_spending(state: LoopState, ledger: Ledger | None) -> LoopState:
+    """`state` with the requests of an earlier round that failed whole added to what its task
+    spent (`graphloop.nodes.limits.caught_up`): for a run with limits, one trip to the ledger."""
+    if ledger is None or not policy_of(state).get("limits"):
+        return state
+    return await in_db_thread(caught_up, state, ledger, current_thread())
 
 
 def round_ms(latency_ms: float) -> float:

@@ -167,3 +167,19 @@ def test_a_failed_question_counts_against_the_limit(server: ScriptedServer, sqli
     # the turn, the failed question, then one call left: the final answer, not another round
     assert (done.response, done.stopped_by) == ("Deleted.", "model_calls")
     assert server.requests[-1].body["tool_choice"] == "none"
+
+
+def test_a_round_that_failed_whole_still_counts_after_the_resume(server: ScriptedServer, sqlite_db: Path) -> None:
+    from graphloop.graph import ModelUnavailableError
+    from graphloop.graph.testing import error
+
+    model = server.model_config(label="primary", max_retries=1, retry_base_delay=0.0)
+    orch = Orchestrator(TOOLS, db=sqlite_db, models=[model], limits={"model_calls": 3})
+    server.add(error(500), error(500))
+    with pytest.raises(ModelUnavailableError):
+        orch.run_sync("hi", thread_id="failing")
+    server.add(reply("An answer at the limit."))
+    done = orch.resume_sync("failing")
+    # two calls failed before: one is left, for the final answer (not a round and then an answer)
+    assert (done.response, done.stopped_by, len(server.requests)) == ("An answer at the limit.", "model_calls", 3)
+    assert server.requests[-1].body["tool_choice"] == "none"

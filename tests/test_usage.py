@@ -170,3 +170,20 @@ def test_usage_queries_refuse_what_they_cannot_read(sqlite_db: Path) -> None:
             approvals.usage(**wrong)
     out = CliRunner().invoke(app, ["usage", "--since", "99999999d", "--db", str(sqlite_db)])
     assert out.exit_code == 1 and "before the year 1" in out.output and "Traceback" not in out.output
+
+
+def test_a_request_cut_short_by_a_cancelled_run_is_still_recorded(sqlite_db: Path) -> None:
+    with ScriptedServer([reply("too late", delay=3.0)]) as slow:
+        orch = Orchestrator(TOOLS, db=sqlite_db, models=[slow.model_config(label="slow")])
+
+        async def cancelled() -> None:
+            task = asyncio.create_task(orch.run("hi", thread_id="cut"))
+            while not slow.requests:
+                await asyncio.sleep(0.02)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+        asyncio.run(cancelled())
+    [call] = rows(sqlite_db, "cut")
+    assert (call["outcome"], call["input_tokens"], call["model"]) == ("failed", None, "slow")
