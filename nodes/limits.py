@@ -134,8 +134,10 @@ def caught_up(state: LoopState, ledger: Ledger | None, thread_id: str) -> LoopSt
     round whose every model failed (the node raised, so it could not update the state; the
     ledger has their rows). Blocking: call it off the event loop."""
     spent = state.get("spent")
-    if ledger is None or not policy_of(state).get("limits") or spent is None or "rows" not in spent:
+    if ledger is None or not policy_of(state).get("limits"):
         return state
+    if spent is None or "rows" not in spent:  # a graph's first task (the Orchestrator sets it at the start)
+        return {**state, "spent": {**(spent or NOTHING_SPENT), "rows": ledger.model_calls_after(thread_id, 0)[0]}}
     calls, tokens_in, tokens_out = ledger.model_calls_after(thread_id, spent["rows"])
     if not calls:
         return state
