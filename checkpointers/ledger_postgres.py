@@ -50,8 +50,6 @@ CREATE TABLE IF NOT EXISTS tool_rules (
 """ + _MODEL_CALLS
 
 
-
-
 def _create_tables(pool: ConnectionPool[Connection[dict[str, Any]]]) -> None:
     with pool.connection() as conn, conn.transaction():
         # one creator at a time across workers: CREATE IF NOT EXISTS races in PostgreSQL

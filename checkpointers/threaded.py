@@ -81,7 +81,7 @@ class OnItsThread(BaseCheckpointSaver[str]):
 
     async def aget_delta_channel_history(self, *, config: RunnableConfig,
                                          channels: Sequence[str]) -> Mapping[str, Any]:
-        return await self._hop(lambda: self.get_delta_channel_history(config=config, channels=channels))
+        return await self._hop(self.get_delta_channel_history, config=config, channels=channels)
 
     async def adelete_thread(self, thread_id: str) -> None:
         await self._hop(self.delete_thread, thread_id)
@@ -93,4 +93,4 @@ class OnItsThread(BaseCheckpointSaver[str]):
         await self._hop(self.copy_thread, source_thread_id, target_thread_id)
 
     async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        await self._hop(lambda: self.prune(thread_ids, strategy=strategy))
+        await self._hop(self.prune, thread_ids, strategy=strategy)

@@ -14,6 +14,7 @@ from collections.abc import Collection, Generator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from os import PathLike
+from typing import get_args
 
 from graphloop.checkpointers import (
     ConfigurationError,
@@ -105,7 +106,7 @@ class Approvals:
             >>> Approvals(":memory:").usage(since=timedelta(days=7), by="model")
             []
         """
-        if by is not None and by not in ("user", "model", "thread"):
+        if by is not None and by not in get_args(UsageGroup):
             raise ConfigurationError(f"by={by!r} is not one of 'user', 'model', 'thread'")
         start = None if since is None else _start_of(since)
         with self._ledger() as ledger:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Generator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal, ParamSpec, TypeVar, cast
+from typing import Annotated, Any, Literal, ParamSpec, TypeVar, cast, get_args
 
 import typer
 from langchain_core.messages import AIMessage, AnyMessage, ToolMessage
@@ -31,6 +31,7 @@ from graphloop.checkpointers import (
     InvalidDecisionError,
     ModelCallError,
     UnknownThreadError,
+    UsageGroup,
     db_label,
     open_saver,
     redact,
@@ -337,9 +338,6 @@ def _tokens(count: int | None, counted: bool) -> str:
     return "-" if count is None else f"{'~' if counted else ''}{count:,}"
 
 
-_BY = ("user", "model", "thread")
-
-
 @app.command()
 @_one_line_errors
 def usage(
@@ -348,7 +346,7 @@ def usage(
     config: ConfigOpt = None, db: DbOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """Show the model calls and tokens the runs used, as the servers reported them (or counted)."""
-    if by is not None and by not in _BY:
+    if by is not None and by not in get_args(UsageGroup):
         raise ConfigurationError(f"--by {by!r} is not one of user, model, thread")
     rows = Approvals(existing_database(config, _db(db))).usage(since=_age(since) if since else None, by=cast(Any, by))
     if as_json:

@@ -82,7 +82,6 @@ from graphloop.nodes import (
     checked_limits,
     detached_span,
     run_sync,
-    task_start,
 )
 
 __all__ = [
@@ -309,11 +308,9 @@ class Orchestrator:
             recent = list(options.get("session_messages") or ())[-SESSION_MESSAGES_KEPT:]
             messages += convert_to_messages([session_message(m) for m in recent])
         messages.append(HumanMessage(task))
-        start = LoopState(messages=cast(list[AnyMessage], messages), rounds=0, policy=policy,
-                          pending=[], question="", stopped_by=None)
-        if policy.get("limits"):  # from the thread's rows in the ledger now (`task_start`)
-            start["spent"] = await in_db_thread(task_start, context.ledger, thread_id)
-        return start
+        # what the task spends, and the limit it stops at, start over in `compact` (new input)
+        return LoopState(messages=cast(list[AnyMessage], messages), rounds=0, policy=policy,
+                         pending=[], question="")
 
     def _policy(self, options: RunOptions) -> Policy:
         tool_list = options.get("tool_list")

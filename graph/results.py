@@ -87,13 +87,14 @@ class Usage:
     """The same sums per model label."""
 
     @classmethod
-    def of(cls, totals: Sequence[UsageTotals], by_model: Sequence[UsageTotals]) -> Usage:
-        """From `Ledger.usage` sums: over the run, and per model."""
-        if not totals:
-            return cls()
-        whole = totals[0]
-        return cls(whole["input_tokens"], whole["output_tokens"], whole["total_tokens"], whole["model_calls"],
-                   whole["counted_calls"], {str(t["key"]): t for t in by_model})
+    def of(cls, by_model: Sequence[UsageTotals]) -> Usage:
+        """From `Ledger.usage` sums per model: the run's are theirs added up."""
+        return cls(input_tokens=sum(t["input_tokens"] for t in by_model),
+                   output_tokens=sum(t["output_tokens"] for t in by_model),
+                   total_tokens=sum(t["total_tokens"] for t in by_model),
+                   model_calls=sum(t["model_calls"] for t in by_model),
+                   counted_calls=sum(t["counted_calls"] for t in by_model),
+                   by_model={str(t["key"]): t for t in by_model})
 
 
 @dataclass(frozen=True)

@@ -62,5 +62,4 @@ def run_ended(ledger: Ledger, thread_id: str, run_id: str, paused: bool) -> Usag
     """A run's last ledger work, in one trip: its kept results go (flushed when it paused), and
     its model calls are summed."""
     ledger.forget_results(thread_id, flush=paused)
-    return Usage.of(ledger.usage(thread_id=thread_id, run_id=run_id),
-                    ledger.usage(thread_id=thread_id, run_id=run_id, by="model"))
+    return Usage.of(ledger.usage(thread_id=thread_id, run_id=run_id, by="model"))

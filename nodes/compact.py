@@ -4,8 +4,8 @@ Before compaction (see `graphloop.nodes.compaction`) it settles what the run sta
 turn left paused by new input is answered (`graphloop.nodes.abandon`), the run's gate is
 pinned in its policy (`graphloop.nodes.policy`), and a dismissal of the previous run is cleared.
 New input (a user's message last) starts a new task: its round count, what it spent and the
-limit it stopped at start over (the Orchestrator's input does this itself; a compiled or
-served graph gets only the message).
+limit it stopped at start over, however the message came (the Orchestrator, a compiled graph,
+the served graph).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from graphloop.nodes.compaction import plan_compaction
 from graphloop.nodes.context import LoopContext
 from graphloop.nodes.limits import task_start
 from graphloop.nodes.policy import check_keys, check_policy, pinned
-from graphloop.nodes.state import LoopState, LoopUpdate, apply_messages, policy_of
+from graphloop.nodes.state import LoopState, LoopUpdate, Policy, apply_messages, policy_of
 
 __all__ = ["compact"]
 
@@ -38,16 +38,18 @@ def compact(state: LoopState, runtime: Runtime[LoopContext]) -> LoopUpdate:
         update["policy"] = policy
     if state.get("dismissed"):
         update["dismissed"] = False
-    update |= _new_task(state, runtime.context)
+    update |= _new_task(state, update.get("policy", policy), runtime.context)
     planned = cast(LoopState, {**state, **update})
     if "messages" in update:  # plan on the history as it will be
         planned["messages"] = apply_messages(state["messages"], update["messages"])
     return {**update, **plan_compaction(planned, runtime.context)}
 
 
-def _new_task(state: LoopState, context: LoopContext) -> LoopUpdate:
+def _new_task(state: LoopState, policy: Policy, context: LoopContext) -> LoopUpdate:
     """The counters a new task starts from, when the newest message is the user's and the
-    thread's counters are not at their start already (so an ordinary round writes nothing)."""
+    thread's counters are not at their start already (so an ordinary round writes nothing).
+    A task with limits starts counting before its first request, so a first round that fails
+    whole still counts (`graphloop.nodes.limits.caught_up`)."""
     messages = state["messages"]
     if not messages or not isinstance(messages[-1], HumanMessage):
         return {}
@@ -56,7 +58,6 @@ def _new_task(state: LoopState, context: LoopContext) -> LoopUpdate:
         update["rounds"] = 0
     if state.get("stopped_by") is not None:
         update["stopped_by"] = None
-    spent = state.get("spent")
-    if spent is not None and (spent["model_calls"] or spent["input_tokens"] or spent["output_tokens"]):
-        update["spent"] = task_start(ledger_of(context), current_thread())  # (compact runs off the event loop)
+    if "spent" in state or policy.get("limits"):  # after the thread's rows now (compact runs off the event loop)
+        update["spent"] = task_start(ledger_of(context), current_thread())
     return update

@@ -31,13 +31,13 @@ LIMIT_NOTE = (
 """Sent (not stored) with the final request, so the model knows it must answer now."""
 
 
-def limit_summary(messages: Sequence[AnyMessage], max_rounds: int, limit: str | None = None) -> str:
+def limit_summary(messages: Sequence[AnyMessage], limit: str) -> str:
     """The original loop's answer at the limit: what each tool of this run returned (`limit`
-    names another limit than the rounds, `stop_text`'s wording)."""
+    names the limit, as `stop_text` words it)."""
     gathered = "\n\n".join(
         f"**{m.name}**: {m.text[:500]}" for m in this_run(messages) if isinstance(m, ToolMessage)
     )
-    return f"Reached {limit or f'the tool iteration limit ({max_rounds} rounds)'}. Here is what was gathered:\n\n{gathered}"
+    return f"Reached {limit}. Here is what was gathered:\n\n{gathered}"
 
 
 async def finalize(state: LoopState, runtime: Runtime[LoopContext]) -> LoopUpdate:
@@ -66,5 +66,5 @@ async def finalize(state: LoopState, runtime: Runtime[LoopContext]) -> LoopUpdat
                     messages=[with_unique_id(answer, messages)], answered_by=model.label, stopped_by=reason)
         except (ModelCallError, ContextBudgetError, LimitReached) as exc:
             logger.warning("final answer at the %s limit failed: %s", reason, exc)
-    summary = AIMessage(limit_summary(messages, policy["max_rounds"], None if reason == "rounds" else limit))
+    summary = AIMessage(limit_summary(messages, limit))
     return spent_update(state, calls) | LoopUpdate(messages=[summary], answered_by="graphloop", stopped_by=reason)

@@ -133,11 +133,9 @@ def caught_up(state: LoopState, ledger: Ledger | None, thread_id: str) -> LoopSt
     """`state` with what its task spent in requests its state does not count yet: those of a
     round whose every model failed (the node raised, so it could not update the state; the
     ledger has their rows). Blocking: call it off the event loop."""
-    spent = state.get("spent")
-    if ledger is None or not policy_of(state).get("limits"):
+    spent = state.get("spent")  # set with its rows when the task started (`task_start`, in `compact`)
+    if ledger is None or not policy_of(state).get("limits") or spent is None or "rows" not in spent:
         return state
-    if spent is None or "rows" not in spent:  # a graph's first task (the Orchestrator sets it at the start)
-        return {**state, "spent": {**(spent or NOTHING_SPENT), "rows": ledger.model_calls_after(thread_id, 0)[0]}}
     calls, tokens_in, tokens_out = ledger.model_calls_after(thread_id, spent["rows"])
     if not calls:
         return state
