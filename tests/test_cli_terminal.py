@@ -127,3 +127,35 @@ def test_the_end_of_input_at_the_gate_leaves_the_thread_waiting(terminal: Termin
     assert f"thread {thread}: answer it with `graphloop approve {thread} --db {db} " in terminal.screen
     assert "no answer: nothing was decided" in terminal.screen
     assert Approvals(db).decisions() == [] and deleted(db) == []
+
+
+def test_a_run_with_limits_answers_at_its_limit_and_usage_shows_in_the_terminal(
+    server: ScriptedServer, tmp_path: Path
+) -> None:
+    """graphloop.toml's limits on a terminal run: the strict server's empty stream and its re-ask
+    spend two of three calls, so the question is graphloop's own and, once approved, the last
+    call is the final answer; `graphloop usage` then shows the three calls."""
+    db, config = tmp_path / "g.db", tmp_path / "graphloop.toml"
+    config.write_text(f'db = "{db}"\ntools = ["conftest:TOOLS"]\nconfirm_required = ["delete_file"]\n\n'
+                      '[limits]\nmodel_calls = 3\n\n'
+                      f'[[models]]\nlabel = "primary"\napi_url = "{server.url}"\nmodel_name = "scripted"\n')
+    server.add(reply(None, tool_call("delete_file", path="/tmp/x")))
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), *os.environ.get(
+        "PYTHONPATH", "").split(os.pathsep)]), "COLUMNS": "100", "TERM": "xterm", "NO_COLOR": "1"}
+    run = Terminal([sys.executable, "-m", "graphloop.graph.cli", "run", "delete /tmp/x", "--config", str(config)], env)
+    try:
+        assert "This action requires your explicit confirmation" in run.expect(PROMPT)
+        server.add(reply("Deleted /tmp/x, at the limit."))
+        run.type(b"a\r")
+        assert run.exit_code() == 0, run.screen
+        assert "Deleted /tmp/x, at the limit." in run.screen
+    finally:
+        run.close()
+    assert server.requests[-1].body["tool_choice"] == "none" and deleted(db) == ["success"]
+    usage = Terminal([sys.executable, "-m", "graphloop.graph.cli", "usage", "--by", "model", "--config", str(config)], env)
+    try:
+        assert usage.exit_code() == 0, usage.screen
+        [row] = [line for line in usage.screen.splitlines() if "primary" in line]
+        assert row.split("│")[2].strip() == "3"
+    finally:
+        usage.close()
